@@ -1,0 +1,137 @@
+//! The core's one error type. Each variant carries what a Kubernetes `Status` needs; the API
+//! edge turns it into JSON, and nothing else formats wire errors.
+
+use std::fmt;
+
+/// A field error inside an `Invalid` (422) error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// `spec.expirationSeconds`
+    pub field: String,
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    pub reason: &'static str,
+    /// `Invalid value: 60: may not specify a duration less than 10 minutes`
+    pub message: String,
+}
+
+impl FieldError {
+    /// `Invalid value: <value>: <detail>`; `value` is already rendered as Go prints it
+    /// (bare numbers, quoted strings).
+    pub fn invalid(field: &str, value: impl fmt::Display, detail: &str) -> Self {
+        Self {
+            field: field.to_owned(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {value}: {detail}"),
+        }
+    }
+
+    pub fn required(field: &str, detail: &str) -> Self {
+        let message = if detail.is_empty() { "Required value".to_owned() } else { format!("Required value: {detail}") };
+        Self { field: field.to_owned(), reason: "FieldValueRequired", message }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Go's `%q` for a string: double-quoted with escapes.
+pub fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// Go's `%q` for a `[]string`: `["a" "b"]`.
+pub fn go_quote_list<S: AsRef<str>>(items: &[S]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| go_quote(s.as_ref())).collect();
+    format!("[{}]", inner.join(" "))
+}
+
+/// Errors with Kubernetes semantics. `Display` is the exact `Status.message`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// 400 BadRequest.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404 NotFound: `<resource> "<name>" not found`.
+    #[error("{resource} {} not found", go_quote(.name))]
+    NotFound { resource: String, name: String },
+    /// 409 AlreadyExists.
+    #[error("{resource} {} already exists", go_quote(.name))]
+    AlreadyExists { resource: String, name: String },
+    /// 409 Conflict: `Operation cannot be fulfilled on <resource> "<name>": <detail>`.
+    #[error("Operation cannot be fulfilled on {resource} {}: {detail}", go_quote(.name))]
+    Conflict { resource: String, kind: String, name: String, detail: String },
+    /// 422 Invalid: `<Kind>[.<group>] "<name>" is invalid: <causes>`.
+    #[error("{}", invalid_message(.kind, .group, .name, .causes))]
+    Invalid { kind: String, group: String, name: String, causes: Vec<FieldError> },
+    /// 410 Gone: a watch or list from a compacted revision.
+    #[error("{0}")]
+    Gone(String),
+    /// 500 InternalError: `Internal error occurred: <detail>`.
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+}
+
+fn invalid_message(kind: &str, group: &str, name: &str, causes: &[FieldError]) -> String {
+    let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+    let list: Vec<String> = causes.iter().map(ToString::to_string).collect();
+    let list = if list.len() == 1 { list.concat() } else { format!("[{}]", list.join(", ")) };
+    format!("{qualified} {} is invalid: {list}", go_quote(name))
+}
+
+impl Error {
+    pub fn not_found(resource: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::NotFound { resource: resource.into(), name: name.into() }
+    }
+
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::NotFound { .. } => 404,
+            Self::AlreadyExists { .. } | Self::Conflict { .. } => 409,
+            Self::Invalid { .. } => 422,
+            Self::Gone(_) => 410,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// The `Status.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "BadRequest",
+            Self::NotFound { .. } => "NotFound",
+            Self::AlreadyExists { .. } => "AlreadyExists",
+            Self::Conflict { .. } => "Conflict",
+            Self::Invalid { .. } => "Invalid",
+            Self::Gone(_) => "Expired",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_match_kubernetes() {
+        assert_eq!(Error::not_found("serviceaccounts", "foo").to_string(), r#"serviceaccounts "foo" not found"#);
+        let invalid = Error::Invalid {
+            kind: "TokenRequest".into(),
+            group: "authentication.k8s.io".into(),
+            name: String::new(),
+            causes: vec![FieldError::invalid("spec.expirationSeconds", 60, "may not specify a duration less than 10 minutes")],
+        };
+        assert_eq!(
+            invalid.to_string(),
+            r#"TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
+        );
+        assert_eq!(invalid.code(), 422);
+        assert_eq!(go_quote_list(&["a", "b"]), r#"["a" "b"]"#);
+    }
+}

@@ -1,0 +1,32 @@
+//! tokenwarden-core: the sans-IO domain of tokenwarden.
+//!
+//! Objects, signing keys, token minting and verification, the TokenRequest rules and the
+//! TokenReview decision. No sockets, no disk, no clock: `now` and random bytes are
+//! parameters, so every rule is a pure function that tests can drive exactly.
+
+pub mod error;
+pub mod object;
+pub mod selector;
+pub mod time;
+
+pub use error::{Error, FieldError, Result};
+pub use object::{Object, ObjectKey, Resource};
+pub use time::Timestamp;
+
+/// Formats 16 random bytes as a version-4 UUID (`8-4-4-4-12` lower-case hex).
+pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuid_v4_sets_version_and_variant() {
+        let id = super::uuid_v4([0xff; 16]);
+        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(super::uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
+}

@@ -1,0 +1,4 @@
+//! Placeholder.
+
+/// Placeholder.
+pub struct EventStream;
