@@ -4,10 +4,16 @@
 //! TokenReview decision. No sockets, no disk, no clock: `now` and random bytes are
 //! parameters, so every rule is a pure function that tests can drive exactly.
 
+pub mod claims;
 pub mod error;
+pub mod jwt;
+pub mod keys;
+pub mod lookup;
 pub mod object;
+pub mod review;
 pub mod selector;
 pub mod time;
+pub mod token_request;
 
 pub use error::{Error, FieldError, Result};
 pub use object::{Object, ObjectKey, Resource};
