@@ -5,9 +5,13 @@
 //! [`StoreError::Gone`] once that revision is compacted (etcd's watch). Backends: SQLite
 //! (embedded default, durable when a call returns) and memory (tests).
 
+pub mod authority;
 pub mod clock;
 pub mod feed;
+pub mod index;
+pub mod keystore;
 pub mod memory;
+pub mod review_cache;
 pub mod sqlite;
 mod write;
 
@@ -18,7 +22,10 @@ use tokenwarden_core::selector::{FieldSelector, LabelSelector};
 use tokenwarden_core::{Object, Resource};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use authority::{Authority, Reviewed};
 pub use feed::EventStream;
+pub use index::Index;
+pub use keystore::KeyStore;
 
 /// A global, monotonically increasing write counter. Objects carry theirs as
 /// `metadata.resourceVersion` (decimal).

@@ -1,0 +1,102 @@
+//! The TokenReview decision cache.
+//!
+//! Keyed by HMAC-SHA256 (a per-process random key) over the length-prefixed token and
+//! audiences, as kube-apiserver keys its cache: the raw token is never held. The cached value
+//! is the expensive half of a review (signature verified, claims parsed); the cheap half
+//! (time, audiences, live objects) runs on every hit, so a deleted ServiceAccount, Pod, Secret
+//! or Node takes effect at once, not after a TTL. Entries live until the token expires (capped),
+//! and concurrent misses for one key verify once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use tokenwarden_core::Timestamp;
+use tokenwarden_core::review::{LEEWAY_SECONDS, ReviewError, VerifiedToken};
+
+/// Longest time an entry is kept (legacy tokens have no `exp`).
+const MAX_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+struct Entry {
+    token: Arc<VerifiedToken>,
+    ttl: Duration,
+}
+
+struct ByTokenExpiry;
+
+impl moka::Expiry<[u8; 32], Entry> for ByTokenExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], entry: &Entry, _created_at: std::time::Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub struct ReviewCache {
+    entries: moka::sync::Cache<[u8; 32], Entry>,
+    key: hmac::Key,
+}
+
+impl ReviewCache {
+    /// A cache of at most `capacity` verified tokens, with a fresh random HMAC key.
+    pub fn new(capacity: u64) -> Self {
+        let secret: [u8; 32] = crate::clock::random_bytes();
+        Self {
+            entries: moka::sync::Cache::builder().max_capacity(capacity).expire_after(ByTokenExpiry).build(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        }
+    }
+
+    /// The cache key: HMAC over `len(token) token count(auds) (len(aud) aud)*`, lengths u32 BE.
+    fn key_for(&self, token: &str, audiences: &[String]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+        ctx.update(&len(token.len()));
+        ctx.update(token.as_bytes());
+        ctx.update(&len(audiences.len()));
+        for audience in audiences {
+            ctx.update(&len(audience.len()));
+            ctx.update(audience.as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// The verified token for (`token`, `audiences`), running `verify` on a miss. Concurrent
+    /// misses for the same key wait for one `verify`. Failures are not cached.
+    pub fn get_or_verify(
+        &self,
+        token: &str,
+        audiences: &[String],
+        now: Timestamp,
+        verify: impl FnOnce() -> Result<VerifiedToken, ReviewError>,
+    ) -> Result<Arc<VerifiedToken>, ReviewError> {
+        let key = self.key_for(token, audiences);
+        let entry = self.entries.try_get_with(key, || {
+            let verified = verify()?;
+            let ttl = match verified.claims.exp {
+                Some(exp) => {
+                    let left = exp.saturating_add(LEEWAY_SECONDS).saturating_sub(now.unix()).max(0);
+                    Duration::from_secs(u64::try_from(left).unwrap_or(0)).min(MAX_TTL)
+                }
+                None => MAX_TTL,
+            };
+            Ok::<_, ReviewError>(Entry { token: Arc::new(verified), ttl })
+        });
+        entry.map(|e| e.token).map_err(|e| (*e).clone())
+    }
+
+    /// Forgets everything (after a key-set change).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
