@@ -1,5 +1,8 @@
 //! One behaviour suite run against every backend, plus SQLite's durability specifics.
 
+// Test helpers outside `#[test]` functions unwrap too (allow-unwrap-in-tests covers only the latter).
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use serde_json::json;
