@@ -307,10 +307,12 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` on the connection in the blocking pool.
+    /// Runs `f` on the connection in Tokio's blocking pool.
     async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Db) -> Result<R> + Send + 'static) -> Result<R> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| StoreError::Backend(format!("SqliteStore used outside a Tokio runtime: {e}")))?;
+        runtime.spawn_blocking(move || {
             let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut db)
         })
