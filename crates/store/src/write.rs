@@ -1,1 +1,381 @@
-//! Placeholder.
+//! Write, list and feed semantics shared by every backend, as functions over a small
+//! [`Txn`] a backend implements. Backends only persist: every rule (names, uids, revisions,
+//! conflicts, preconditions, selectors, paging, compaction) lives here.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokenwarden_core::{Error, FieldError, Object, ObjectKey, Resource, Timestamp, uuid_v4};
+
+use crate::clock::random_bytes;
+use crate::{Event, EventType, ListOptions, ObjectList, Preconditions, Result, Revision, StoreError};
+
+/// What a backend offers one write: a read of the current state and one atomic apply.
+pub(crate) trait Txn {
+    /// The stored object at `key`.
+    fn get(&mut self, key: &ObjectKey) -> Result<Option<Object>>;
+    /// The last revision written.
+    fn revision(&self) -> Revision;
+    /// Persists `event` (revision `revision() + 1`): puts `event.object` at `key` (added,
+    /// modified) or removes `key` (deleted), and appends the event. Called once per write,
+    /// after every check passed.
+    fn apply(&mut self, key: &ObjectKey, event: &Event) -> Result<()>;
+}
+
+const GENERATE_NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+const GENERATE_NAME_SUFFIX: usize = 5;
+const MODIFIED_DETAIL: &str = "the object has been modified; please apply your changes to the latest version and try again";
+
+/// `name` + 5 random characters, as `metadata.generateName` asks.
+fn generated_name(base: &str) -> String {
+    let bytes: [u8; GENERATE_NAME_SUFFIX] = random_bytes();
+    let mut name = base.to_owned();
+    for b in bytes {
+        let i = usize::from(b) % GENERATE_NAME_ALPHABET.len();
+        name.push(char::from(GENERATE_NAME_ALPHABET.get(i).copied().unwrap_or(b'x')));
+    }
+    name
+}
+
+fn conflict(resource: &Resource, name: &str, detail: String) -> StoreError {
+    Error::Conflict { resource: resource.qualified(), kind: resource.kind.to_owned(), name: name.to_owned(), detail }
+        .into()
+}
+
+fn not_found(resource: &Resource, name: &str) -> StoreError {
+    Error::not_found(resource.qualified(), name).into()
+}
+
+fn name_required(resource: &Resource, detail: &str) -> StoreError {
+    Error::Invalid {
+        kind: resource.kind.to_owned(),
+        group: resource.group.to_owned(),
+        name: String::new(),
+        causes: vec![FieldError::required("metadata.name", detail)],
+    }
+    .into()
+}
+
+/// Namespace rules and `apiVersion`/`kind` defaults common to create and update; returns
+/// the object's key.
+fn place(resource: &Resource, object: &mut Object) -> Result<ObjectKey> {
+    if resource.namespaced {
+        if object.namespace().is_empty() {
+            return Err(Error::BadRequest("namespace is required".to_owned()).into());
+        }
+    } else {
+        object.metadata_mut().remove("namespace");
+    }
+    if object.0.get("apiVersion").and_then(|v| v.as_str()).is_none_or(str::is_empty) {
+        object.0.insert("apiVersion".to_owned(), resource.api_version().into());
+    }
+    if object.0.get("kind").and_then(|v| v.as_str()).is_none_or(str::is_empty) {
+        object.0.insert("kind".to_owned(), resource.kind.into());
+    }
+    Ok(ObjectKey::new(resource, object.namespace(), object.name()))
+}
+
+fn event(event_type: EventType, revision: Revision, resource: &Resource, object: Object) -> Event {
+    Event { event_type, revision, prefix: Arc::from(resource.key_prefix()), object: Arc::new(object) }
+}
+
+fn next_revision(txn: &impl Txn) -> Result<Revision> {
+    txn.revision().checked_add(1).ok_or_else(|| StoreError::Backend("revision counter overflow".to_owned()))
+}
+
+/// Creates `object`: names it (or generates a name), stamps uid, creationTimestamp and
+/// resourceVersion, refuses an existing key.
+pub(crate) fn create(txn: &mut impl Txn, resource: &Resource, mut object: Object, now: Timestamp) -> Result<Event> {
+    if object.name().is_empty() {
+        let base = object.0.get("metadata").and_then(|m| m.get("generateName")).and_then(|g| g.as_str());
+        match base {
+            Some(base) if !base.is_empty() => {
+                let name = generated_name(base);
+                object.set_meta("name", name);
+            }
+            _ => return Err(name_required(resource, "name or generateName is required")),
+        }
+    }
+    let key = place(resource, &mut object)?;
+    if txn.get(&key)?.is_some() {
+        return Err(Error::AlreadyExists { resource: resource.qualified(), name: key.name }.into());
+    }
+    let revision = next_revision(txn)?;
+    object.set_meta("uid", uuid_v4(random_bytes()));
+    object.set_meta("creationTimestamp", now.to_string());
+    object.set_meta("resourceVersion", revision.to_string());
+    let event = event(EventType::Added, revision, resource, object);
+    txn.apply(&key, &event)?;
+    Ok(event)
+}
+
+/// Replaces a stored object. A non-empty `resourceVersion` must be the stored one; a
+/// non-empty `uid` must be the stored one (Kubernetes' implicit update precondition).
+pub(crate) fn update(txn: &mut impl Txn, resource: &Resource, mut object: Object) -> Result<Event> {
+    if object.name().is_empty() {
+        return Err(name_required(resource, "name is required"));
+    }
+    let key = place(resource, &mut object)?;
+    let Some(stored) = txn.get(&key)? else {
+        return Err(not_found(resource, &key.name));
+    };
+    let sent_version = object.resource_version();
+    if !sent_version.is_empty() && sent_version != stored.resource_version() {
+        return Err(conflict(resource, &key.name, MODIFIED_DETAIL.to_owned()));
+    }
+    let sent_uid = object.uid();
+    if !sent_uid.is_empty() && sent_uid != stored.uid() {
+        return Err(conflict(resource, &key.name, uid_precondition_failed(sent_uid, stored.uid())));
+    }
+    let revision = next_revision(txn)?;
+    object.set_meta("uid", stored.uid());
+    match stored.0.get("metadata").and_then(|m| m.get("creationTimestamp")) {
+        Some(created) => object.set_meta("creationTimestamp", created.clone()),
+        None => {
+            object.metadata_mut().remove("creationTimestamp");
+        }
+    }
+    object.set_meta("resourceVersion", revision.to_string());
+    let event = event(EventType::Modified, revision, resource, object);
+    txn.apply(&key, &event)?;
+    Ok(event)
+}
+
+fn uid_precondition_failed(expected: &str, actual: &str) -> String {
+    format!("Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}")
+}
+
+/// Deletes a stored object if the preconditions hold; the event's object is the last state
+/// with `resourceVersion` set to the deleting revision.
+pub(crate) fn delete(
+    txn: &mut impl Txn,
+    resource: &Resource,
+    namespace: &str,
+    name: &str,
+    preconditions: &Preconditions,
+) -> Result<Event> {
+    let key = ObjectKey::new(resource, namespace, name);
+    let Some(mut object) = txn.get(&key)? else {
+        return Err(not_found(resource, name));
+    };
+    if let Some(uid) = &preconditions.uid
+        && uid != object.uid()
+    {
+        return Err(conflict(resource, name, uid_precondition_failed(uid, object.uid())));
+    }
+    if let Some(version) = &preconditions.resource_version
+        && version != object.resource_version()
+    {
+        return Err(conflict(
+            resource,
+            name,
+            format!(
+                "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
+                object.resource_version()
+            ),
+        ));
+    }
+    let revision = next_revision(txn)?;
+    object.set_meta("resourceVersion", revision.to_string());
+    let event = event(EventType::Deleted, revision, resource, object);
+    txn.apply(&key, &event)?;
+    Ok(event)
+}
+
+/// A stored object or NotFound.
+pub(crate) fn found(resource: &Resource, name: &str, object: Option<Object>) -> Result<Object> {
+    object.ok_or_else(|| not_found(resource, name))
+}
+
+/// Which stored objects a list reads: keys under `prefix`, in `namespace` if set, ordered
+/// by (namespace, name), strictly after `after` if set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListScan {
+    pub prefix: String,
+    pub namespace: Option<String>,
+    pub after: Option<(String, String)>,
+}
+
+impl ListScan {
+    pub(crate) fn new(resource: &Resource, options: &ListOptions) -> Result<Self> {
+        let namespace = options.namespace.as_deref().filter(|ns| resource.namespaced && !ns.is_empty());
+        let after = options.continue_token.as_deref().filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
+        Ok(Self { prefix: resource.key_prefix(), namespace: namespace.map(str::to_owned), after })
+    }
+
+    /// Whether `key` is in the scan (prefix, namespace, after the continue key).
+    pub(crate) fn contains(&self, key: &ObjectKey) -> bool {
+        key.prefix == self.prefix
+            && self.namespace.as_deref().is_none_or(|ns| key.namespace == ns)
+            && self.after.as_ref().is_none_or(|(ns, name)| (key.namespace.as_str(), key.name.as_str()) > (ns.as_str(), name.as_str()))
+    }
+
+    /// Whether a scan in key order has passed every key it wants.
+    pub(crate) fn past_end(&self, key: &ObjectKey) -> bool {
+        key.prefix != self.prefix || self.namespace.as_deref().is_some_and(|ns| key.namespace.as_str() > ns)
+    }
+
+    /// The first key a range scan may start from (inclusive).
+    pub(crate) fn start_key(&self) -> ObjectKey {
+        let (namespace, name) = match (&self.after, &self.namespace) {
+            (Some((ns, name)), _) => (ns.clone(), name.clone()),
+            (None, Some(ns)) => (ns.clone(), String::new()),
+            (None, None) => (String::new(), String::new()),
+        };
+        ObjectKey { prefix: self.prefix.clone(), namespace, name }
+    }
+}
+
+/// Filters the scanned objects (in key order) with the selectors and pages them.
+pub(crate) fn collect_list(
+    scanned: impl IntoIterator<Item = Result<Object>>,
+    options: &ListOptions,
+    revision: Revision,
+) -> Result<ObjectList> {
+    let mut items = Vec::new();
+    let mut more = false;
+    for object in scanned {
+        let object = object?;
+        if !options.label_selector.matches(&object) || !options.field_selector.matches(&object) {
+            continue;
+        }
+        if options.limit > 0 && items.len() >= options.limit {
+            more = true;
+            break;
+        }
+        items.push(object);
+    }
+    let continue_token = match items.last() {
+        Some(last) if more => Some(encode_continue(last.namespace(), last.name())),
+        _ => None,
+    };
+    Ok(ObjectList { items, revision, continue_token })
+}
+
+fn encode_continue(namespace: &str, name: &str) -> String {
+    let json = serde_json::json!([namespace, name]).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_continue(token: &str) -> Result<(String, String)> {
+    let invalid = || StoreError::from(Error::BadRequest(format!("continue key is not valid: {token:?}")));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    serde_json::from_slice::<(String, String)>(&bytes).map_err(|_| invalid())
+}
+
+/// `after` must not predate the compacted revision.
+pub(crate) fn check_since(after: Revision, compacted: Revision) -> Result<()> {
+    if after < compacted {
+        return Err(Error::Gone(format!("too old resource version: {after} ({compacted})")).into());
+    }
+    Ok(())
+}
+
+/// The compacted revision after compacting to `requested`: never backwards, never past
+/// the current revision.
+pub(crate) fn compaction_target(requested: Revision, compacted: Revision, current: Revision) -> Revision {
+    requested.min(current).max(compacted)
+}
+
+/// The revision to compact to so at most `keep` events remain, if any compaction is due.
+pub(crate) fn auto_compaction(current: Revision, compacted: Revision, keep: usize) -> Option<Revision> {
+    let keep = Revision::try_from(keep).unwrap_or(Revision::MAX);
+    let target = current.saturating_sub(keep);
+    (target > compacted).then_some(target)
+}
+
+/// Text of an event type as stored.
+pub(crate) fn parse_event_type(s: &str) -> Option<EventType> {
+    match s {
+        "ADDED" => Some(EventType::Added),
+        "MODIFIED" => Some(EventType::Modified),
+        "DELETED" => Some(EventType::Deleted),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    #[derive(Default)]
+    struct Map {
+        objects: BTreeMap<ObjectKey, Object>,
+        revision: Revision,
+    }
+
+    impl Txn for Map {
+        fn get(&mut self, key: &ObjectKey) -> Result<Option<Object>> {
+            Ok(self.objects.get(key).cloned())
+        }
+        fn revision(&self) -> Revision {
+            self.revision
+        }
+        fn apply(&mut self, key: &ObjectKey, event: &Event) -> Result<()> {
+            self.revision = event.revision;
+            if event.event_type == EventType::Deleted {
+                self.objects.remove(key);
+            } else {
+                self.objects.insert(key.clone(), (*event.object).clone());
+            }
+            Ok(())
+        }
+    }
+
+    fn sa(v: serde_json::Value) -> Object {
+        Object::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn generate_name_uses_the_kubernetes_alphabet() {
+        let mut txn = Map::default();
+        let ev = create(
+            &mut txn,
+            &Resource::SERVICE_ACCOUNTS,
+            sa(json!({"metadata": {"generateName": "bot-", "namespace": "ns"}})),
+            Timestamp(0),
+        )
+        .unwrap();
+        let name = ev.object.name();
+        assert_eq!(name.len(), 9);
+        let suffix = name.strip_prefix("bot-").unwrap();
+        assert!(suffix.bytes().all(|b| GENERATE_NAME_ALPHABET.contains(&b)), "{name}");
+        assert_eq!(ev.object.value()["kind"], "ServiceAccount");
+        assert_eq!(ev.object.value()["apiVersion"], "v1");
+        assert_eq!(ev.object.value()["metadata"]["creationTimestamp"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn cluster_scoped_objects_lose_their_namespace() {
+        let mut txn = Map::default();
+        let ev = create(&mut txn, &Resource::NODES, sa(json!({"metadata": {"name": "n", "namespace": "x"}})), Timestamp(0))
+            .unwrap();
+        assert!(ev.object.value()["metadata"].get("namespace").is_none());
+        assert!(txn.objects.contains_key(&ObjectKey::new(&Resource::NODES, "", "n")));
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let token = encode_continue("ns", "a\"b");
+        assert_eq!(decode_continue(&token).unwrap(), ("ns".to_owned(), "a\"b".to_owned()));
+        for bad in ["!!", "e30", "bm90IGpzb24"] {
+            let err = decode_continue(bad).unwrap_err();
+            assert!(matches!(err, StoreError::Api(Error::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compaction_arithmetic() {
+        assert_eq!(auto_compaction(10, 0, 100), None);
+        assert_eq!(auto_compaction(101, 0, 100), Some(1));
+        assert_eq!(auto_compaction(101, 1, 100), None);
+        assert_eq!(auto_compaction(5, 0, usize::MAX), None);
+        assert_eq!(compaction_target(50, 10, 20), 20);
+        assert_eq!(compaction_target(5, 10, 20), 10);
+        assert!(check_since(9, 10).is_err());
+        assert!(check_since(10, 10).is_ok());
+    }
+}

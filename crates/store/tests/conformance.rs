@@ -1,0 +1,517 @@
+//! One behaviour suite run against every backend, plus SQLite's durability specifics.
+
+// Test helpers outside `#[test]` functions unwrap too (allow-unwrap-in-tests covers only the latter).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tempfile::TempDir;
+use tokenwarden_core::selector::{FieldSelector, LabelSelector};
+use tokenwarden_core::{Error, Object, Resource, Timestamp};
+use tokenwarden_store::feed::watch;
+use tokenwarden_store::memory::MemoryStore;
+use tokenwarden_store::sqlite::{SqliteOptions, SqliteStore};
+use tokenwarden_store::{EventType, ListOptions, ManualClock, Preconditions, Store, StoreError};
+
+const SA: Resource = Resource::SERVICE_ACCOUNTS;
+const T0: Timestamp = Timestamp(1_757_035_663);
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    _dir: Option<TempDir>,
+}
+
+fn memory() -> Fixture {
+    let clock = ManualClock::new(T0);
+    Fixture { store: Arc::new(MemoryStore::new(Arc::new(clock.clone()))), clock, _dir: None }
+}
+
+fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = SqliteStore::open(&dir.path().join("store.db"), Arc::new(clock.clone())).unwrap();
+    Fixture { store: Arc::new(store), clock, _dir: Some(dir) }
+}
+
+fn obj(v: serde_json::Value) -> Object {
+    Object::from_value(v).unwrap()
+}
+
+fn sa(ns: &str, name: &str) -> Object {
+    obj(json!({"metadata": {"name": name, "namespace": ns}}))
+}
+
+fn api_err(result: Result<impl std::fmt::Debug, StoreError>) -> Error {
+    match result {
+        Err(StoreError::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn api(err: StoreError) -> Error {
+    match err {
+        StoreError::Api(e) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn names(items: &[Object]) -> Vec<String> {
+    items.iter().map(|o| format!("{}/{}", o.namespace(), o.name())).collect()
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod memory_backend {
+            $(#[tokio::test] async fn $test() { super::$test(super::memory()).await; })*
+        }
+        mod sqlite_backend {
+            $(#[tokio::test] async fn $test() { super::$test(super::sqlite()).await; })*
+        }
+    };
+}
+
+conformance!(
+    create_and_get,
+    create_errors,
+    list_filters_and_pages,
+    update_semantics,
+    delete_preconditions,
+    events_in_order,
+    compaction_makes_old_revisions_gone,
+    watch_replays_then_follows,
+);
+
+async fn create_and_get(f: Fixture) {
+    let sent = obj(json!({
+        "metadata": {"name": "bot", "namespace": "ns", "labels": {"app": "x"}, "uid": "client-uid",
+                     "resourceVersion": "99", "x-unknown-meta": [1, 2]},
+        "automountServiceAccountToken": false,
+        "secrets": [{"name": "s"}],
+        "x-extension": {"nested": {"deep": true}},
+    }));
+    let created = f.store.create(&SA, sent).await.unwrap();
+    let uid = created.uid().to_owned();
+    assert_eq!(uid.len(), 36);
+    assert_ne!(uid, "client-uid");
+    assert_eq!(&uid[14..15], "4");
+    assert_eq!(created.resource_version(), "1");
+    assert_eq!(created.creation_timestamp(), Some(T0));
+    assert_eq!(created.value()["metadata"]["creationTimestamp"], "2025-09-05T01:27:43Z");
+    assert_eq!(created.value()["apiVersion"], "v1");
+    assert_eq!(created.value()["kind"], "ServiceAccount");
+    assert_eq!(created.value()["automountServiceAccountToken"], false);
+    assert_eq!(created.value()["x-extension"], json!({"nested": {"deep": true}}));
+    assert_eq!(created.value()["metadata"]["x-unknown-meta"], json!([1, 2]));
+    assert_eq!(created.label("app"), Some("x"));
+    assert_eq!(created.service_account_secret_count(), 1);
+
+    let got = f.store.get(&SA, "ns", "bot").await.unwrap();
+    assert_eq!(got, created);
+
+    // Cluster-scoped: namespace dropped, get ignores the namespace argument.
+    let ns = f.store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns", "namespace": "junk"}}))).await.unwrap();
+    assert_eq!(ns.namespace(), "");
+    assert_eq!(ns.resource_version(), "2");
+    assert_eq!(f.store.get(&Resource::NAMESPACES, "", "ns").await.unwrap(), ns);
+    assert_eq!(f.store.get(&Resource::NAMESPACES, "other", "ns").await.unwrap(), ns);
+
+    // Resources with the same name are distinct.
+    f.store.create(&Resource::SECRETS, sa("ns", "bot")).await.unwrap();
+    assert_eq!(f.store.get(&SA, "ns", "bot").await.unwrap().uid(), uid);
+
+    // generateName.
+    let generated = f.store.create(&SA, obj(json!({"metadata": {"generateName": "tok-", "namespace": "ns"}}))).await.unwrap();
+    assert!(generated.name().starts_with("tok-") && generated.name().len() == 9, "{}", generated.name());
+    assert_eq!(f.store.get(&SA, "ns", generated.name()).await.unwrap(), generated);
+    assert_eq!(f.store.current_revision().await.unwrap(), 4);
+}
+
+async fn create_errors(f: Fixture) {
+    f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    let err = api_err(f.store.create(&SA, sa("ns", "a")).await);
+    assert_eq!(err.to_string(), r#"serviceaccounts "a" already exists"#);
+    assert_eq!((err.code(), err.reason()), (409, "AlreadyExists"));
+
+    let err = api_err(f.store.create(&SA, obj(json!({"metadata": {"namespace": "ns"}}))).await);
+    assert_eq!(err.to_string(), r#"ServiceAccount "" is invalid: metadata.name: Required value: name or generateName is required"#);
+    assert_eq!(err.code(), 422);
+
+    let err = api_err(f.store.create(&SA, obj(json!({"metadata": {"name": "b"}}))).await);
+    assert_eq!(err.to_string(), "namespace is required");
+    assert_eq!(err.code(), 400);
+
+    let err = api_err(f.store.create(&SA, obj(json!({"metadata": "not a map", "spec": 1}))).await);
+    assert_eq!(err.code(), 422);
+
+    let err = api_err(f.store.get(&SA, "ns", "nope").await);
+    assert_eq!(err.to_string(), r#"serviceaccounts "nope" not found"#);
+    assert_eq!(err.code(), 404);
+    // Failed writes consume no revision.
+    assert_eq!(f.store.current_revision().await.unwrap(), 1);
+}
+
+async fn list_filters_and_pages(f: Fixture) {
+    for (ns, name, app) in [("b", "y", "web"), ("a", "z", "db"), ("a", "x", "web"), ("b", "w", "db"), ("c", "v", "web")] {
+        let o = obj(json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "tier": ns}));
+        f.store.create(&SA, o).await.unwrap();
+    }
+    f.store.create(&Resource::SECRETS, sa("a", "secret")).await.unwrap();
+
+    let all = f.store.list(&SA, &ListOptions::default()).await.unwrap();
+    assert_eq!(names(&all.items), ["a/x", "a/z", "b/w", "b/y", "c/v"]);
+    assert_eq!(all.revision, 6);
+    assert_eq!(all.continue_token, None);
+
+    let in_b = ListOptions { namespace: Some("b".into()), ..Default::default() };
+    assert_eq!(names(&f.store.list(&SA, &in_b).await.unwrap().items), ["b/w", "b/y"]);
+    let empty_ns = ListOptions { namespace: Some(String::new()), ..Default::default() };
+    assert_eq!(f.store.list(&SA, &empty_ns).await.unwrap().items.len(), 5);
+
+    let web = ListOptions { label_selector: LabelSelector::parse("app in (web)").unwrap(), ..Default::default() };
+    assert_eq!(names(&f.store.list(&SA, &web).await.unwrap().items), ["a/x", "b/y", "c/v"]);
+    let not_web_in_a = ListOptions {
+        namespace: Some("a".into()),
+        label_selector: LabelSelector::parse("app!=web").unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(names(&f.store.list(&SA, &not_web_in_a).await.unwrap().items), ["a/z"]);
+    let by_field = ListOptions { field_selector: FieldSelector::parse("metadata.name=y").unwrap(), ..Default::default() };
+    assert_eq!(names(&f.store.list(&SA, &by_field).await.unwrap().items), ["b/y"]);
+    let by_path = ListOptions {
+        field_selector: FieldSelector::parse("tier!=a,metadata.namespace!=c").unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(names(&f.store.list(&SA, &by_path).await.unwrap().items), ["b/w", "b/y"]);
+
+    // Paging: every item exactly once, in order; the last page carries no token.
+    let mut options = ListOptions { limit: 2, ..Default::default() };
+    let mut pages = Vec::new();
+    loop {
+        let page = f.store.list(&SA, &options).await.unwrap();
+        assert!(page.items.len() <= 2);
+        pages.push(names(&page.items));
+        match page.continue_token {
+            Some(token) => options.continue_token = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [vec!["a/x", "a/z"], vec!["b/w", "b/y"], vec!["c/v"]]);
+
+    // An exact fit leaves no token; paging composes with selectors.
+    let exact = ListOptions { limit: 5, ..Default::default() };
+    assert_eq!(f.store.list(&SA, &exact).await.unwrap().continue_token, None);
+    let mut web_paged = ListOptions { limit: 1, ..web.clone() };
+    let first = f.store.list(&SA, &web_paged).await.unwrap();
+    assert_eq!(names(&first.items), ["a/x"]);
+    web_paged.continue_token = first.continue_token;
+    assert_eq!(names(&f.store.list(&SA, &web_paged).await.unwrap().items), ["b/y"]);
+
+    let bad = ListOptions { continue_token: Some("%%%not-a-token".into()), ..Default::default() };
+    let err = api_err(f.store.list(&SA, &bad).await);
+    assert_eq!(err.code(), 400);
+    assert!(err.to_string().starts_with("continue key is not valid"), "{err}");
+
+    let nodes = f.store.list(&Resource::NODES, &ListOptions::default()).await.unwrap();
+    assert!(nodes.items.is_empty());
+    assert_eq!(nodes.revision, 6);
+}
+
+async fn update_semantics(f: Fixture) {
+    let created = f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    f.clock.advance(3600);
+
+    let mut changed = created.clone();
+    changed.0.insert("x-new".into(), json!({"k": "v"}));
+    changed.set_meta("creationTimestamp", "2000-01-01T00:00:00Z");
+    let updated = f.store.update(&SA, changed.clone()).await.unwrap();
+    assert_eq!(updated.resource_version(), "2");
+    assert_eq!(updated.uid(), created.uid());
+    assert_eq!(updated.creation_timestamp(), Some(T0));
+    assert_eq!(updated.value()["x-new"], json!({"k": "v"}));
+    assert_eq!(f.store.get(&SA, "ns", "a").await.unwrap(), updated);
+
+    // Stale resourceVersion.
+    let err = api_err(f.store.update(&SA, changed).await);
+    assert_eq!(
+        err.to_string(),
+        r#"Operation cannot be fulfilled on serviceaccounts "a": the object has been modified; please apply your changes to the latest version and try again"#
+    );
+    assert_eq!((err.code(), err.reason()), (409, "Conflict"));
+
+    // No resourceVersion: unconditional.
+    let blind = f.store.update(&SA, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "v": 2}))).await.unwrap();
+    assert_eq!(blind.resource_version(), "3");
+    assert_eq!(blind.uid(), created.uid());
+    assert_eq!(blind.value()["kind"], "ServiceAccount");
+    assert!(blind.value().get("x-new").is_none());
+
+    // Another uid: the implicit uid precondition fails.
+    let err = api_err(f.store.update(&SA, obj(json!({"metadata": {"name": "a", "namespace": "ns", "uid": "other"}}))).await);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            r#"Operation cannot be fulfilled on serviceaccounts "a": Precondition failed: UID in precondition: other, UID in object meta: {}"#,
+            created.uid()
+        )
+    );
+
+    let err = api_err(f.store.update(&SA, sa("ns", "missing")).await);
+    assert_eq!(err.to_string(), r#"serviceaccounts "missing" not found"#);
+    assert_eq!(f.store.current_revision().await.unwrap(), 3);
+}
+
+async fn delete_preconditions(f: Fixture) {
+    let created = f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    let err = api_err(f.store.delete(&SA, "ns", "missing", &Preconditions::default()).await);
+    assert_eq!((err.to_string().as_str(), err.code()), (r#"serviceaccounts "missing" not found"#, 404));
+
+    let wrong_uid = Preconditions { uid: Some("nope".into()), resource_version: None };
+    let err = api_err(f.store.delete(&SA, "ns", "a", &wrong_uid).await);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            r#"Operation cannot be fulfilled on serviceaccounts "a": Precondition failed: UID in precondition: nope, UID in object meta: {}"#,
+            created.uid()
+        )
+    );
+    assert_eq!(err.code(), 409);
+
+    let wrong_rv = Preconditions { uid: Some(created.uid().into()), resource_version: Some("7".into()) };
+    let err = api_err(f.store.delete(&SA, "ns", "a", &wrong_rv).await);
+    assert_eq!(
+        err.to_string(),
+        r#"Operation cannot be fulfilled on serviceaccounts "a": Precondition failed: ResourceVersion in precondition: 7, ResourceVersion in object meta: 1"#
+    );
+
+    let right = Preconditions { uid: Some(created.uid().into()), resource_version: Some("1".into()) };
+    let deleted = f.store.delete(&SA, "ns", "a", &right).await.unwrap();
+    assert_eq!(deleted.resource_version(), "2");
+    assert_eq!(deleted.uid(), created.uid());
+    assert_eq!(api_err(f.store.get(&SA, "ns", "a").await).code(), 404);
+    assert_eq!(api_err(f.store.delete(&SA, "ns", "a", &Preconditions::default()).await).code(), 404);
+
+    // The name is free again; the new object has a new uid.
+    let again = f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    assert_ne!(again.uid(), created.uid());
+    assert_eq!(again.resource_version(), "3");
+}
+
+async fn events_in_order(f: Fixture) {
+    let a = f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    f.store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+    let a2 = f.store.update(&SA, a.clone()).await.unwrap();
+    let gone = f.store.delete(&SA, "ns", "a", &Preconditions::default()).await.unwrap();
+
+    let events = f.store.events_since(0).await.unwrap();
+    let summary: Vec<_> = events.iter().map(|e| (e.revision, e.event_type, &*e.prefix, e.object.name())).collect();
+    assert_eq!(
+        summary,
+        [
+            (1, EventType::Added, "/serviceaccounts", "a"),
+            (2, EventType::Added, "/namespaces", "ns"),
+            (3, EventType::Modified, "/serviceaccounts", "a"),
+            (4, EventType::Deleted, "/serviceaccounts", "a"),
+        ]
+    );
+    assert_eq!(*events[0].object, a);
+    assert_eq!(*events[2].object, a2);
+    assert_eq!(*events[3].object, gone);
+    assert_eq!(events[3].object.resource_version(), "4");
+    assert_eq!(EventType::Deleted.as_str(), "DELETED");
+
+    let tail = f.store.events_since(2).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4]);
+    assert!(f.store.events_since(4).await.unwrap().is_empty());
+    assert!(f.store.events_since(100).await.unwrap().is_empty());
+    assert_eq!(f.store.current_revision().await.unwrap(), 4);
+}
+
+async fn compaction_makes_old_revisions_gone(f: Fixture) {
+    for name in ["a", "b", "c", "d"] {
+        f.store.create(&SA, sa("ns", name)).await.unwrap();
+    }
+    f.store.compact(2).await.unwrap();
+    let err = api_err(f.store.events_since(1).await);
+    assert_eq!(err.to_string(), "too old resource version: 1 (2)");
+    assert_eq!((err.code(), err.reason()), (410, "Expired"));
+    assert_eq!(f.store.events_since(2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4]);
+
+    // Compaction never goes backwards nor past the current revision.
+    f.store.compact(1).await.unwrap();
+    assert!(f.store.events_since(1).await.is_err());
+    f.store.compact(1000).await.unwrap();
+    assert!(f.store.events_since(4).await.unwrap().is_empty());
+    assert_eq!(api_err(f.store.events_since(3).await).to_string(), "too old resource version: 3 (4)");
+    // Objects are untouched.
+    assert_eq!(f.store.list(&SA, &ListOptions::default()).await.unwrap().items.len(), 4);
+    f.store.create(&SA, sa("ns", "e")).await.unwrap();
+    assert_eq!(f.store.events_since(4).await.unwrap().len(), 1);
+}
+
+async fn watch_replays_then_follows(f: Fixture) {
+    f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    f.store.create(&SA, sa("ns", "b")).await.unwrap();
+    let mut stream = watch(Arc::clone(&f.store), 0).await.unwrap();
+    let mut tail = watch(Arc::clone(&f.store), 2).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap().revision, 1);
+    assert_eq!(stream.next().await.unwrap().unwrap().revision, 2);
+
+    let store = Arc::clone(&f.store);
+    let writer = tokio::spawn(async move {
+        for name in ["c", "d", "e"] {
+            store.create(&SA, sa("ns", name)).await.unwrap();
+        }
+        store.delete(&SA, "ns", "c", &Preconditions::default()).await.unwrap();
+    });
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        seen.push((event.revision, event.event_type, event.object.name().to_owned()));
+    }
+    writer.await.unwrap();
+    assert_eq!(
+        seen,
+        [
+            (3, EventType::Added, "c".to_owned()),
+            (4, EventType::Added, "d".to_owned()),
+            (5, EventType::Added, "e".to_owned()),
+            (6, EventType::Deleted, "c".to_owned()),
+        ]
+    );
+    let mut tail_revisions = Vec::new();
+    for _ in 0..4 {
+        tail_revisions.push(tail.next().await.unwrap().unwrap().revision);
+    }
+    assert_eq!(tail_revisions, [3, 4, 5, 6]);
+    assert_eq!(stream.last_revision(), 6);
+
+    f.store.compact(5).await.unwrap();
+    let err = watch(Arc::clone(&f.store), 4).await.unwrap_err();
+    assert_eq!(api(err).code(), 410);
+}
+
+#[tokio::test]
+async fn lagging_watch_is_gone_then_ends() {
+    let f = memory();
+    let mut stream = watch(Arc::clone(&f.store), 0).await.unwrap();
+    for i in 0..1100 {
+        f.store.create(&SA, sa("ns", &format!("o{i}"))).await.unwrap();
+    }
+    let err = api(stream.next().await.unwrap().unwrap_err());
+    assert_eq!(err.code(), 410);
+    assert!(stream.next().await.is_none());
+}
+
+#[tokio::test]
+async fn sqlite_lagging_watch_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { broadcast_capacity: 2, ..Default::default() };
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_with(&dir.path().join("s.db"), Arc::new(ManualClock::new(T0)), options).unwrap());
+    let mut stream = watch(Arc::clone(&store), 0).await.unwrap();
+    for name in ["a", "b", "c", "d"] {
+        store.create(&SA, sa("ns", name)).await.unwrap();
+    }
+    assert_eq!(api(stream.next().await.unwrap().unwrap_err()).code(), 410);
+    assert!(stream.next().await.is_none());
+}
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_objects_revisions_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let clock = ManualClock::new(T0);
+    let (a, b) = {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        assert_eq!(store.path(), path);
+        let a = store.create(&SA, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "x": [1]}))).await.unwrap();
+        let b = store.create(&SA, sa("ns", "b")).await.unwrap();
+        let b = store.update(&SA, b).await.unwrap();
+        store.create(&SA, sa("ns", "c")).await.unwrap();
+        store.delete(&SA, "ns", "c", &Preconditions::default()).await.unwrap();
+        (a, b)
+    };
+    let store = SqliteStore::open(&path, Arc::new(clock)).unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), 5);
+    assert_eq!(store.get(&SA, "ns", "a").await.unwrap(), a);
+    assert_eq!(store.get(&SA, "ns", "b").await.unwrap(), b);
+    assert_eq!(api_err(store.get(&SA, "ns", "c").await).code(), 404);
+    let events = store.events_since(0).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| (e.revision, e.event_type)).collect();
+    assert_eq!(
+        types,
+        [(1, EventType::Added), (2, EventType::Added), (3, EventType::Modified), (4, EventType::Added), (5, EventType::Deleted)]
+    );
+    assert_eq!(*events[0].object, a);
+    let d = store.create(&SA, sa("ns", "d")).await.unwrap();
+    assert_eq!(d.resource_version(), "6");
+
+    // Compaction survives a reopen, even when every event is compacted away.
+    store.compact(6).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, Arc::new(ManualClock::new(T0))).unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), 6);
+    assert_eq!(api_err(store.events_since(5).await).code(), 410);
+    assert_eq!(store.create(&SA, sa("ns", "e")).await.unwrap().resource_version(), "7");
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_last_n_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let options = SqliteOptions { keep_events: 3, ..Default::default() };
+    let store = SqliteStore::open_with(&path, Arc::new(ManualClock::new(T0)), options).unwrap();
+    for name in ["a", "b", "c", "d", "e"] {
+        store.create(&SA, sa("ns", name)).await.unwrap();
+    }
+    assert_eq!(store.events_since(2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(api_err(store.events_since(1).await).to_string(), "too old resource version: 1 (2)");
+    drop(store);
+    // A smaller retention applies at open.
+    let options = SqliteOptions { keep_events: 1, ..Default::default() };
+    let store = SqliteStore::open_with(&path, Arc::new(ManualClock::new(T0)), options).unwrap();
+    assert_eq!(store.events_since(4).await.unwrap().len(), 1);
+    assert_eq!(api_err(store.events_since(3).await).code(), 410);
+}
+
+#[tokio::test]
+async fn memory_keeps_the_last_n_events() {
+    let store = MemoryStore::with_keep_events(Arc::new(ManualClock::new(T0)), 2);
+    for name in ["a", "b", "c"] {
+        store.create(&SA, sa("ns", name)).await.unwrap();
+    }
+    assert_eq!(store.events_since(1).await.unwrap().len(), 2);
+    assert_eq!(api_err(store.events_since(0).await).to_string(), "too old resource version: 0 (1)");
+}
+
+fn open_error(path: &std::path::Path) -> String {
+    match SqliteStore::open(path, Arc::new(ManualClock::new(T0))) {
+        Err(StoreError::Backend(msg)) => msg,
+        Err(other) => panic!("expected a backend error, got {other:?}"),
+        Ok(_) => panic!("opening {} should fail", path.display()),
+    }
+}
+
+#[test]
+fn sqlite_open_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_parent = dir.path().join("no/such/dir/store.db");
+    let msg = open_error(&missing_parent);
+    assert!(msg.contains(&missing_parent.display().to_string()), "{msg}");
+
+    let msg = open_error(dir.path());
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, b"this is definitely not an SQLite database, just some bytes ........").unwrap();
+    let msg = open_error(&corrupt);
+    assert!(msg.contains("corrupt.db"), "{msg}");
+
+    let mut header = b"SQLite format 3\0".to_vec();
+    header.extend(std::iter::repeat_n(0xA5u8, 8192));
+    std::fs::write(&corrupt, header).unwrap();
+    let msg = open_error(&corrupt);
+    assert!(msg.contains("corrupt.db"), "{msg}");
+}
