@@ -1,5 +1,6 @@
 //! Crash safety: a writer process is SIGKILLed mid-stream; every write it acknowledged
-//! (its `create` returned) must be in the store when it is reopened.
+//! (its `create` returned) must be in the store when it is reopened, and so must the
+//! signing keys it made (one before the stream, one rotated to in the middle of it).
 //!
 //! The parent test re-executes this test binary as the writer: `<exe> --exact
 //! crash_child_writer --nocapture` with `CHILD_ENV` naming the data directory. Without
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use serde_json::json;
 use tokenwarden_core::{Object, Resource};
 use tokenwarden_store::sqlite::SqliteStore;
-use tokenwarden_store::{Store, SystemClock};
+use tokenwarden_core::keys::Algorithm;
+use tokenwarden_store::{Clock as _, KeyStore, Store, SystemClock};
 
 /// Set (to the data directory) in the writer process only.
 const CHILD_ENV: &str = "TOKENWARDEN_CRASH_CHILD_DIR";
@@ -35,8 +37,8 @@ fn store_path(data_dir: &Path) -> PathBuf {
 struct Acked {
     /// ServiceAccount name → uid.
     objects: BTreeMap<String, String>,
-    // KEYS: acknowledged signing keys (e.g. `ACK-KEY <kid> <fingerprint>`) go here once the
-    // key store writes into the same data directory.
+    /// Signing keys the writer made, by `kid`, in order: the first key, then its rotation.
+    keys: Vec<String>,
 }
 
 impl Acked {
@@ -47,7 +49,10 @@ impl Acked {
                 self.objects.insert(name.to_owned(), uid.to_owned());
                 true
             }
-            // KEYS: parse key acknowledgements here.
+            (Some("ACK-KEY"), Some(kid), None, None) => {
+                self.keys.push(kid.to_owned());
+                true
+            }
             _ => false,
         }
     }
@@ -76,7 +81,15 @@ async fn check_data_dir(data_dir: &Path, acked: &Acked) {
     assert!(events.windows(2).all(|w| w[1].revision == w[0].revision + 1));
     assert_eq!(events.last().map(|e| e.revision), Some(revision + 1));
 
-    // KEYS: check acknowledged signing-key files in `data_dir` here.
+    // Both signing keys: the rotated-to key signs, the first one still verifies.
+    assert_eq!(acked.keys.len(), 2, "the writer acknowledged two keys before the kill");
+    let keys = KeyStore::open(data_dir.join("keys"))
+        .unwrap()
+        .load(SystemClock.now())
+        .expect("key store reopens after SIGKILL")
+        .expect("keys survive SIGKILL");
+    assert_eq!(keys.signing().kid(), acked.keys[1]);
+    assert!(keys.find(&acked.keys[0]).is_some(), "the rotated-out key still verifies");
 }
 
 /// The writer: creates ServiceAccounts until killed, acknowledging each on stdout.
@@ -87,7 +100,15 @@ async fn crash_child_writer() {
     };
     let store = SqliteStore::open(&store_path(Path::new(&dir)), Arc::new(SystemClock)).expect("child opens the store");
     let mut stdout = std::io::stdout().lock();
+    let keys = KeyStore::open(Path::new(&dir).join("keys")).unwrap();
+    let first = keys.load_or_create(Algorithm::Rs256, SystemClock.now()).unwrap();
+    writeln!(stdout, "ACK-KEY {}", first.signing().kid()).unwrap();
     for i in 0u64.. {
+        if i == 100 {
+            // Rotate in the middle of the stream of object writes.
+            let rotated = keys.rotate(Algorithm::Es256, SystemClock.now(), 3600).unwrap();
+            writeln!(stdout, "ACK-KEY {}", rotated.signing().kid()).unwrap();
+        }
         let name = format!("sa-{i}");
         let object = Object::from_value(json!({
             "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"i": i.to_string()}},

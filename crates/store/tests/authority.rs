@@ -1,0 +1,267 @@
+//! The authority over a real store: what Kubernetes' controllers add on writes, and reviews
+//! that see deletions at once even when the token's verification is cached.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use tokenwarden_core::keys::{Algorithm, KeySet};
+use tokenwarden_core::review::ReviewError;
+use tokenwarden_core::token_request::{BoundObjectReference, IssuerConfig, TokenRequestInput, TokenRequestSpec};
+use tokenwarden_core::{Object, Resource, Timestamp};
+use tokenwarden_store::memory::MemoryStore;
+use tokenwarden_store::review_cache::ReviewCache;
+use tokenwarden_store::sqlite::SqliteStore;
+use tokenwarden_store::{Authority, KeyStore, ManualClock, Preconditions, Store, StoreError, keystore};
+
+const NOW: Timestamp = Timestamp(1_800_000_000);
+const ISSUER: &str = "https://tokenwarden.test";
+
+fn obj(value: serde_json::Value) -> Object {
+    Object::from_value(value).unwrap()
+}
+
+async fn authority_on(store: Arc<dyn Store>, keys: KeySet, clock: &ManualClock) -> Arc<Authority> {
+    Authority::start(store, keys, IssuerConfig::new(ISSUER), Arc::new(clock.clone()), Some("CA PEM".into())).await.unwrap()
+}
+
+async fn authority() -> (Arc<Authority>, ManualClock) {
+    let clock = ManualClock::new(NOW);
+    let store = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+    let keys = KeySet::new(keystore::generate(Algorithm::Es256).unwrap(), Vec::new());
+    let authority = authority_on(store, keys, &clock).await;
+    authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+    (authority, clock)
+}
+
+fn request(sa: &str, audiences: &[&str], bound: Option<(&str, &str)>) -> TokenRequestInput {
+    TokenRequestInput {
+        namespace: "ns".into(),
+        service_account: sa.into(),
+        spec: TokenRequestSpec {
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            expiration_seconds: None,
+            bound_object_ref: bound.map(|(kind, name)| BoundObjectReference {
+                kind: kind.into(),
+                api_version: "v1".into(),
+                name: name.into(),
+                uid: String::new(),
+            }),
+        },
+        ..TokenRequestInput::default()
+    }
+}
+
+fn rejected(authority: &Authority, token: &str) -> String {
+    authority.review(token, &[]).unwrap_err().status_error()
+}
+
+#[tokio::test]
+async fn a_namespace_comes_with_its_default_service_account() {
+    let (authority, _) = authority().await;
+    let sa = authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.unwrap();
+    assert_eq!(sa.namespace(), "ns");
+    let err = authority
+        .create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "x", "namespace": "missing"}})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), r#"namespaces "missing" not found"#);
+}
+
+#[tokio::test]
+async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached() {
+    let (authority, _) = authority().await;
+    let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
+    let audiences = vec!["talker-api".to_owned()];
+    let reviewed = authority.review(&issued.token, &audiences).unwrap();
+    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
+    assert_eq!(reviewed.audiences, audiences);
+    assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
+    authority.review(&issued.token, &audiences).unwrap();
+
+    authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    assert_eq!(
+        authority.review(&issued.token, &audiences).unwrap_err().status_error(),
+        r#"[invalid bearer token, serviceaccounts "default" not found]"#
+    );
+
+    // A new ServiceAccount of the same name is another identity.
+    let again = authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "default", "namespace": "ns"}}))).await.unwrap();
+    let message = authority.review(&issued.token, &audiences).unwrap_err().status_error();
+    assert_eq!(
+        message,
+        format!("[invalid bearer token, service account UID ({}) does not match claim ({})]", again.uid(), issued.service_account_uid)
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
+    let (authority, _) = authority().await;
+    authority
+        .create(&Resource::PODS, obj(json!({"metadata": {"name": "web", "namespace": "ns"}, "spec": {"serviceAccountName": "default", "nodeName": "n1"}})))
+        .await
+        .unwrap();
+    let issued = authority.request_token(request("default", &[], Some(("Pod", "web")))).await.unwrap();
+    let reviewed = authority.review(&issued.token, &[]).unwrap();
+    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
+    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
+    assert_eq!(reviewed.audiences, vec![ISSUER.to_owned()], "defaulted to the API audiences");
+
+    authority.delete(&Resource::PODS, "ns", "web", &Preconditions::default()).await.unwrap();
+    assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, service account token has been invalidated]");
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_contents_and_revokes_its_tokens() {
+    let (authority, _) = authority().await;
+    authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "s", "namespace": "ns"}}))).await.unwrap();
+    let issued = authority.request_token(request("default", &[], None)).await.unwrap();
+    authority.review(&issued.token, &[]).unwrap();
+
+    authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
+    for (resource, name) in [(Resource::SERVICE_ACCOUNTS, "default"), (Resource::SECRETS, "s")] {
+        let err = authority.store().get(&resource, "ns", name).await.unwrap_err();
+        assert_eq!(err, StoreError::Api(tokenwarden_core::Error::not_found(resource.plural, name)));
+    }
+    assert_eq!(rejected(&authority, &issued.token), r#"[invalid bearer token, serviceaccounts "default" not found]"#);
+}
+
+#[tokio::test]
+async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
+    let (authority, _) = authority().await;
+    let secret = authority
+        .create(
+            &Resource::SECRETS,
+            obj(json!({"metadata": {"name": "bot-token", "namespace": "ns",
+                                    "annotations": {"kubernetes.io/service-account.name": "default"}},
+                       "type": "kubernetes.io/service-account-token"})),
+        )
+        .await
+        .unwrap();
+    let sa = authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.unwrap();
+    assert_eq!(secret.annotation("kubernetes.io/service-account.uid"), Some(sa.uid()));
+    assert_eq!(secret.secret_data("namespace").as_deref(), Some(&b"ns"[..]));
+    assert_eq!(secret.secret_data("ca.crt").as_deref(), Some(&b"CA PEM"[..]));
+    let token = String::from_utf8(secret.secret_data("token").unwrap()).unwrap();
+
+    let (_, claims) = tokenwarden_core::jwt::decode_unverified(&token).unwrap();
+    assert_eq!(claims["iss"], "kubernetes/serviceaccount");
+    assert!(claims.get("exp").is_none());
+    let reviewed = authority.review(&token, &[]).unwrap();
+    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
+    assert!(reviewed.token.user.extra.is_empty());
+
+    // The Secret no longer holding this token: refused.
+    let mut changed = secret.clone();
+    changed.set_secret_data("token", b"something else");
+    authority.update(&Resource::SECRETS, changed).await.unwrap();
+    assert_eq!(rejected(&authority, &token), "[invalid bearer token, Token does not match server's copy]");
+
+    authority.delete(&Resource::SECRETS, "ns", "bot-token", &Preconditions::default()).await.unwrap();
+    assert_eq!(rejected(&authority, &token), "[invalid bearer token, Token has been invalidated]");
+}
+
+#[tokio::test]
+async fn bad_token_secrets_are_refused_and_change_nothing() {
+    let (authority, _) = authority().await;
+    let no_annotation = obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "type": "kubernetes.io/service-account-token"}));
+    let err = authority.create(&Resource::SECRETS, no_annotation).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"Secret "a" is invalid: metadata.annotations[kubernetes.io/service-account.name]: Required value"#
+    );
+    let unknown_sa = obj(json!({"metadata": {"name": "b", "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "ghost"}},
+                                "type": "kubernetes.io/service-account-token"}));
+    let err = authority.create(&Resource::SECRETS, unknown_sa).await.unwrap_err();
+    assert_eq!(err.to_string(), r#"serviceaccounts "ghost" not found"#);
+    let listed = authority.store().list(&Resource::SECRETS, &Default::default()).await.unwrap();
+    assert!(listed.items.is_empty());
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_after_the_leeway_even_when_cached() {
+    let (authority, clock) = authority().await;
+    let issued = authority.request_token(request("default", &[], None)).await.unwrap();
+    authority.review(&issued.token, &[]).unwrap();
+    clock.advance(3600 + 60);
+    authority.review(&issued.token, &[]).unwrap();
+    clock.advance(1);
+    assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, service account token has expired]");
+}
+
+#[tokio::test]
+async fn rotated_keys_keep_verifying_old_tokens() {
+    let (authority, _) = authority().await;
+    let issued = authority.request_token(request("default", &[], None)).await.unwrap();
+    let old = authority.keys();
+    let new_key = keystore::generate(Algorithm::Rs256).unwrap();
+    authority.set_keys(KeySet::new(new_key, vec![old.signing().verifying_key().clone()]));
+    authority.review(&issued.token, &[]).unwrap();
+    let fresh = authority.request_token(request("default", &[], None)).await.unwrap();
+    let (header, _) = tokenwarden_core::jwt::decode_unverified(&fresh.token).unwrap();
+    assert_eq!(header["alg"], "RS256");
+
+    // Without the old key, its tokens no longer verify.
+    authority.set_keys(KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), Vec::new()));
+    assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, invalid signature, no keys found]");
+}
+
+#[test]
+fn concurrent_misses_verify_once_and_failures_are_not_cached() {
+    let cache = Arc::new(ReviewCache::new(100));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (authority_keys, token) = {
+        let key = keystore::generate(Algorithm::Es256).unwrap();
+        let keys = KeySet::new(key, Vec::new());
+        let mut lookup = tokenwarden_core::lookup::StaticLookup::default();
+        lookup.service_accounts.insert("ns/sa".into(), tokenwarden_core::lookup::ObjectMeta { uid: "u".into(), deletion_timestamp: None });
+        let mut input = request("sa", &[], None);
+        input.namespace = "ns".into();
+        let issued = tokenwarden_core::token_request::issue(input, &IssuerConfig::new(ISSUER), &keys, &lookup, NOW, [3; 16]).unwrap();
+        (Arc::new(keys), issued.token)
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, calls, keys, token) = (Arc::clone(&cache), Arc::clone(&calls), Arc::clone(&authority_keys), token.clone());
+            std::thread::spawn(move || {
+                cache
+                    .get_or_verify(&token, &[], NOW, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER))
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "eight concurrent misses, one verification");
+    // Other audiences are another key.
+    cache.get_or_verify(&token, &["x".to_owned()], NOW, || tokenwarden_core::review::verify(&token, &authority_keys, &IssuerConfig::new(ISSUER))).unwrap();
+    assert_eq!(cache.len(), 2);
+    // A failure is returned, not kept.
+    let failed = cache.get_or_verify("garbage", &[], NOW, || Err(ReviewError::NotMine));
+    assert_eq!(failed.unwrap_err(), ReviewError::NotMine);
+    assert_eq!(cache.len(), 2);
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&dir.path().join("store.db"), Arc::new(clock.clone())).unwrap()) };
+    let keystore = KeyStore::open(dir.path().join("keys")).unwrap();
+    let (token, uid) = {
+        let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
+        authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+        let issued = authority.request_token(request("default", &[], None)).await.unwrap();
+        (issued.token, issued.service_account_uid)
+    };
+    let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
+    let reviewed = authority.review(&token, &[]).unwrap();
+    assert_eq!(reviewed.token.user.uid, uid);
+}
