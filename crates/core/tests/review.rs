@@ -236,6 +236,41 @@ fn algorithm_is_pinned_to_the_key() {
 }
 
 #[test]
+fn es256_signature_must_be_fixed_width_not_der() {
+    // go-jose requires the 64-byte r||s form; an ASN.1 DER signature by the right key fails.
+    let keys = keys_ec();
+    let pem_body: String = ec().to_pkcs8_pem().lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, pem_body).expect("pem body");
+    let der_signer =
+        aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+            .expect("asn1 signer");
+    let header = format!(r#"{{"alg":"ES256","kid":"{}"}}"#, ec().kid());
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(&serde_json::to_vec(&bound_claims()).expect("json")));
+    let sig = der_signer.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).expect("sign");
+    assert_ne!(sig.as_ref().len(), 64);
+    let token = format!("{input}.{}", b64(sig.as_ref()));
+    assert_eq!(
+        run(&token, &[], &keys, &world(), NOW).expect_err("DER signature"),
+        rejected("go-jose/go-jose: error in cryptographic primitive")
+    );
+}
+
+#[test]
+fn extra_header_fields_are_allowed() {
+    let header = format!(r#"{{"alg":"RS256","kid":"{}","typ":"JWT"}}"#, rsa().kid());
+    let token = sign_raw(&rsa(), &header, &serde_json::to_vec(&bound_claims()).expect("json"));
+    assert!(run(&token, &[], &keys_rsa(), &world(), NOW).is_ok());
+}
+
+#[test]
+fn malformed_headers_are_not_mine() {
+    let payload = serde_json::to_vec(&bound_claims()).expect("json");
+    for header in [r#"{"alg":"RS256","kid":5}"#, r#"{"kid":"x"}"#, r#"{"alg":5}"#, "[]", "not json", ""] {
+        assert_eq!(error_of(&sign_raw(&rsa(), header, &payload), &[], &world(), NOW), NOT_MINE, "{header}");
+    }
+}
+
+#[test]
 fn token_without_kid_tries_every_key() {
     let payload = serde_json::to_vec(&bound_claims()).expect("json");
     let keys = KeySet::new(rsa2(), vec![ec().verifying_key().clone(), rsa().verifying_key().clone()]);
@@ -907,9 +942,11 @@ fn forged_legacy_claims_as_signed_are_valid() {
     assert!(run(&token, &[], &keys_rsa(), &world_holding(&token), NOW).is_ok());
 }
 
+type Edit = fn(&mut Claims);
+
 #[test]
 fn legacy_missing_claims() {
-    let cases: [(fn(&mut Claims), &str); 5] = [
+    let cases: [(Edit, &str); 5] = [
         (|c| c.sub = String::new(), "sub claim is missing"),
         (|c| c.legacy_namespace = None, "namespace claim is missing"),
         (|c| c.legacy_secret_name = None, "secretName claim is missing"),
@@ -925,7 +962,7 @@ fn legacy_missing_claims() {
 
 #[test]
 fn legacy_empty_claims_count_as_missing() {
-    let cases: [(fn(&mut Claims), &str); 4] = [
+    let cases: [(Edit, &str); 4] = [
         (|c| c.legacy_namespace = Some(String::new()), "namespace claim is missing"),
         (|c| c.legacy_secret_name = Some(String::new()), "secretName claim is missing"),
         (|c| c.legacy_service_account_name = Some(String::new()), "serviceAccountName claim is missing"),

@@ -685,3 +685,44 @@ fn legacy_token_claims_rs256() {
 fn legacy_token_claims_es256() {
     assert_legacy(&keys_ec(), Algorithm::Es256);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wire format of the spec (§2.1): Go clients send nulls; the response echoes every field.
+
+#[test]
+fn spec_accepts_the_kubelet_body_with_nulls() {
+    let s: TokenRequestSpec = serde_json::from_value(json!({
+        "audiences": null,
+        "expirationSeconds": 3607,
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "privileged-pod", "uid": "c512dc5b"},
+    }))
+    .expect("kubelet body");
+    assert_eq!(s, spec(&[], Some(3607), Some(bound("Pod", "v1", "privileged-pod", "c512dc5b"))));
+    let s: TokenRequestSpec =
+        serde_json::from_value(json!({"audiences": null, "expirationSeconds": null, "boundObjectRef": null}))
+            .expect("kubectl body");
+    assert_eq!(s, spec(&[], None, None));
+    let s: TokenRequestSpec = serde_json::from_value(json!({})).expect("empty spec");
+    assert_eq!(s, spec(&[], None, None));
+    let r: tokenwarden_core::token_request::BoundObjectReference =
+        serde_json::from_value(json!({"kind": "Pod", "apiVersion": null, "name": "p", "uid": null})).expect("null ref fields");
+    assert_eq!(r, bound("Pod", "", "p", ""));
+}
+
+#[test]
+fn defaulted_spec_serializes_every_field() {
+    let t = issue_ok(spec(&[], None, None));
+    assert_eq!(
+        serde_json::to_value(&t.spec).expect("json"),
+        json!({"audiences": [ISSUER, ISSUER2], "expirationSeconds": 3600, "boundObjectRef": null})
+    );
+    let t = issue_ok(spec(&[], Some(3607), Some(pod_ref())));
+    assert_eq!(
+        serde_json::to_value(&t.spec).expect("json"),
+        json!({
+            "audiences": [ISSUER, ISSUER2],
+            "expirationSeconds": 3607,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": POD},
+        })
+    );
+}
