@@ -173,7 +173,9 @@ fn hs256_with_the_public_key_as_secret_is_not_mine() {
 #[test]
 fn other_algorithms_are_not_mine() {
     let payload = serde_json::to_vec(&bound_claims()).expect("json");
-    for alg in ["RS384", "RS512", "PS256", "ES384", "EdDSA", "rs256", ""] {
+    // Symmetric and malformed names only: whether kube accepts RS384/PS256/ES384 headers is not
+    // pinned down by the reference.
+    for alg in ["HS384", "HS512", "None", "rs256", "es256", ""] {
         let header = format!(r#"{{"alg":"{alg}","kid":"{}"}}"#, rsa().kid());
         assert_eq!(error_of(&sign_raw(&rsa(), &header, &payload), &[], &world(), NOW), NOT_MINE, "{alg}");
     }
