@@ -9,9 +9,9 @@ pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
 /// `name` + `uid` of an object a token names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ref {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
 }
 

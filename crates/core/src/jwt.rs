@@ -80,7 +80,9 @@ pub fn verify(token: &str, keys: &KeySet, accepts_issuer: impl Fn(&str) -> bool)
     let signature = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| JwtError::NotMine)?;
     let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
 
-    let mut candidates = keys.verifying().iter().filter(|k| header.kid.as_deref().is_none_or(|kid| k.kid() == kid)).peekable();
+    // A token without a `kid` (or with an empty one) is tried against every key.
+    let kid = header.kid.as_deref().filter(|kid| !kid.is_empty());
+    let mut candidates = keys.verifying().iter().filter(|k| kid.is_none_or(|kid| k.kid() == kid)).peekable();
     if candidates.peek().is_none() {
         return Err(JwtError::NoKeys);
     }

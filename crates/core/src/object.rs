@@ -25,6 +25,16 @@ impl Resource {
     pub const SECRETS: Self = Self::core("secrets", "secret", "Secret", true);
     pub const NODES: Self = Self::core("nodes", "node", "Node", false);
 
+    /// Authorino's AuthConfig, served so `kubectl apply -f authconfig.yaml` works.
+    pub const AUTH_CONFIGS: Self = Self {
+        group: "authorino.kuadrant.io",
+        version: "v1beta3",
+        plural: "authconfigs",
+        singular: "authconfig",
+        kind: "AuthConfig",
+        namespaced: true,
+    };
+
     /// The resource types of the authority core.
     pub const CORE: [Self; 5] =
         [Self::NAMESPACES, Self::SERVICE_ACCOUNTS, Self::PODS, Self::SECRETS, Self::NODES];

@@ -65,11 +65,13 @@ pub struct VerifiedToken {
     pub legacy: bool,
     /// SHA-256 of the token, kept for legacy tokens (compared with the Secret's copy).
     token_sha256: Option<[u8; 32]>,
+    /// A legacy token's missing or inconsistent claims, reported after the audience check as
+    /// kube-apiserver orders its checks.
+    legacy_claims_error: Option<ReviewError>,
     pub user: UserInfo,
 }
 
-/// Signature, `kid` and claim parsing. Legacy-token claim presence is checked here too, so a
-/// cached [`VerifiedToken`] is always well-formed.
+/// Signature, `kid` and claim parsing: the part of a review worth caching.
 pub fn verify(token: &str, keys: &KeySet, config: &IssuerConfig) -> Result<VerifiedToken, ReviewError> {
     let accepts = |iss: &str| iss == LEGACY_ISSUER || config.issuers.iter().any(|i| i == iss);
     let claims = jwt::verify(token, keys, accepts).map_err(|e| match e {
@@ -79,14 +81,17 @@ pub fn verify(token: &str, keys: &KeySet, config: &IssuerConfig) -> Result<Verif
         JwtError::MalformedClaims(detail) => ReviewError::Rejected(format!("invalid claims: {detail}")),
     })?;
     if claims.iss == LEGACY_ISSUER {
-        let user = legacy_user(&claims)?;
+        let (user, legacy_claims_error) = match legacy_user(&claims) {
+            Ok(user) => (user, None),
+            Err(err) => (UserInfo::default(), Some(err)),
+        };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut sha = [0u8; 32];
         sha.copy_from_slice(digest.as_ref());
-        return Ok(VerifiedToken { claims, legacy: true, token_sha256: Some(sha), user });
+        return Ok(VerifiedToken { claims, legacy: true, token_sha256: Some(sha), legacy_claims_error, user });
     }
     let user = bound_user(&claims);
-    Ok(VerifiedToken { claims, legacy: false, token_sha256: None, user })
+    Ok(VerifiedToken { claims, legacy: false, token_sha256: None, legacy_claims_error: None, user })
 }
 
 /// Audiences, time and live-object checks; `requested` empty means the API audiences.
@@ -110,6 +115,9 @@ pub fn authenticate(
         )));
     }
     if token.legacy {
+        if let Some(err) = &token.legacy_claims_error {
+            return Err(err.clone());
+        }
         validate_legacy(token, lookup)?;
     } else {
         validate_bound(&token.claims, lookup, now)?;
@@ -201,7 +209,7 @@ fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -
 
 fn validate_legacy(token: &VerifiedToken, lookup: &impl ObjectLookup) -> Result<(), ReviewError> {
     let claims = &token.claims;
-    // Presence was checked in `verify`.
+    // Presence was checked before (`legacy_claims_error`).
     let namespace = claims.legacy_namespace.as_deref().unwrap_or_default();
     let secret_name = claims.legacy_secret_name.as_deref().unwrap_or_default();
     let sa_name = claims.legacy_service_account_name.as_deref().unwrap_or_default();

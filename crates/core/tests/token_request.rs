@@ -398,7 +398,6 @@ fn pod_binding_with_matching_uid() {
 }
 
 #[test]
-#[ignore = "BUG: node claim of a pod whose Node does not exist serializes `\"uid\":\"\"`; kube's `ref` has `uid,omitempty` so only the name is embedded (reference §1.1)"]
 fn pod_binding_without_node_object_embeds_node_name_only() {
     let mut w = world();
     w.nodes.clear();

@@ -1,0 +1,122 @@
+//! What a request is about, parsed from its method and path as kube-apiserver's
+//! `RequestInfoFactory` does; authorization and dispatch both read it.
+
+use axum::http::Method;
+
+/// The attributes of one API request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// A resource request (`/api/v1/...`, `/apis/<g>/<v>/...` with a resource); otherwise a
+    /// non-resource path such as discovery.
+    pub is_resource: bool,
+    pub path: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`; for
+    /// non-resource requests the lower-case method.
+    pub verb: &'static str,
+    /// `api` or `apis` (empty for other paths).
+    pub prefix: String,
+    pub group: String,
+    pub version: String,
+    pub namespace: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+}
+
+fn method_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::HEAD => "head",
+        Method::OPTIONS => "options",
+        _ => "unknown",
+    }
+}
+
+impl RequestInfo {
+    /// Parses `path` (without the query) for `method`; `watch` is the `watch` query flag.
+    pub fn parse(method: &Method, path: &str, watch: bool) -> Self {
+        let mut info = Self { path: path.to_owned(), verb: method_verb(method), ..Self::default() };
+        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        let rest = match parts.as_slice() {
+            ["api", version, rest @ ..] => {
+                info.prefix = "api".into();
+                info.version = (*version).to_owned();
+                rest
+            }
+            ["apis", group, version, rest @ ..] => {
+                info.prefix = "apis".into();
+                info.group = (*group).to_owned();
+                info.version = (*version).to_owned();
+                rest
+            }
+            _ => return info,
+        };
+        let mut rest = rest;
+        let mut legacy_watch = false;
+        if rest.first() == Some(&"watch") {
+            legacy_watch = true;
+            rest = &rest[1..];
+        }
+        if rest.is_empty() {
+            return info; // discovery of a group version
+        }
+        info.is_resource = true;
+        if rest[0] == "namespaces" && rest.len() > 1 {
+            info.namespace = rest[1].to_owned();
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
+            }
+        }
+        info.resource = rest[0].to_owned();
+        if let Some(name) = rest.get(1) {
+            info.name = (*name).to_owned();
+        }
+        if let Some(sub) = rest.get(2) {
+            info.subresource = (*sub).to_owned();
+        }
+        if rest.len() > 3 {
+            info.is_resource = false; // nothing serves deeper paths
+        }
+        info.verb = match *method {
+            Method::GET | Method::HEAD if legacy_watch || watch => "watch",
+            Method::GET | Method::HEAD if info.name.is_empty() => "list",
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE if info.name.is_empty() => "deletecollection",
+            Method::DELETE => "delete",
+            _ => "unknown",
+        };
+        info
+    }
+
+    /// `resource[/subresource]`, as authorization messages name it.
+    pub fn resource_path(&self) -> String {
+        if self.subresource.is_empty() { self.resource.clone() } else { format!("{}/{}", self.resource, self.subresource) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_kube_apiserver() {
+        let info = RequestInfo::parse(&Method::POST, "/api/v1/namespaces/ns/serviceaccounts/bot/token", false);
+        assert!(info.is_resource);
+        assert_eq!((info.verb, info.namespace.as_str(), info.resource.as_str(), info.name.as_str(), info.subresource.as_str()), ("create", "ns", "serviceaccounts", "bot", "token"));
+        let ns = RequestInfo::parse(&Method::GET, "/api/v1/namespaces/ns", false);
+        assert_eq!((ns.verb, ns.resource.as_str(), ns.name.as_str(), ns.namespace.as_str()), ("get", "namespaces", "ns", "ns"));
+        let list = RequestInfo::parse(&Method::GET, "/apis/authorino.kuadrant.io/v1beta3/authconfigs", true);
+        assert_eq!((list.verb, list.group.as_str(), list.resource.as_str()), ("watch", "authorino.kuadrant.io", "authconfigs"));
+        let discovery = RequestInfo::parse(&Method::GET, "/apis/authentication.k8s.io/v1", false);
+        assert!(!discovery.is_resource);
+        assert_eq!(RequestInfo::parse(&Method::GET, "/api/v1/watch/namespaces/ns/pods", false).verb, "watch");
+        assert_eq!(RequestInfo::parse(&Method::DELETE, "/api/v1/namespaces/ns/pods", false).verb, "deletecollection");
+    }
+}

@@ -1,0 +1,130 @@
+//! TokenRequest, TokenReview (v1 and v1beta1) and SelfSubjectReview.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use tokenwarden_core::token_request::{TokenRequestInput, TokenRequestSpec};
+
+use crate::error::{ApiError, ApiResult};
+use crate::{ApiState, Call, body, fields};
+
+const AUTHENTICATION: &str = "authentication.k8s.io";
+
+/// A body's `apiVersion`/`kind`, if present, must name what the URL serves.
+fn check_type(object: &Map<String, Value>, api_version: &str, kind: &str) -> ApiResult<()> {
+    let field = |name: &str| object.get(name).and_then(Value::as_str).unwrap_or("");
+    let (sent_version, sent_kind) = (field("apiVersion"), field("kind"));
+    if (!sent_version.is_empty() && sent_version != api_version) || (!sent_kind.is_empty() && sent_kind != kind) {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({sent_version}) does not match the expected API version ({api_version})"
+        )));
+    }
+    Ok(())
+}
+
+fn meta_str<'a>(object: &'a Map<String, Value>, field: &str) -> &'a str {
+    object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`
+pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response> {
+    if call.info.verb != "create" {
+        return Err(ApiError::method_not_allowed(call.info.verb));
+    }
+    call.dry_run()?; // validated; like kube-apiserver, a dry run still mints
+    let object = call.object()?;
+    check_type(&object, "authentication.k8s.io/v1", "TokenRequest")?;
+    let mut warnings = call.field_validation()?.check(&Value::Object(object.clone()), &fields::TOKEN_REQUEST, "TokenRequest", "authentication.k8s.io/v1")?;
+    let spec: TokenRequestSpec = match object.get("spec") {
+        None | Some(Value::Null) => TokenRequestSpec::default(),
+        Some(spec) => serde_json::from_value(spec.clone()).map_err(|e| {
+            ApiError::bad_request(format!("TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"))
+        })?,
+    };
+    let input = TokenRequestInput {
+        namespace: call.info.namespace.clone(),
+        service_account: call.info.name.clone(),
+        metadata_name: meta_str(&object, "name").to_owned(),
+        metadata_namespace: meta_str(&object, "namespace").to_owned(),
+        spec,
+    };
+    let issued = state.authority.request_token(input).await?;
+    tracing::info!(namespace = %call.info.namespace, serviceaccount = %call.info.name, jti = %issued.jti, "issued token");
+    warnings.extend(issued.warnings.iter().cloned());
+    let response = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {
+            "name": call.info.name,
+            "namespace": call.info.namespace,
+            "creationTimestamp": issued.issued_at.to_string(),
+        },
+        "spec": issued.spec,
+        "status": {
+            "token": issued.token,
+            "expirationTimestamp": issued.expiration_timestamp.to_string(),
+        },
+    });
+    Ok(body::with_warnings(body::json(StatusCode::CREATED, &response, call.pretty()), &warnings))
+}
+
+/// `POST /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews`: the request echoed with its
+/// status (kube-apiserver's webhook authenticator sends v1beta1; the shapes are the same).
+pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
+    if call.info.verb != "create" {
+        return Err(ApiError::method_not_allowed(call.info.verb));
+    }
+    let api_version = format!("{AUTHENTICATION}/{}", call.info.version);
+    if !matches!(call.info.version.as_str(), "v1" | "v1beta1") {
+        return Err(ApiError::path_not_found());
+    }
+    let mut object = call.object()?;
+    check_type(&object, &api_version, "TokenReview")?;
+    call.dry_run()?;
+    let warnings = call.field_validation()?.check(&Value::Object(object.clone()), &fields::TOKEN_REVIEW, "TokenReview", &api_version)?;
+    let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+    let token = spec.get("token").and_then(Value::as_str).unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
+    }
+    let audiences: Vec<String> = match spec.get("audiences") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| ApiError::bad_request(format!("TokenReview in version {api_version:?} cannot be handled as a TokenReview: {e}")))?,
+    };
+    let status = match state.authority.review(token, &audiences) {
+        Ok(reviewed) => json!({
+            "authenticated": true,
+            "user": reviewed.token.user,
+            "audiences": reviewed.audiences,
+        }),
+        Err(err) => json!({"user": {}, "error": err.status_error()}),
+    };
+    object.insert("apiVersion".into(), json!(api_version));
+    object.insert("kind".into(), json!("TokenReview"));
+    object.entry("metadata").or_insert_with(|| json!({"creationTimestamp": null}));
+    object.insert("spec".into(), spec);
+    object.insert("status".into(), status);
+    Ok(body::with_warnings(body::json(StatusCode::CREATED, &Value::Object(object), call.pretty()), &warnings))
+}
+
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
+pub fn self_subject_review(call: &Call) -> ApiResult<Response> {
+    if call.info.verb != "create" {
+        return Err(ApiError::method_not_allowed(call.info.verb));
+    }
+    let api_version = format!("{AUTHENTICATION}/{}", call.info.version);
+    if !matches!(call.info.version.as_str(), "v1" | "v1beta1") {
+        return Err(ApiError::path_not_found());
+    }
+    let object = call.object()?;
+    check_type(&object, &api_version, "SelfSubjectReview")?;
+    let warnings = call.field_validation()?.check(&Value::Object(object), &fields::SELF_SUBJECT_REVIEW, "SelfSubjectReview", &api_version)?;
+    let response = json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": api_version,
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": call.caller.user},
+    });
+    Ok(body::with_warnings(body::json(StatusCode::CREATED, &response, call.pretty()), &warnings))
+}
