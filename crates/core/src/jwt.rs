@@ -14,10 +14,9 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Signs `claims` as `b64(header).b64(claims).b64(signature)`; the header holds only `alg`
 /// and `kid`, as kube-apiserver's does.
 pub fn sign(key: &SigningKey, claims: &Claims) -> Result<String, KeyError> {
-    let header = format!(r#"{{"alg":"{}","kid":"{}"}}"#, key.algorithm().as_str(), key.kid());
     let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Invalid(e.to_string()))?;
-    let mut token = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 400);
-    URL_SAFE_NO_PAD.encode_string(header.as_bytes(), &mut token);
+    let mut token = String::with_capacity(key.jws_header().len() + payload.len() * 4 / 3 + 400);
+    token.push_str(key.jws_header());
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
     let signature = key.sign(token.as_bytes())?;
@@ -66,10 +65,18 @@ pub fn verify(token: &str, keys: &KeySet, accepts_issuer: impl Fn(&str) -> bool)
         return Err(JwtError::NotMine);
     };
     let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| JwtError::NotMine)?;
-    let issuer: IssuerOnly = serde_json::from_slice(&payload).map_err(|_| JwtError::NotMine)?;
-    match issuer.iss {
-        Some(serde_json::Value::String(iss)) if accepts_issuer(&iss) => {}
-        _ => return Err(JwtError::NotMine),
+    // One parse in the common case; claims that do not parse are only "not mine" when not even
+    // an accepted `iss` can be read from them.
+    let claims: Result<Claims, serde_json::Error> = serde_json::from_slice(&payload);
+    let issuer_accepted = match &claims {
+        Ok(claims) => accepts_issuer(&claims.iss),
+        Err(_) => matches!(
+            serde_json::from_slice::<IssuerOnly>(&payload),
+            Ok(IssuerOnly { iss: Some(serde_json::Value::String(iss)) }) if accepts_issuer(&iss)
+        ),
+    };
+    if !issuer_accepted {
+        return Err(JwtError::NotMine);
     }
 
     let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| JwtError::NotMine)?;
@@ -91,7 +98,7 @@ pub fn verify(token: &str, keys: &KeySet, accepts_issuer: impl Fn(&str) -> bool)
     if !verified {
         return Err(JwtError::BadSignature);
     }
-    serde_json::from_slice(&payload).map_err(|e| JwtError::MalformedClaims(e.to_string()))
+    claims.map_err(|e| JwtError::MalformedClaims(e.to_string()))
 }
 
 /// Decodes a token's header and claims without verifying anything (for `tokenwarden decode`).

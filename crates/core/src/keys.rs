@@ -71,6 +71,8 @@ pub struct SigningKey {
     signer: Signer,
     pkcs8: Vec<u8>,
     public: VerifyingKey,
+    /// `b64url({"alg":..,"kid":..})`, the same for every token this key signs.
+    jws_header: String,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -121,7 +123,7 @@ impl SigningKey {
         let pkcs8 = rsa.as_der().map_err(invalid)?.as_ref().to_vec();
         let spki = rsa.public_key().as_der().map_err(invalid)?.as_ref().to_vec();
         let public = VerifyingKey::from_spki_der(Algorithm::Rs256, &spki)?;
-        Ok(Self { signer: Signer::Rsa(rsa), pkcs8, public })
+        Ok(Self::assemble(Signer::Rsa(rsa), pkcs8, public))
     }
 
     fn from_ec(ec: EcdsaKeyPair) -> Result<Self, KeyError> {
@@ -129,7 +131,18 @@ impl SigningKey {
         let pkcs8 = ec.to_pkcs8v1().map_err(invalid)?.as_ref().to_vec();
         let spki = ec.public_key().as_der().map_err(invalid)?.as_ref().to_vec();
         let public = VerifyingKey::from_spki_der(Algorithm::Es256, &spki)?;
-        Ok(Self { signer: Signer::Ec(ec), pkcs8, public })
+        Ok(Self::assemble(Signer::Ec(ec), pkcs8, public))
+    }
+
+    fn assemble(signer: Signer, pkcs8: Vec<u8>, public: VerifyingKey) -> Self {
+        // Only `alg` and `kid`, as kube-apiserver's header.
+        let header = format!(r#"{{"alg":"{}","kid":"{}"}}"#, public.alg.as_str(), public.kid);
+        Self { signer, pkcs8, jws_header: URL_SAFE_NO_PAD.encode(header), public }
+    }
+
+    /// The encoded JWS protected header of this key's tokens.
+    pub fn jws_header(&self) -> &str {
+        &self.jws_header
     }
 
     /// PKCS#8 PEM, the form tokenwarden persists.

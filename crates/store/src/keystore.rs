@@ -1,10 +1,8 @@
 //! Signing keys in the data directory: one PKCS#8 PEM file per key (mode 0600) and a small
 //! JSON state file naming the active key and until when each retired key keeps verifying.
-//! Every file is written atomically (temporary file, fsync, rename, fsync of the directory).
+//! Every file is written atomically ([`crate::files::write_private`]).
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer as _;
@@ -68,9 +66,7 @@ impl KeyStore {
     /// Opens (creating, mode 0700) the key directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, KeyStoreError> {
         let dir = dir.into();
-        let io = |source| KeyStoreError::Io { path: dir.clone(), source };
-        fs::create_dir_all(&dir).map_err(io)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        crate::files::create_private_dir(&dir).map_err(|source| KeyStoreError::Io { path: dir.clone(), source })?;
         Ok(Self { dir })
     }
 
@@ -103,16 +99,7 @@ impl KeyStore {
     /// Writes `contents` to `name` atomically with mode 0600.
     fn write_file(&self, name: &str, contents: &[u8]) -> Result<(), KeyStoreError> {
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = self.io_error(&path);
-        let result = (|| {
-            let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            file.write_all(contents)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fs::File::open(&self.dir)?.sync_all()
-        })();
-        result.map_err(io)
+        crate::files::write_private(&path, contents).map_err(self.io_error(&path))
     }
 
     fn save(&self, state: &State, new_key: Option<&SigningKey>) -> Result<(), KeyStoreError> {

@@ -8,6 +8,7 @@
 pub mod authority;
 pub mod clock;
 pub mod feed;
+pub mod files;
 pub mod index;
 pub mod keystore;
 pub mod memory;

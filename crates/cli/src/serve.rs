@@ -1,0 +1,243 @@
+//! `tokenwarden serve`: the authority and its Kubernetes API on an embedded store.
+//!
+//! Order matters: flags are validated and the data directory is opened (store, keys, CA,
+//! admin credential) before any port is bound, so a bad start fails with one line and exit
+//! code 64 and nothing listening.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokenwarden_apiserver::{AdminCredential, ApiState};
+use tokenwarden_core::keys::Algorithm;
+use tokenwarden_core::token_request::IssuerConfig;
+use tokenwarden_core::{Object, Resource};
+use tokenwarden_store::sqlite::SqliteStore;
+use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, StoreError, SystemClock};
+
+use crate::{Failure, admin, pki};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SigningAlgorithm {
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "ES256")]
+    Es256,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the store, signing keys, CA and admin.kubeconfig live.
+    #[arg(long, default_value = "./tokenwarden-data", env = "TOKENWARDEN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the Kubernetes API (HTTPS unless --insecure-http).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_listen: String,
+    /// Token issuer (`iss`); default: the API's own URL.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Audiences the API accepts and TokenRequest defaults to (comma-separated or repeated); default: the issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// Longest token lifetime granted, e.g. 24h (between 1h and 2^32 s); longer requests are shortened.
+    #[arg(long, value_parser = parse_duration_seconds)]
+    pub max_token_expiration: Option<i64>,
+    /// Extra name or IP for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+    /// Serve plain HTTP (development only: tokens cross the network in clear text).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Algorithm of the signing key made on first start.
+    #[arg(long, value_enum, default_value = "RS256")]
+    pub signing_algorithm: SigningAlgorithm,
+    /// Import this PEM private key (PKCS#8, PKCS#1 or SEC1) as the signing key, e.g. a
+    /// cluster's service-account key; the previous key keeps verifying its tokens.
+    #[arg(long)]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Go-style durations (`1h`, `90m`, `1h30m`, `3600s`) or plain seconds.
+pub fn parse_duration_seconds(text: &str) -> Result<i64, String> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    let invalid = || format!("invalid duration {text:?} (use e.g. 3600, 90m or 24h)");
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    let mut seen_unit = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: i64 = number.parse().map_err(|_| invalid())?;
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(invalid()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
+        number.clear();
+        seen_unit = true;
+    }
+    if !number.is_empty() || !seen_unit {
+        return Err(invalid());
+    }
+    Ok(total)
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure::Usage(message.into())
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+    // --- Validate flags (exit 64) ---
+    let addr: SocketAddr = args
+        .api_listen
+        .parse()
+        .map_err(|_| usage(format!("invalid --api-listen {:?}: expected ADDR:PORT, e.g. 127.0.0.1:6443", args.api_listen)))?;
+    if let Some(issuer) = &args.issuer {
+        if issuer.is_empty() || issuer.contains(char::is_whitespace) {
+            return Err(usage(format!("invalid --issuer {issuer:?}")));
+        }
+    }
+    if args.api_audiences.iter().any(String::is_empty) {
+        return Err(usage("--api-audiences may not contain an empty audience"));
+    }
+    for san in &args.tls_sans {
+        if san.is_empty() || san.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(usage(format!("invalid --tls-san {san:?}")));
+        }
+    }
+    let signing_key_pem = match &args.signing_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| usage(format!("--signing-key-file {}: {e}", path.display())))?),
+        None => None,
+    };
+
+    // --- Open the data directory (exit 64 when unusable) ---
+    let dir = &args.data_dir;
+    let unusable = |what: &str, e: &dyn std::fmt::Display| usage(format!("data directory {}: {what}: {e}", dir.display()));
+    tokenwarden_store::files::create_private_dir(dir).map_err(|e| unusable("cannot create", &e))?;
+    let clock = SystemClock;
+    let store = SqliteStore::open(&dir.join("store.db"), Arc::new(clock)).map_err(|e| unusable("store", &e))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let keystore = KeyStore::open(dir.join("keys")).map_err(|e| unusable("keys", &e))?;
+    let algorithm = match args.signing_algorithm {
+        SigningAlgorithm::Rs256 => Algorithm::Rs256,
+        SigningAlgorithm::Es256 => Algorithm::Es256,
+    };
+    let mut keys = keystore.load_or_create(algorithm, clock.now()).map_err(|e| unusable("keys", &e))?;
+    let tls = if args.insecure_http {
+        None
+    } else {
+        Some(pki::load_or_create(&dir.join("pki"), &args.tls_sans).map_err(|e| unusable("pki", &e))?)
+    };
+    let admin_token = admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?;
+
+    // --- Bind, then settle what depends on the bound address ---
+    let listener = TcpListener::bind(addr).map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
+    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let scheme = if args.insecure_http { "http" } else { "https" };
+    let url = format!("{scheme}://{host}:{}", bound.port());
+
+    let issuer = args.issuer.clone().unwrap_or_else(|| url.clone());
+    let mut config = IssuerConfig::new(issuer);
+    if !args.api_audiences.is_empty() {
+        config.api_audiences = args.api_audiences.clone();
+    }
+    config.max_expiration_seconds = args.max_token_expiration;
+    config.validate().map_err(usage)?;
+    if let Some(pem) = signing_key_pem {
+        let imported = tokenwarden_core::keys::SigningKey::from_pem(&pem).map_err(|e| usage(format!("--signing-key-file: {e}")))?;
+        if imported.kid() != keys.signing().kid() {
+            keys = keystore
+                .import_pem(&pem, clock.now(), config.longest_token_lifetime())
+                .map_err(|e| unusable("keys", &e))?;
+        }
+    }
+
+    let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+    let authority = Authority::start(Arc::clone(&store), keys, config, Arc::new(clock), ca_pem.clone())
+        .await
+        .map_err(|e| Failure::Runtime(format!("starting the authority: {e}")))?;
+    bootstrap(&authority).await.map_err(|e| Failure::Runtime(format!("bootstrapping: {e}")))?;
+    let kubeconfig = admin::write_kubeconfig(dir, &url, ca_pem.as_deref(), &admin_token)
+        .map_err(|e| Failure::Runtime(format!("writing the admin kubeconfig: {e}")))?;
+
+    let state = Arc::new(ApiState { authority, admin: AdminCredential::from_token(&admin_token), external_url: url.clone() });
+    drop(admin_token);
+    let app = tokenwarden_apiserver::router(state);
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+
+    if args.insecure_http {
+        tracing::warn!("serving plain HTTP (--insecure-http): tokens and the admin credential cross the network in clear text");
+    }
+    tracing::info!(api = %url, kubeconfig = %kubeconfig.display(), "tokenwarden serving");
+    eprintln!("tokenwarden: serving the Kubernetes API on {url}; KUBECONFIG={}", kubeconfig.display());
+
+    let service = app.into_make_service();
+    let served = match tls {
+        None => axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?.handle(handle).serve(service).await,
+        Some(tls) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem(tls.serving_cert_pem.into_bytes(), tls.serving_key_pem.into_bytes())
+                .await
+                .map_err(|e| Failure::Runtime(format!("TLS configuration: {e}")))?;
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)
+                .map_err(|e| Failure::Runtime(e.to_string()))?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    served.map_err(|e| Failure::Runtime(format!("server: {e}")))
+}
+
+/// Namespaces `default` and `kube-system`, each with its `default` ServiceAccount.
+async fn bootstrap(authority: &Authority) -> Result<(), StoreError> {
+    for name in ["default", "kube-system"] {
+        let namespace = Object::from_value(json!({"metadata": {"name": name}})).unwrap_or_else(|| unreachable!("a JSON object"));
+        match authority.create(&Resource::NAMESPACES, namespace).await {
+            Ok(_) | Err(StoreError::Api(tokenwarden_core::Error::AlreadyExists { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_seconds as p;
+
+    #[test]
+    fn durations() {
+        assert_eq!(p("3600"), Ok(3600));
+        assert_eq!(p("24h"), Ok(86_400));
+        assert_eq!(p("1h30m"), Ok(5400));
+        assert_eq!(p("90s"), Ok(90));
+        for bad in ["", "h", "1d", "1h3", "-", "99999999999999999999h"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+}
