@@ -40,6 +40,7 @@ pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
         "" | "application/json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json"
         | "*/*" | "text/plain" | "application/x-www-form-urlencoded" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(value)

@@ -48,10 +48,10 @@ impl IssuerConfig {
         if self.issuers.first().is_none_or(String::is_empty) {
             return Err("service-account-issuer is a required flag".into());
         }
-        if let Some(max) = self.max_expiration_seconds {
-            if !(3600..=MAX_EXPIRATION_SECONDS).contains(&max) {
-                return Err("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds".into());
-            }
+        if let Some(max) = self.max_expiration_seconds
+            && !(3600..=MAX_EXPIRATION_SECONDS).contains(&max)
+        {
+            return Err("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds".into());
         }
         Ok(())
     }
@@ -234,12 +234,12 @@ pub fn issue(
 
     let mut warnings = Vec::new();
     let mut seconds = requested;
-    if let Some(max) = config.max_expiration_seconds {
-        if seconds > max {
-            warnings.push(format!("requested expiration of {seconds} seconds shortened to {max} seconds"));
-            seconds = max;
-            spec.expiration_seconds = Some(max);
-        }
+    if let Some(max) = config.max_expiration_seconds
+        && seconds > max
+    {
+        warnings.push(format!("requested expiration of {seconds} seconds shortened to {max} seconds"));
+        seconds = max;
+        spec.expiration_seconds = Some(max);
     }
     let mut jwt_seconds = seconds;
     if config.extend_expiration

@@ -1,6 +1,8 @@
 //! Tokens minted here must verify with an independent JWT library (PyJWT, with the
 //! `cryptography` backend) given nothing but the JWKS document the authority publishes.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! Signing keys on disk: created once, reused, rotated with the old key verifying until its
 //! last token expires, imported from a cluster's PEM, files mode 0600.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::os::unix::fs::PermissionsExt as _;
 
 use tokenwarden_core::Timestamp;
