@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod fields;
 pub mod oidc;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod resources;
