@@ -39,6 +39,10 @@ impl Resource {
     pub const CORE: [Self; 5] =
         [Self::NAMESPACES, Self::SERVICE_ACCOUNTS, Self::PODS, Self::SECRETS, Self::NODES];
 
+    /// Every resource type the authority stores (namespace deletion empties each of them).
+    pub const STORED: [Self; 6] =
+        [Self::NAMESPACES, Self::SERVICE_ACCOUNTS, Self::PODS, Self::SECRETS, Self::NODES, Self::AUTH_CONFIGS];
+
     const fn core(plural: &'static str, singular: &'static str, kind: &'static str, namespaced: bool) -> Self {
         Self { group: "", version: "v1", plural, singular, kind, namespaced }
     }

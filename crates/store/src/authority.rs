@@ -172,7 +172,7 @@ impl Authority {
     pub async fn delete(&self, resource: &Resource, namespace: &str, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
         if *resource == Resource::NAMESPACES {
             self.store.get(resource, "", name).await?;
-            for inner in Resource::CORE.iter().filter(|r| r.namespaced) {
+            for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
                 let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
                 for object in self.store.list(inner, &options).await?.items {
                     match self.store.delete(inner, name, object.name(), &Preconditions::default()).await {

@@ -117,13 +117,14 @@ async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
 async fn deleting_a_namespace_deletes_its_contents_and_revokes_its_tokens() {
     let (authority, _) = authority().await;
     authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "s", "namespace": "ns"}}))).await.unwrap();
+    authority.create(&Resource::AUTH_CONFIGS, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"hosts": ["h"]}}))).await.unwrap();
     let issued = authority.request_token(request("default", &[], None)).await.unwrap();
     authority.review(&issued.token, &[]).unwrap();
 
     authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
-    for (resource, name) in [(Resource::SERVICE_ACCOUNTS, "default"), (Resource::SECRETS, "s")] {
+    for (resource, name) in [(Resource::SERVICE_ACCOUNTS, "default"), (Resource::SECRETS, "s"), (Resource::AUTH_CONFIGS, "a")] {
         let err = authority.store().get(&resource, "ns", name).await.unwrap_err();
-        assert_eq!(err, StoreError::Api(tokenwarden_core::Error::not_found(resource.plural, name)));
+        assert_eq!(err, StoreError::Api(tokenwarden_core::Error::not_found(resource.qualified(), name)));
     }
     assert_eq!(rejected(&authority, &issued.token), r#"[invalid bearer token, serviceaccounts "default" not found]"#);
 }
