@@ -1,0 +1,429 @@
+//! The real kubectl against `tokenwarden serve`: what the project's users type.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, describe, jwt_payload, text};
+use serde_json::{Value, json};
+
+/// Creates a namespace and a ServiceAccount in it, asserting kubectl's messages.
+fn namespace_and_sa(server: &Server, ns: &str, sa: &str) {
+    assert_eq!(server.kubectl_ok(&["create", "namespace", ns]).trim(), format!("namespace/{ns} created"));
+    assert_eq!(server.kubectl_ok(&["create", "serviceaccount", sa, "-n", ns]).trim(), format!("serviceaccount/{sa} created"));
+}
+
+fn pod_manifest(ns: &str, pod: &str, sa: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {ns}\nspec:\n  serviceAccountName: {sa}\n  containers:\n  - name: main\n    image: registry.k8s.io/pause:3.10\n"
+    )
+}
+
+fn token_review_manifest(name: &str, token: &str, audiences: &[&str]) -> String {
+    let mut text = format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nmetadata:\n  name: {name}\nspec:\n  token: {token}\n");
+    if !audiences.is_empty() {
+        text.push_str("  audiences:\n");
+        for a in audiences {
+            text.push_str(&format!("  - {a}\n"));
+        }
+    }
+    text
+}
+
+/// `kubectl create -f tokenreview.yaml -o json` (validation on): the returned object.
+fn review(server: &Server, token: &str, audiences: &[&str]) -> Value {
+    let file = server.write_file(&format!("{}.yaml", common::unique("tokenreview")), &token_review_manifest("review", token, audiences));
+    server.kubectl_json(&["create", "-f", file.to_str().unwrap(), "-o", "json"])
+}
+
+fn whoami_field(table: &str, attribute: &str) -> Option<String> {
+    table.lines().find_map(|line| {
+        let rest = line.strip_prefix(attribute)?;
+        rest.starts_with(char::is_whitespace).then(|| rest.trim().to_owned())
+    })
+}
+
+#[test]
+fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let out = server.kubectl_ok(&["get", "sa", "-n", "demo"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SECRETS", "AGE"], "server-side Table columns for ServiceAccounts\n{out}");
+    let row = lines
+        .clone()
+        .find(|l| l.split_whitespace().next() == Some("api-consumer-1"))
+        .unwrap_or_else(|| panic!("no row for api-consumer-1\n{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.len(), 3, "{row}");
+    assert_eq!(cells[1], "0", "no secrets: {row}");
+    assert!(cells[2].ends_with('s') || cells[2].ends_with('m'), "an age like 2s: {row}");
+
+    // The same through the resource's full name, and `get sa NAME -o json` is the stored object.
+    let object = server.kubectl_json(&["get", "serviceaccount", "api-consumer-1", "-n", "demo", "-o", "json"]);
+    assert_eq!(object["kind"], "ServiceAccount");
+    assert_eq!(object["apiVersion"], "v1");
+    assert_eq!(object["metadata"]["name"], "api-consumer-1");
+    assert_eq!(object["metadata"]["namespace"], "demo");
+    assert!(object["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36), "{object}");
+    assert!(object["metadata"]["resourceVersion"].as_str().is_some_and(|v| !v.is_empty()), "{object}");
+}
+
+#[test]
+fn a_new_namespace_gets_its_default_serviceaccount() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "namespace", "fresh"]);
+    let names = server.kubectl_ok(&["get", "sa", "-n", "fresh", "-o", "name"]);
+    assert_eq!(names.trim(), "serviceaccount/default", "Kubernetes creates `default` with the namespace");
+    let names = server.kubectl_ok(&["get", "sa", "-n", "kube-system", "-o", "name"]);
+    assert!(names.lines().any(|l| l == "serviceaccount/default"), "{names}");
+}
+
+#[test]
+fn create_token_with_audience_duration_and_pod_binding() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let pod = server.write_file("pod.yaml", &pod_manifest("demo", "p1", "api-consumer-1"));
+    assert_eq!(server.kubectl_ok(&["create", "-f", pod.to_str().unwrap()]).trim(), "pod/p1 created");
+    let pod_uid = server.kubectl_ok(&["get", "pod", "p1", "-n", "demo", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(pod_uid.len(), 36, "pod uid {pod_uid:?}");
+    let sa_uid = server.kubectl_ok(&["get", "sa", "api-consumer-1", "-n", "demo", "-o", "jsonpath={.metadata.uid}"]);
+
+    let token = server.token(
+        "demo",
+        "api-consumer-1",
+        &["--audience", "talker-api", "--duration", "10m", "--bound-object-kind", "Pod", "--bound-object-name", "p1"],
+    );
+    let claims = jwt_payload(&token);
+    assert_eq!(claims["aud"], json!(["talker-api"]), "{claims}");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600, "{claims}");
+    assert_eq!(claims["iss"], server.url, "{claims}");
+    assert_eq!(claims["sub"], "system:serviceaccount:demo:api-consumer-1");
+    let k8s = &claims["kubernetes.io"];
+    assert_eq!(k8s["namespace"], "demo", "{claims}");
+    assert_eq!(k8s["serviceaccount"], json!({"name": "api-consumer-1", "uid": sa_uid}), "{claims}");
+    assert_eq!(k8s["pod"], json!({"name": "p1", "uid": pod_uid}), "{claims}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((claims["iat"].as_i64().unwrap() - now).abs() < 60, "iat is now: {claims}");
+
+    // The review of a pod-bound token carries the pod in the user's extra.
+    let reviewed = review(&server, &token, &["talker-api"]);
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+    let extra = &reviewed["status"]["user"]["extra"];
+    assert_eq!(extra["authentication.kubernetes.io/pod-name"], json!(["p1"]), "{reviewed}");
+    assert_eq!(extra["authentication.kubernetes.io/pod-uid"], json!([pod_uid]), "{reviewed}");
+
+    // Deleting the pod invalidates the token (kube allows its 10 s success cache to expire).
+    server.kubectl_ok(&["delete", "pod", "p1", "-n", "demo", "--wait=false"]);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let reviewed = review(&server, &token, &["talker-api"]);
+        if reviewed["status"]["error"] == "[invalid bearer token, service account token has been invalidated]" {
+            assert!(reviewed["status"].get("authenticated").is_none(), "{reviewed}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a token bound to a deleted pod still reviews: {reviewed}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn token_review_from_a_file_with_validation_on() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let sa_uid = server.kubectl_ok(&["get", "sa", "api-consumer-1", "-n", "demo", "-o", "jsonpath={.metadata.uid}"]);
+    let token = server.token("demo", "api-consumer-1", &["--audience", "talker-api"]);
+    let file = server.write_file("tokenreview.yaml", &token_review_manifest("talker-review", &token, &["talker-api"]));
+    let path = file.to_str().unwrap();
+
+    assert_eq!(server.kubectl_ok(&["create", "-f", path]).trim(), "tokenreview.authentication.k8s.io/talker-review created");
+
+    let yaml = server.kubectl_ok(&["create", "-f", path, "-o", "yaml"]);
+    let status = yaml.split_once("\nstatus:\n").unwrap_or_else(|| panic!("no status in\n{yaml}")).1;
+    assert!(status.contains("  authenticated: true\n"), "{yaml}");
+    assert!(status.contains("    username: system:serviceaccount:demo:api-consumer-1\n"), "{yaml}");
+    assert!(status.contains(&format!("    uid: {sa_uid}\n")), "{yaml}");
+    assert!(status.contains("  audiences:\n  - talker-api\n"), "{yaml}");
+    for group in ["system:serviceaccounts", "system:serviceaccounts:demo", "system:authenticated"] {
+        assert!(status.contains(&format!("    - {group}\n")), "group {group} in\n{yaml}");
+    }
+    assert!(yaml.contains("kind: TokenReview\n") && yaml.contains("apiVersion: authentication.k8s.io/v1\n"), "{yaml}");
+
+    // Structured: the exact status.
+    let reviewed = review(&server, &token, &["talker-api"]);
+    let status = &reviewed["status"];
+    assert_eq!(status["authenticated"], true);
+    assert_eq!(status["audiences"], json!(["talker-api"]));
+    assert_eq!(status["user"]["username"], "system:serviceaccount:demo:api-consumer-1");
+    assert_eq!(status["user"]["uid"], sa_uid);
+    assert_eq!(status["user"]["groups"], json!(["system:serviceaccounts", "system:serviceaccounts:demo", "system:authenticated"]));
+    let jti = jwt_payload(&token)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(status["user"]["extra"]["authentication.kubernetes.io/credential-id"], json!([format!("JTI={jti}")]), "{reviewed}");
+    assert!(status.get("error").is_none(), "{reviewed}");
+
+    // A review for another audience fails with kube's exact error.
+    let wrong = review(&server, &token, &["other"]);
+    assert_eq!(
+        wrong["status"],
+        json!({"user": {}, "error": "[invalid bearer token, token audiences [\"talker-api\"] is invalid for the target audiences [\"other\"]]"}),
+        "{wrong}"
+    );
+    // Garbage is just an invalid bearer token.
+    let garbage = review(&server, "not-a-jwt", &[]);
+    assert_eq!(garbage["status"], json!({"user": {}, "error": "invalid bearer token"}), "{garbage}");
+}
+
+#[test]
+fn create_raw_token_request_with_the_authorino_guide_body() {
+    let server = Server::start();
+    namespace_and_sa(&server, "authorino", "api-consumer-1");
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"audiences":["talker-api"],"expirationSeconds":600}}"#;
+    let out = server.kubectl_stdin_ok(&["create", "--raw", "/api/v1/namespaces/authorino/serviceaccounts/api-consumer-1/token", "-f", "-"], body);
+    let response: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!(response["kind"], "TokenRequest", "{response}");
+    assert_eq!(response["apiVersion"], "authentication.k8s.io/v1", "{response}");
+    assert_eq!(response["metadata"]["name"], "api-consumer-1", "{response}");
+    assert_eq!(response["metadata"]["namespace"], "authorino", "{response}");
+    assert_eq!(response["spec"]["audiences"], json!(["talker-api"]), "{response}");
+    assert_eq!(response["spec"]["expirationSeconds"], 600, "{response}");
+    let token = response["status"]["token"].as_str().unwrap();
+    let claims = jwt_payload(token);
+    assert_eq!(claims["aud"], json!(["talker-api"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+    assert_eq!(claims["sub"], "system:serviceaccount:authorino:api-consumer-1");
+    let expiration = response["status"]["expirationTimestamp"].as_str().unwrap();
+    assert!(expiration.len() == 20 && expiration.ends_with('Z') && expiration.as_bytes()[10] == b'T', "RFC 3339: {expiration}");
+
+    // The token the guide's AuthConfig would review is valid for talker-api.
+    let reviewed = review(&server, token, &["talker-api"]);
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+}
+
+#[test]
+fn auth_whoami_as_admin_and_as_a_service_account() {
+    let server = Server::start();
+    let admin = server.kubectl_ok(&["auth", "whoami"]);
+    assert_eq!(whoami_field(&admin, "Username").as_deref(), Some("tokenwarden-admin"), "{admin}");
+    assert_eq!(whoami_field(&admin, "Groups").as_deref(), Some("[system:masters system:authenticated]"), "{admin}");
+
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let sa_uid = server.kubectl_ok(&["get", "sa", "api-consumer-1", "-n", "demo", "-o", "jsonpath={.metadata.uid}"]);
+    // No --audience: the API audience, which defaults to the issuer = the server's URL.
+    let token = server.token("demo", "api-consumer-1", &[]);
+    assert_eq!(jwt_payload(&token)["aud"], json!([server.url]));
+
+    let kubeconfig = server.kubeconfig_with("sa.kubeconfig", Some(&token));
+    let out = server.kubectl_as(&kubeconfig, &["auth", "whoami"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let table = text(&out.stdout);
+    assert_eq!(whoami_field(&table, "Username").as_deref(), Some("system:serviceaccount:demo:api-consumer-1"), "{table}");
+    assert_eq!(whoami_field(&table, "UID").as_deref(), Some(sa_uid.as_str()), "{table}");
+    assert_eq!(
+        whoami_field(&table, "Groups").as_deref(),
+        Some("[system:serviceaccounts system:serviceaccounts:demo system:authenticated]"),
+        "{table}"
+    );
+    let jti = jwt_payload(&token)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(whoami_field(&table, "Extra: authentication.kubernetes.io/credential-id"), Some(format!("[JTI={jti}]")), "{table}");
+
+    // The same with --token on the admin kubeconfig, as JSON.
+    let review = server.kubectl_json(&["auth", "whoami", "--token", &token, "-o", "json"]);
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(review["apiVersion"], "authentication.k8s.io/v1");
+    assert_eq!(review["status"]["userInfo"]["username"], "system:serviceaccount:demo:api-consumer-1");
+    assert_eq!(review["status"]["userInfo"]["uid"], sa_uid);
+
+    // A token for another audience is not an API credential.
+    let talker = server.token("demo", "api-consumer-1", &["--audience", "talker-api"]);
+    let err = server.kubectl_err(&["auth", "whoami", "--token", &talker]);
+    assert_eq!(err.trim(), "error: You must be logged in to the server (Unauthorized)");
+}
+
+const AUTHCONFIG: &str = r#"apiVersion: authorino.kuadrant.io/v1beta3
+kind: AuthConfig
+metadata:
+  name: talker-api-protection
+spec:
+  hosts:
+  - talker-api.127.0.0.1.nip.io
+  authentication:
+    "authorized-service-accounts":
+      kubernetesTokenReview:
+        audiences:
+        - talker-api
+"#;
+
+#[test]
+fn apply_an_authconfig_twice_updates_it() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "namespace", "authorino"]);
+    let first = server.write_file("authconfig.yaml", AUTHCONFIG);
+    let out = server.kubectl_ok(&["apply", "-n", "authorino", "-f", first.to_str().unwrap()]);
+    assert_eq!(out.trim(), "authconfig.authorino.kuadrant.io/talker-api-protection created");
+
+    let stored = server.kubectl_json(&["get", "authconfig", "talker-api-protection", "-n", "authorino", "-o", "json"]);
+    assert_eq!(stored["apiVersion"], "authorino.kuadrant.io/v1beta3", "{stored}");
+    assert_eq!(stored["kind"], "AuthConfig", "{stored}");
+    assert_eq!(stored["metadata"]["namespace"], "authorino", "{stored}");
+    assert_eq!(stored["spec"]["hosts"], json!(["talker-api.127.0.0.1.nip.io"]), "{stored}");
+    assert_eq!(
+        stored["spec"]["authentication"]["authorized-service-accounts"]["kubernetesTokenReview"]["audiences"],
+        json!(["talker-api"]),
+        "{stored}"
+    );
+    let uid = stored["metadata"]["uid"].as_str().unwrap().to_owned();
+    let rv = stored["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+
+    let changed = AUTHCONFIG.replace("        - talker-api\n", "        - talker-api\n        - talker-api-v2\n");
+    let second = server.write_file("authconfig-v2.yaml", &changed);
+    let out = server.kubectl_ok(&["apply", "-n", "authorino", "-f", second.to_str().unwrap()]);
+    assert_eq!(out.trim(), "authconfig.authorino.kuadrant.io/talker-api-protection configured");
+
+    let stored = server.kubectl_json(&["get", "authconfig", "talker-api-protection", "-n", "authorino", "-o", "json"]);
+    assert_eq!(
+        stored["spec"]["authentication"]["authorized-service-accounts"]["kubernetesTokenReview"]["audiences"],
+        json!(["talker-api", "talker-api-v2"]),
+        "{stored}"
+    );
+    assert_eq!(stored["metadata"]["uid"], uid, "an update keeps the uid");
+    assert_ne!(stored["metadata"]["resourceVersion"], rv.as_str(), "an update changes the resourceVersion");
+    assert!(
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .is_some_and(|a| a.contains("talker-api-v2")),
+        "kubectl apply records its last-applied configuration: {stored}"
+    );
+
+    // Applying the same file again changes nothing.
+    let out = server.kubectl_ok(&["apply", "-n", "authorino", "-f", second.to_str().unwrap()]);
+    assert_eq!(out.trim(), "authconfig.authorino.kuadrant.io/talker-api-protection unchanged");
+}
+
+#[test]
+fn deleting_a_serviceaccount_invalidates_its_tokens() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let talker = server.token("demo", "api-consumer-1", &["--audience", "talker-api"]);
+    let api = server.token("demo", "api-consumer-1", &[]);
+    assert_eq!(review(&server, &talker, &["talker-api"])["status"]["authenticated"], true);
+
+    assert_eq!(server.kubectl_ok(&["delete", "sa", "api-consumer-1", "-n", "demo"]).trim(), r#"serviceaccount "api-consumer-1" deleted"#);
+    let err = server.kubectl_err(&["get", "sa", "api-consumer-1", "-n", "demo"]);
+    assert_eq!(err.trim(), r#"Error from server (NotFound): serviceaccounts "api-consumer-1" not found"#);
+
+    // kube-apiserver may answer from its 10 s success cache; after that the review fails.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let reviewed = review(&server, &talker, &["talker-api"]);
+        if reviewed["status"].get("authenticated").is_none() {
+            assert_eq!(
+                reviewed["status"],
+                json!({"user": {}, "error": r#"[invalid bearer token, serviceaccounts "api-consumer-1" not found]"#}),
+                "{reviewed}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the token of a deleted ServiceAccount still reviews: {reviewed}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let err = server.kubectl_err(&["auth", "whoami", "--token", &api]);
+    assert_eq!(err.trim(), "error: You must be logged in to the server (Unauthorized)");
+
+    // A ServiceAccount re-created with the same name has a new uid: the old tokens stay invalid.
+    server.kubectl_ok(&["create", "sa", "api-consumer-1", "-n", "demo"]);
+    let reviewed = review(&server, &talker, &["talker-api"]);
+    let error = reviewed["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("[invalid bearer token, service account UID (") && error.ends_with(")]") && error.contains("does not match claim"),
+        "{reviewed}"
+    );
+}
+
+#[test]
+fn create_token_error_messages() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+
+    let err = server.kubectl_err(&["create", "token", "x", "-n", "demo"]);
+    assert_eq!(err.trim(), r#"error: failed to create token: serviceaccounts "x" not found"#);
+
+    let err = server.kubectl_err(&["create", "token", "api-consumer-1", "-n", "demo", "--duration", "1m"]);
+    assert_eq!(
+        err.trim(),
+        r#"error: failed to create token: TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
+    );
+
+    let err = server.kubectl_err(&["create", "token", "api-consumer-1", "-n", "demo", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
+    assert_eq!(err.trim(), r#"error: failed to create token: pods "nope" not found"#);
+
+    // The raw 422 is kube's Status.
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":60}}"#;
+    let out = server.kubectl_stdin(&["create", "--raw", "/api/v1/namespaces/demo/serviceaccounts/api-consumer-1/token", "-f", "-"], body);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        r#"Error from server (Invalid): TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
+    );
+}
+
+#[test]
+fn wrong_tokens_are_unauthorized_and_anonymous_callers_forbidden() {
+    let server = Server::start();
+    namespace_and_sa(&server, "demo", "api-consumer-1");
+    let unauthorized = "error: You must be logged in to the server (Unauthorized)";
+
+    let wrong = server.kubeconfig_with("wrong.kubeconfig", Some("not-the-admin-token"));
+    for args in [
+        &["auth", "whoami"][..],
+        &["create", "token", "api-consumer-1", "-n", "demo"][..],
+        &["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts"][..],
+    ] {
+        let out = server.kubectl_as(&wrong, args);
+        assert!(!out.status.success(), "{args:?}: {}", describe(&out));
+        assert!(text(&out.stderr).trim().ends_with(unauthorized), "{args:?}: {}", describe(&out));
+    }
+    // A well-formed but forged JWT (admin token's signature on another payload) is as wrong.
+    let token = server.token("demo", "api-consumer-1", &[]);
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_payload = base64_url(&serde_json::to_vec(&json!({"iss": server.url, "sub": "system:serviceaccount:demo:admin"})).unwrap());
+    parts[1] = &forged_payload;
+    let forged = parts.join(".");
+    let err = server.kubectl_err(&["auth", "whoami", "--token", &forged]);
+    assert_eq!(err.trim(), unauthorized);
+
+    // No credential at all is system:anonymous, who may do nothing but read health and version.
+    let anonymous = server.kubeconfig_with("anonymous.kubeconfig", None);
+    let out = server.kubectl_as(&anonymous, &["get", "--raw", "/readyz"]);
+    assert_eq!(text(&out.stdout).trim(), "ok", "{}", describe(&out));
+    let out = server.kubectl_as(&anonymous, &["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts"]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        r#"Error from server (Forbidden): serviceaccounts is forbidden: User "system:anonymous" cannot list resource "serviceaccounts" in API group "" in the namespace "demo""#,
+        "{}",
+        describe(&out)
+    );
+    let out = server.kubectl_as(&anonymous, &["create", "token", "api-consumer-1", "-n", "demo"]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        r#"error: failed to create token: serviceaccounts "api-consumer-1" is forbidden: User "system:anonymous" cannot create resource "serviceaccounts/token" in API group "" in the namespace "demo""#,
+        "{}",
+        describe(&out)
+    );
+
+    // A ServiceAccount is authenticated but, before RBAC, may not read objects.
+    let out = server.kubectl(&["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts", "--token", &token]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        r#"Error from server (Forbidden): serviceaccounts is forbidden: User "system:serviceaccount:demo:api-consumer-1" cannot list resource "serviceaccounts" in API group "" in the namespace "demo""#,
+        "{}",
+        describe(&out)
+    );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
