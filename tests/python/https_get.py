@@ -1,10 +1,13 @@
-"""GET an HTTPS URL verifying the server against a CA file; print JSON {status, headers, body}.
+"""One HTTPS request verifying the server against a CA file; prints JSON {status, headers, body}.
 
-usage: https_get.py URL CA_FILE [BEARER_TOKEN]
+usage: https_get.py URL CA_FILE [BEARER_TOKEN] [--method POST] [--data BODY]
 
 The CA must verify the serving certificate for the URL's host (IP SANs included): this is
-how the end-to-end tests check that admin.kubeconfig's CA really anchors the server.
+how the end-to-end tests check that admin.kubeconfig's CA really anchors the server. Without
+BEARER_TOKEN (or with an empty one) no Authorization header is sent: an anonymous request.
+Header names are lower-cased.
 """
+import argparse
 import json
 import ssl
 import sys
@@ -13,12 +16,20 @@ import urllib.request
 
 
 def main() -> int:
-    url, ca_file = sys.argv[1], sys.argv[2]
-    token = sys.argv[3] if len(sys.argv) > 3 else None
-    context = ssl.create_default_context(cafile=ca_file)  # verifies chain and hostname
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("ca_file")
+    parser.add_argument("token", nargs="?", default="")
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--data", default=None)
+    args = parser.parse_args()
+    context = ssl.create_default_context(cafile=args.ca_file)  # verifies chain and hostname
+    data = args.data.encode() if args.data is not None else None
+    request = urllib.request.Request(args.url, data=data, method=args.method)
+    if args.token:
+        request.add_header("Authorization", f"Bearer {args.token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             status, headers, body = response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()

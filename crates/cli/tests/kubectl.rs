@@ -242,6 +242,42 @@ fn auth_whoami_as_admin_and_as_a_service_account() {
     assert_eq!(err.trim(), "error: You must be logged in to the server (Unauthorized)");
 }
 
+#[test]
+fn create_token_and_whoami_with_the_bootstrap_serviceaccount() {
+    // Needs no object endpoints: default/default exists from the first start.
+    let server = Server::start();
+    let token = server.token("default", "default", &["--audience", "talker-api", "--audience", "other", "--duration", "10m"]);
+    let claims = jwt_payload(&token);
+    assert_eq!(claims["aud"], json!(["talker-api", "other"]), "{claims}");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600, "{claims}");
+    assert_eq!(claims["nbf"], claims["iat"], "{claims}");
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert!(claims["kubernetes.io"].get("pod").is_none(), "unbound: {claims}");
+    let sa_uid = claims["kubernetes.io"]["serviceaccount"]["uid"].as_str().unwrap().to_owned();
+
+    // Default duration is one hour.
+    let hour = jwt_payload(&server.token("default", "default", &[]));
+    assert_eq!(hour["exp"].as_i64().unwrap() - hour["iat"].as_i64().unwrap(), 3600, "{hour}");
+    assert_eq!(hour["aud"], json!([server.url]), "{hour}");
+
+    let api = server.token("default", "default", &[]);
+    let table = server.kubectl_ok(&["auth", "whoami", "--token", &api]);
+    assert_eq!(whoami_field(&table, "Username").as_deref(), Some("system:serviceaccount:default:default"), "{table}");
+    assert_eq!(whoami_field(&table, "UID").as_deref(), Some(sa_uid.as_str()), "{table}");
+    // A token for other audiences only is not an API credential.
+    let err = server.kubectl_err(&["auth", "whoami", "--token", &token]);
+    assert_eq!(err.trim(), "error: You must be logged in to the server (Unauthorized)");
+
+    // The raw TokenReview endpoint (no discovery) answers kube's shape.
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token, "audiences": ["other"]}});
+    let out = server.kubectl_stdin_ok(&["create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", "-"], &body.to_string());
+    let reviewed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reviewed["kind"], "TokenReview");
+    assert_eq!(reviewed["spec"]["token"], token.as_str(), "the request is echoed");
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+    assert_eq!(reviewed["status"]["audiences"], json!(["other"]), "{reviewed}");
+}
+
 const AUTHCONFIG: &str = r#"apiVersion: authorino.kuadrant.io/v1beta3
 kind: AuthConfig
 metadata:
@@ -345,79 +381,94 @@ fn deleting_a_serviceaccount_invalidates_its_tokens() {
 #[test]
 fn create_token_error_messages() {
     let server = Server::start();
-    namespace_and_sa(&server, "demo", "api-consumer-1");
+    // The bootstrap ServiceAccount default/default: no object endpoints needed.
 
-    let err = server.kubectl_err(&["create", "token", "x", "-n", "demo"]);
+    let err = server.kubectl_err(&["create", "token", "x", "-n", "default"]);
     assert_eq!(err.trim(), r#"error: failed to create token: serviceaccounts "x" not found"#);
 
-    let err = server.kubectl_err(&["create", "token", "api-consumer-1", "-n", "demo", "--duration", "1m"]);
+    let err = server.kubectl_err(&["create", "token", "default", "-n", "default", "--duration", "1m"]);
     assert_eq!(
         err.trim(),
         r#"error: failed to create token: TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
     );
 
-    let err = server.kubectl_err(&["create", "token", "api-consumer-1", "-n", "demo", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
+    let err = server.kubectl_err(&["create", "token", "default", "-n", "default", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
     assert_eq!(err.trim(), r#"error: failed to create token: pods "nope" not found"#);
 
-    // The raw 422 is kube's Status.
+    // The raw 422 is kube's Invalid Status, which kubectl prints as "The <kind> <name> is invalid".
     let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":60}}"#;
-    let out = server.kubectl_stdin(&["create", "--raw", "/api/v1/namespaces/demo/serviceaccounts/api-consumer-1/token", "-f", "-"], body);
+    let out = server.kubectl_stdin(&["create", "--raw", "/api/v1/namespaces/default/serviceaccounts/default/token", "-f", "-"], body);
     assert!(!out.status.success(), "{}", describe(&out));
     assert_eq!(
         text(&out.stderr).trim(),
-        r#"Error from server (Invalid): TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
+        r#"The TokenRequest "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#
     );
 }
 
 #[test]
 fn wrong_tokens_are_unauthorized_and_anonymous_callers_forbidden() {
     let server = Server::start();
-    namespace_and_sa(&server, "demo", "api-consumer-1");
+    // The bootstrap ServiceAccount default/default: no object endpoints needed.
     let unauthorized = "error: You must be logged in to the server (Unauthorized)";
 
     let wrong = server.kubeconfig_with("wrong.kubeconfig", Some("not-the-admin-token"));
-    for args in [
-        &["auth", "whoami"][..],
-        &["create", "token", "api-consumer-1", "-n", "demo"][..],
-        &["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts"][..],
+    for (args, expected) in [
+        (&["auth", "whoami"][..], unauthorized),
+        (&["get", "--raw", "/api/v1/namespaces/default/serviceaccounts"][..], unauthorized),
+        // Discovery fails first; client-go words the 401 differently there.
+        (&["get", "sa"][..], "error: You must be logged in to the server (the server has asked for the client to provide credentials)"),
+        // `create token` wraps the error in its own prefix.
+        (&["create", "token", "default", "-n", "default"][..], "error: failed to create token: Unauthorized"),
     ] {
         let out = server.kubectl_as(&wrong, args);
         assert!(!out.status.success(), "{args:?}: {}", describe(&out));
-        assert!(text(&out.stderr).trim().ends_with(unauthorized), "{args:?}: {}", describe(&out));
+        assert!(text(&out.stderr).trim().ends_with(expected), "{args:?}: expected {expected:?}\n{}", describe(&out));
     }
     // A well-formed but forged JWT (admin token's signature on another payload) is as wrong.
-    let token = server.token("demo", "api-consumer-1", &[]);
+    let token = server.token("default", "default", &[]);
     let mut parts: Vec<&str> = token.split('.').collect();
-    let forged_payload = base64_url(&serde_json::to_vec(&json!({"iss": server.url, "sub": "system:serviceaccount:demo:admin"})).unwrap());
+    let forged_payload = base64_url(&serde_json::to_vec(&json!({"iss": server.url, "sub": "system:serviceaccount:default:admin"})).unwrap());
     parts[1] = &forged_payload;
     let forged = parts.join(".");
     let err = server.kubectl_err(&["auth", "whoami", "--token", &forged]);
     assert_eq!(err.trim(), unauthorized);
 
     // No credential at all is system:anonymous, who may do nothing but read health and version.
-    let anonymous = server.kubeconfig_with("anonymous.kubeconfig", None);
-    let out = server.kubectl_as(&anonymous, &["get", "--raw", "/readyz"]);
-    assert_eq!(text(&out.stdout).trim(), "ok", "{}", describe(&out));
-    let out = server.kubectl_as(&anonymous, &["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts"]);
+    // (kubectl would prompt for a password without a credential, so these go over plain HTTPS.)
+    let got = server.https("GET", "/readyz", None, None);
+    assert_eq!((got["status"].as_i64(), got["body"].as_str()), (Some(200), Some("ok")), "{got}");
+    let got = server.https("GET", "/api/v1/namespaces/default/serviceaccounts", None, None);
     assert_eq!(
-        text(&out.stderr).trim(),
-        r#"Error from server (Forbidden): serviceaccounts is forbidden: User "system:anonymous" cannot list resource "serviceaccounts" in API group "" in the namespace "demo""#,
-        "{}",
-        describe(&out)
+        common::body_json(&got),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": r#"serviceaccounts is forbidden: User "system:anonymous" cannot list resource "serviceaccounts" in API group "" in the namespace "default""#,
+               "reason": "Forbidden", "details": {"kind": "serviceaccounts"}, "code": 403}),
+        "{got}"
     );
-    let out = server.kubectl_as(&anonymous, &["create", "token", "api-consumer-1", "-n", "demo"]);
+    assert_eq!(got["status"], 403);
+    let got = server.https("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", None, Some("{}"));
     assert_eq!(
-        text(&out.stderr).trim(),
-        r#"error: failed to create token: serviceaccounts "api-consumer-1" is forbidden: User "system:anonymous" cannot create resource "serviceaccounts/token" in API group "" in the namespace "demo""#,
-        "{}",
-        describe(&out)
+        common::body_json(&got),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": r#"serviceaccounts "default" is forbidden: User "system:anonymous" cannot create resource "serviceaccounts/token" in API group "" in the namespace "default""#,
+               "reason": "Forbidden", "details": {"name": "default", "kind": "serviceaccounts"}, "code": 403}),
+        "{got}"
+    );
+    let got = server.https("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", None, Some(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#));
+    assert_eq!(got["status"], 403, "anonymous may not create SelfSubjectReviews: {got}");
+    // A wrong token over plain HTTPS is kube's 401 Status.
+    let got = server.https("GET", "/api", Some("wrong"), None);
+    assert_eq!(
+        common::body_json(&got),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+        "{got}"
     );
 
     // A ServiceAccount is authenticated but, before RBAC, may not read objects.
-    let out = server.kubectl(&["get", "--raw", "/api/v1/namespaces/demo/serviceaccounts", "--token", &token]);
+    let out = server.kubectl(&["get", "--raw", "/api/v1/namespaces/default/serviceaccounts", "--token", &token]);
     assert_eq!(
         text(&out.stderr).trim(),
-        r#"Error from server (Forbidden): serviceaccounts is forbidden: User "system:serviceaccount:demo:api-consumer-1" cannot list resource "serviceaccounts" in API group "" in the namespace "demo""#,
+        r#"Error from server (Forbidden): serviceaccounts is forbidden: User "system:serviceaccount:default:default" cannot list resource "serviceaccounts" in API group "" in the namespace "default""#,
         "{}",
         describe(&out)
     );

@@ -163,13 +163,7 @@ fn a_fresh_start_writes_a_private_kubeconfig_whose_ca_anchors_the_server() {
 }
 
 fn https_get(url: &str, ca: &std::path::Path, token: Option<&str>) -> Value {
-    let mut args = vec![url, ca.to_str().unwrap()];
-    if let Some(token) = token {
-        args.push(token);
-    }
-    let out = common::python_cmd("https_get.py", &args).output().unwrap();
-    assert!(out.status.success(), "https_get.py {url}\n{}", describe(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::https_request(url, ca, "GET", token, None)
 }
 
 #[test]

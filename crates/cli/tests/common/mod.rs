@@ -264,6 +264,31 @@ impl Server {
     }
 }
 
+impl Server {
+    /// One HTTPS request to `path` verified against admin.kubeconfig's CA (no kubectl in
+    /// between); `token: None` is an anonymous request. Returns `{status, headers, body}`.
+    pub fn https(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
+        https_request(&format!("{}{path}", self.url), &self.ca_file(), method, token, body)
+    }
+}
+
+/// See [`Server::https`]; headers are lower-cased.
+pub fn https_request(url: &str, ca: &Path, method: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
+    let mut args = vec![url, ca.to_str().unwrap(), token.unwrap_or(""), "--method", method];
+    if let Some(body) = body {
+        args.extend(["--data", body]);
+    }
+    let out = python_cmd("https_get.py", &args).output().unwrap();
+    assert!(out.status.success(), "https_get.py {method} {url}\n{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The JSON body of an [`https_request`] answer.
+pub fn body_json(response: &serde_json::Value) -> serde_json::Value {
+    let body = response["body"].as_str().unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {response}"))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
