@@ -11,11 +11,14 @@ pub mod discovery;
 pub mod error;
 pub mod fields;
 pub mod oidc;
+pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod resources;
+pub mod table;
 pub mod tokens;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -1,10 +1,582 @@
-//! Generic object handlers (placeholder until implemented).
+//! Generic object handlers for every stored resource (`registry::STORED`): get, list, watch,
+//! create, update (PUT), patch (JSON, merge, strategic-as-merge, server-side apply), delete and
+//! deletecollection. Writes go through the authority (Kubernetes' controller rules); reads go
+//! to its store.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{StatusCode, header};
 use axum::response::Response;
+use serde_json::{Map, Value, json};
+use tokenwarden_core::error::go_quote;
+use tokenwarden_core::selector::{FieldRequirement, FieldSelector, LabelSelector};
+use tokenwarden_core::{Error, FieldError, Object, Resource};
+use tokenwarden_store::{ListOptions, Preconditions, StoreError};
 
 use crate::error::{ApiError, ApiResult};
-use crate::{ApiState, Call};
+use crate::patch::{self, PatchType};
+use crate::registry::{self, ResourceDef};
+use crate::table::{self, IncludeObject, Rendering, TableOptions};
+use crate::watch::{self, WatchSpec};
+use crate::{ApiState, Call, body};
 
-pub async fn handle(_state: &ApiState, _call: Call) -> ApiResult<Response> {
-    Err(ApiError::path_not_found())
+/// Attempts of a patch that did not pin a resourceVersion, as kube-apiserver retries on conflict.
+const PATCH_ATTEMPTS: usize = 5;
+
+pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
+    let info = &call.info;
+    let Some(def) = registry::find(&info.group, &info.version, &info.resource) else {
+        return Err(ApiError::path_not_found());
+    };
+    if !info.subresource.is_empty() {
+        return Err(ApiError::path_not_found());
+    }
+    let resource = def.resource;
+    let namespace = if resource.namespaced {
+        info.namespace.clone()
+    } else if info.namespace.is_empty() || resource == Resource::NAMESPACES {
+        String::new()
+    } else {
+        // `/api/v1/namespaces/<ns>/nodes`: cluster-scoped resources have no namespaced path.
+        return Err(ApiError::path_not_found());
+    };
+    // A `?watch=True` (Go's ParseBool spelling, which the Python client sends) is a watch too.
+    let verb = if info.verb == "list" && call.query.get("watch").is_some_and(go_bool) { "watch" } else { info.verb };
+    if resource.namespaced && namespace.is_empty() && !matches!(verb, "list" | "watch") {
+        return Err(if info.name.is_empty() { ApiError::method_not_allowed(method_of(verb)) } else { ApiError::path_not_found() });
+    }
+    let handler = Handler { state, call: &call, def, resource, namespace };
+    match verb {
+        "get" => handler.get().await,
+        "list" => handler.list().await,
+        "watch" => handler.watch().await,
+        "create" if info.name.is_empty() => handler.create().await,
+        "update" => handler.update().await,
+        "patch" => handler.patch().await,
+        "delete" => handler.delete().await,
+        "deletecollection" => handler.delete_collection().await,
+        other => Err(ApiError::method_not_allowed(method_of(other))),
+    }
+}
+
+/// Go's `strconv.ParseBool` true values.
+fn go_bool(value: &str) -> bool {
+    matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
+fn method_of(verb: &str) -> &'static str {
+    match verb {
+        "get" | "list" | "watch" => "GET",
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" => "PATCH",
+        "delete" | "deletecollection" => "DELETE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn not_found(err: &StoreError) -> bool {
+    matches!(err, StoreError::Api(Error::NotFound { .. }))
+}
+
+/// The message of a DNS-1123 subdomain violation (apimachinery `IsDNS1123Subdomain`).
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+/// The message of a DNS-1123 label violation (`IsDNS1123Label`, namespaces).
+const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+fn is_subdomain(s: &str) -> bool {
+    s.split('.').all(is_label)
+}
+
+/// Errors for a name (`prefix`: a `generateName`, whose trailing dashes are allowed).
+fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
+    let checked = if prefix { name.trim_end_matches('-') } else { name };
+    let label = *resource == Resource::NAMESPACES;
+    let (max, pattern_ok, message) =
+        if label { (63, is_label(checked), DNS1123_LABEL) } else { (253, is_subdomain(checked), DNS1123_SUBDOMAIN) };
+    let mut errors = Vec::new();
+    if checked.len() > max {
+        errors.push(FieldError::invalid(field, go_quote(name), &format!("must be no more than {max} characters")));
+    }
+    if !(pattern_ok || (prefix && checked.is_empty())) {
+        errors.push(FieldError::invalid(field, go_quote(name), message));
+    }
+    errors
+}
+
+/// kube's `ValidateObjectMeta` name rules for a new object: 422 Invalid.
+fn validate_name(resource: &Resource, object: &Object) -> ApiResult<()> {
+    let name = object.name();
+    let errors = if name.is_empty() {
+        match object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str) {
+            Some(generate) if !generate.is_empty() => name_errors(resource, "metadata.generateName", generate, true),
+            _ => vec![FieldError::required("metadata.name", "name or generateName is required")],
+        }
+    } else {
+        name_errors(resource, "metadata.name", name, false)
+    };
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: name.to_owned(), causes: errors }.into())
+}
+
+fn conflict(resource: &Resource, name: &str, detail: String) -> ApiError {
+    Error::Conflict { resource: resource.qualified(), kind: resource.kind.to_owned(), name: name.to_owned(), detail }.into()
+}
+
+struct Handler<'a> {
+    state: &'a ApiState,
+    call: &'a Call,
+    def: &'static ResourceDef,
+    resource: Resource,
+    /// The request namespace; empty for cluster-scoped resources and all-namespace lists.
+    namespace: String,
+}
+
+impl Handler<'_> {
+    fn pretty(&self) -> bool {
+        self.call.pretty()
+    }
+
+    fn name(&self) -> &str {
+        &self.call.info.name
+    }
+
+    fn ok(&self, code: StatusCode, object: &Object, warnings: &[String]) -> Response {
+        body::with_warnings(body::json(code, &object.value().clone().into(), self.pretty()), warnings)
+    }
+
+    fn table_options<'v>(&self, version: &'v str) -> TableOptions<'v> {
+        TableOptions {
+            version,
+            include: IncludeObject::parse(self.call.query.get("includeObject")),
+            no_headers: false,
+            now: self.state.authority.clock().now(),
+        }
+    }
+
+    /// `apiVersion`/`kind`, when sent, must be the resource's.
+    fn check_type(&self, object: &Map<String, Value>) -> ApiResult<()> {
+        let field = |name: &str| object.get(name).and_then(Value::as_str).unwrap_or("");
+        let expected = self.resource.api_version();
+        let sent_version = field("apiVersion");
+        if !sent_version.is_empty() && sent_version != expected {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({sent_version}) does not match the expected API version ({expected})"
+            )));
+        }
+        let sent_kind = field("kind");
+        if !sent_kind.is_empty() && sent_kind != self.resource.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({sent_kind}) does not match the expected kind ({})",
+                self.resource.kind
+            )));
+        }
+        Ok(())
+    }
+
+    /// kube's `EnsureObjectNamespaceMatchesRequestNamespace`.
+    fn place_namespace(&self, object: &mut Object) -> ApiResult<()> {
+        let sent = object.namespace().to_owned();
+        if sent == self.namespace || self.namespace.is_empty() {
+            return Ok(());
+        }
+        if sent.is_empty() {
+            object.set_meta("namespace", self.namespace.clone());
+            return Ok(());
+        }
+        Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
+    }
+
+    fn check_name_matches(&self, object: &Object) -> ApiResult<()> {
+        if object.name() != self.name() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({})",
+                object.name(),
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self, value: &Value) -> ApiResult<Vec<String>> {
+        self.call.field_validation()?.check(value, &self.def.schema, self.resource.kind, &self.resource.api_version())
+    }
+
+    fn label_selector(&self) -> ApiResult<LabelSelector> {
+        Ok(LabelSelector::parse(self.call.query.get("labelSelector").unwrap_or(""))?)
+    }
+
+    fn field_selector(&self) -> ApiResult<FieldSelector> {
+        Ok(FieldSelector::parse(self.call.query.get("fieldSelector").unwrap_or(""))?)
+    }
+
+    fn list_namespace(&self) -> Option<String> {
+        (!self.namespace.is_empty()).then(|| self.namespace.clone())
+    }
+
+    // --- Reads ---
+
+    async fn get(&self) -> ApiResult<Response> {
+        let object = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
+        match table::rendering(&self.call.headers) {
+            Rendering::Plain => Ok(self.ok(StatusCode::OK, &object, &[])),
+            Rendering::Table { version } => {
+                let mut metadata = Map::new();
+                metadata.insert("resourceVersion".into(), json!(object.resource_version()));
+                let table = table::table(&self.resource, std::slice::from_ref(&object), metadata, &self.table_options(&version));
+                Ok(body::json(StatusCode::OK, &table, self.pretty()))
+            }
+        }
+    }
+
+    async fn list(&self) -> ApiResult<Response> {
+        let limit = match self.call.query.get("limit").filter(|l| !l.is_empty()) {
+            None => 0,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) => usize::try_from(n.max(0)).unwrap_or(0),
+                Err(_) => return Err(ApiError::bad_request(format!("limit: Invalid value: {}: must be an integer", go_quote(raw)))),
+            },
+        };
+        let options = ListOptions {
+            namespace: self.list_namespace(),
+            label_selector: self.label_selector()?,
+            field_selector: self.field_selector()?,
+            limit,
+            continue_token: self.call.query.get("continue").filter(|c| !c.is_empty()).map(str::to_owned),
+        };
+        let list = self.state.authority.store().list(&self.resource, &options).await?;
+        let mut metadata = Map::new();
+        metadata.insert("resourceVersion".into(), json!(list.revision.to_string()));
+        if let Some(token) = &list.continue_token {
+            metadata.insert("continue".into(), json!(token));
+        }
+        let document = match table::rendering(&self.call.headers) {
+            Rendering::Table { version } => table::table(&self.resource, &list.items, metadata, &self.table_options(&version)),
+            Rendering::Plain => json!({
+                "kind": format!("{}List", self.resource.kind),
+                "apiVersion": self.resource.api_version(),
+                "metadata": metadata,
+                "items": list.items.into_iter().map(Object::into_value).collect::<Vec<_>>(),
+            }),
+        };
+        Ok(body::json(StatusCode::OK, &document, self.pretty()))
+    }
+
+    async fn watch(&self) -> ApiResult<Response> {
+        let timeout = match self.call.query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => return Err(ApiError::bad_request(format!("timeoutSeconds: Invalid value: {}: must be an integer", go_quote(raw)))),
+            },
+        };
+        let mut field_selector = self.field_selector()?;
+        if !self.name().is_empty() {
+            let mut requirements = field_selector.requirements().to_vec();
+            requirements.push(FieldRequirement { field: "metadata.name".into(), value: self.name().to_owned(), negated: false });
+            field_selector = FieldSelector::from_requirements(requirements);
+        }
+        let spec = WatchSpec {
+            resource: self.resource,
+            namespace: self.list_namespace(),
+            name: (!self.name().is_empty()).then(|| self.name().to_owned()),
+            label_selector: self.label_selector()?,
+            field_selector,
+            rendering: table::rendering(&self.call.headers),
+            include: IncludeObject::parse(self.call.query.get("includeObject")),
+            timeout,
+        };
+        let store = Arc::clone(self.state.authority.store());
+        let clock = Arc::clone(self.state.authority.clock());
+        watch::serve(store, clock, spec, self.call.query.get("resourceVersion")).await
+    }
+
+    // --- Writes ---
+
+    async fn create(&self) -> ApiResult<Response> {
+        let dry_run = self.call.dry_run()?;
+        let body = self.call.object()?;
+        self.check_type(&body)?;
+        let warnings = self.validate_fields(&Value::Object(body.clone()))?;
+        let mut object = Object(body);
+        self.place_namespace(&mut object)?;
+        object.metadata_mut().remove("resourceVersion");
+        validate_name(&self.resource, &object)?;
+        let created = if dry_run { self.dry_create(object).await? } else { self.state.authority.create(&self.resource, object).await? };
+        Ok(self.ok(StatusCode::CREATED, &created, &warnings))
+    }
+
+    /// What a create would store, without storing it: the checks the store and authority
+    /// make (namespace exists, name free) and the fields they set (but no resourceVersion).
+    async fn dry_create(&self, mut object: Object) -> ApiResult<Object> {
+        let store = self.state.authority.store();
+        if self.resource.namespaced {
+            if object.namespace().is_empty() {
+                return Err(ApiError::bad_request("namespace is required"));
+            }
+            store.get(&Resource::NAMESPACES, "", object.namespace()).await?;
+        } else {
+            object.metadata_mut().remove("namespace");
+        }
+        if object.name().is_empty() {
+            let base = object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or("");
+            let suffix: [u8; 5] = tokenwarden_store::clock::random_bytes();
+            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let suffix: String = suffix.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect();
+            object.set_meta("name", format!("{base}{suffix}"));
+        }
+        match store.get(&self.resource, object.namespace(), object.name()).await {
+            Ok(_) => return Err(Error::AlreadyExists { resource: self.resource.qualified(), name: object.name().to_owned() }.into()),
+            Err(err) if not_found(&err) => {}
+            Err(err) => return Err(err.into()),
+        }
+        for (field, value) in [("apiVersion", self.resource.api_version()), ("kind", self.resource.kind.to_owned())] {
+            if object.value().get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                object.0.insert(field.into(), json!(value));
+            }
+        }
+        object.set_meta("uid", tokenwarden_core::uuid_v4(tokenwarden_store::clock::random_bytes()));
+        object.set_meta("creationTimestamp", self.state.authority.clock().now().to_string());
+        Ok(object)
+    }
+
+    async fn update(&self) -> ApiResult<Response> {
+        let dry_run = self.call.dry_run()?;
+        let body = self.call.object()?;
+        self.check_type(&body)?;
+        let warnings = self.validate_fields(&Value::Object(body.clone()))?;
+        let mut object = Object(body);
+        self.place_namespace(&mut object)?;
+        self.check_name_matches(&object)?;
+        let updated = self.write(object, dry_run).await?;
+        Ok(self.ok(StatusCode::OK, &updated, &warnings))
+    }
+
+    /// Stores an updated object, or (dry run) checks what the store would and returns it.
+    async fn write(&self, mut object: Object, dry_run: bool) -> ApiResult<Object> {
+        if !dry_run {
+            return Ok(self.state.authority.update(&self.resource, object).await?);
+        }
+        let current = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
+        let sent = object.resource_version();
+        if !sent.is_empty() && sent != current.resource_version() {
+            return Err(conflict(
+                &self.resource,
+                self.name(),
+                "the object has been modified; please apply your changes to the latest version and try again".into(),
+            ));
+        }
+        if !self.resource.namespaced {
+            object.metadata_mut().remove("namespace");
+        }
+        object.set_meta("uid", current.uid());
+        object.set_meta("resourceVersion", current.resource_version());
+        if let Some(created) = current.value().get("metadata").and_then(|m| m.get("creationTimestamp")) {
+            object.set_meta("creationTimestamp", created.clone());
+        }
+        Ok(object)
+    }
+
+    async fn patch(&self) -> ApiResult<Response> {
+        let media = self.call.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let patch_type = PatchType::from_media_type(&media).ok_or_else(|| patch::unsupported(&media))?;
+        let dry_run = self.call.dry_run()?;
+        let patch = body::decode(&self.call.headers, &self.call.body)?;
+        if patch_type != PatchType::Json && !patch.is_object() {
+            return Err(ApiError::bad_request("the body of a merge patch must be a JSON object"));
+        }
+        let checked = match patch_type {
+            PatchType::Json => None,
+            _ => Some(patch::strip_directives(&patch)),
+        };
+        let mut warnings = match &checked {
+            Some(doc) => self.validate_fields(doc)?,
+            None => Vec::new(),
+        };
+        let store = self.state.authority.store();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = match store.get(&self.resource, &self.namespace, self.name()).await {
+                Ok(current) => current,
+                Err(err) if not_found(&err) && patch_type == PatchType::Apply => return self.apply_create(&patch, dry_run, warnings).await,
+                Err(err) => return Err(err.into()),
+            };
+            let mut doc = current.clone().into_value();
+            match patch_type {
+                PatchType::Json => patch::json_patch(&mut doc, &patch)?,
+                PatchType::Merge | PatchType::Apply => patch::merge(&mut doc, &patch),
+                PatchType::Strategic => patch::strategic(&mut doc, &patch),
+            }
+            let Value::Object(map) = doc else {
+                return Err(ApiError::bad_request("the patched object is not a JSON object"));
+            };
+            self.check_type(&map)?;
+            if patch_type == PatchType::Json {
+                warnings = self.validate_fields(&Value::Object(map.clone()))?;
+            }
+            let mut object = Object(map);
+            if !self.resource.namespaced {
+                object.metadata_mut().remove("namespace");
+            }
+            self.place_namespace(&mut object)?;
+            self.check_name_matches(&object)?;
+            // A patch that leaves resourceVersion alone is retried on a conflict; one that
+            // sets it asked for optimistic concurrency.
+            let unpinned = object.resource_version() == current.resource_version();
+            match self.write(object, dry_run).await {
+                Ok(patched) => return Ok(self.ok(StatusCode::OK, &patched, &warnings)),
+                Err(err) if err.code == 409 && err.reason == "Conflict" && unpinned && attempt < PATCH_ATTEMPTS => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Server-side apply of an object that does not exist yet: a create (201).
+    async fn apply_create(&self, patch: &Value, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
+        let Value::Object(map) = patch::strip_directives(patch) else {
+            return Err(ApiError::bad_request("the body of an apply patch must be an object"));
+        };
+        self.check_type(&map)?;
+        let mut object = Object(map);
+        if object.name().is_empty() {
+            object.set_meta("name", self.name().to_owned());
+        }
+        self.check_name_matches(&object)?;
+        self.place_namespace(&mut object)?;
+        object.metadata_mut().remove("resourceVersion");
+        validate_name(&self.resource, &object)?;
+        let created = if dry_run { self.dry_create(object).await? } else { self.state.authority.create(&self.resource, object).await? };
+        Ok(self.ok(StatusCode::CREATED, &created, &warnings))
+    }
+
+    /// The `DeleteOptions` body (empty body: none) and whether it asks for a dry run.
+    fn delete_options(&self) -> ApiResult<(Preconditions, bool)> {
+        let mut dry_run = self.call.dry_run()?;
+        if self.call.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok((Preconditions::default(), dry_run));
+        }
+        let options = body::decode(&self.call.headers, &self.call.body)?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let preconditions = options.get("preconditions");
+        let preconditions = Preconditions {
+            uid: text(preconditions.and_then(|p| p.get("uid"))),
+            resource_version: text(preconditions.and_then(|p| p.get("resourceVersion"))),
+        };
+        if let Some(values) = options.get("dryRun").and_then(Value::as_array) {
+            for value in values {
+                match value.as_str() {
+                    Some("All") => dry_run = true,
+                    other => {
+                        return Err(ApiError::new(
+                            422,
+                            "Invalid",
+                            format!("dryRun: Unsupported value: {}: supported values: \"All\"", go_quote(other.unwrap_or(""))),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((preconditions, dry_run))
+    }
+
+    async fn delete(&self) -> ApiResult<Response> {
+        let (preconditions, dry_run) = self.delete_options()?;
+        let deleted = if dry_run {
+            let object = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
+            if let Some(uid) = &preconditions.uid
+                && uid != object.uid()
+            {
+                return Err(conflict(
+                    &self.resource,
+                    self.name(),
+                    format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object.uid()),
+                ));
+            }
+            if let Some(rv) = &preconditions.resource_version
+                && rv != object.resource_version()
+            {
+                return Err(conflict(
+                    &self.resource,
+                    self.name(),
+                    format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        object.resource_version()
+                    ),
+                ));
+            }
+            object
+        } else {
+            self.state.authority.delete(&self.resource, &self.namespace, self.name(), &preconditions).await?
+        };
+        Ok(self.ok(StatusCode::OK, &deleted, &[]))
+    }
+
+    /// Deletes every object the selectors match; answers the list of deleted objects.
+    async fn delete_collection(&self) -> ApiResult<Response> {
+        let (_, dry_run) = self.delete_options()?;
+        let options = ListOptions {
+            namespace: self.list_namespace(),
+            label_selector: self.label_selector()?,
+            field_selector: self.field_selector()?,
+            ..ListOptions::default()
+        };
+        let list = self.state.authority.store().list(&self.resource, &options).await?;
+        let mut deleted = Vec::new();
+        for object in list.items {
+            if dry_run {
+                deleted.push(object.into_value());
+                continue;
+            }
+            match self.state.authority.delete(&self.resource, object.namespace(), object.name(), &Preconditions::default()).await {
+                Ok(gone) => deleted.push(gone.into_value()),
+                Err(err) if not_found(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let revision = self.state.authority.store().current_revision().await?;
+        let document = json!({
+            "kind": format!("{}List", self.resource.kind),
+            "apiVersion": self.resource.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted,
+        });
+        Ok(body::json(StatusCode::OK, &document, self.pretty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_1123() {
+        for ok in ["a", "a-b", "a.b-c", "0x", "x1.y2"] {
+            assert!(is_subdomain(ok), "{ok}");
+        }
+        for bad in ["", "A", "-a", "a-", "a..b", "a_b", ".a"] {
+            assert!(!is_subdomain(bad), "{bad}");
+        }
+        assert!(!is_label("a.b"));
+        let object = Object::from_value(json!({"metadata": {"name": "Foo"}})).unwrap();
+        let err = validate_name(&Resource::SERVICE_ACCOUNTS, &object).unwrap_err();
+        assert_eq!(err.message, format!("ServiceAccount \"Foo\" is invalid: metadata.name: Invalid value: \"Foo\": {DNS1123_SUBDOMAIN}"));
+        let generated = Object::from_value(json!({"metadata": {"generateName": "bot-"}})).unwrap();
+        assert!(validate_name(&Resource::SERVICE_ACCOUNTS, &generated).is_ok());
+        let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
+        assert_eq!(validate_name(&Resource::NAMESPACES, &long).unwrap_err().code, 422);
+        assert!(validate_name(&Resource::SERVICE_ACCOUNTS, &long).is_ok());
+    }
 }

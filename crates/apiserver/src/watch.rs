@@ -1,0 +1,167 @@
+//! Watch: a chunked `application/json` stream of newline-delimited
+//! `{"type":"ADDED|MODIFIED|DELETED|ERROR","object":{...}}` events, as kube-apiserver sends.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tokenwarden_core::selector::{FieldSelector, LabelSelector};
+use tokenwarden_core::{Error, Object, Resource};
+use tokenwarden_store::{Clock, Event, EventType, ListOptions, Store, StoreError};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::table::{self, IncludeObject, Rendering, TableOptions};
+
+/// What one watch follows and how it renders events.
+#[derive(Clone, Debug)]
+pub struct WatchSpec {
+    pub resource: Resource,
+    /// Only this namespace (`None`: all namespaces, or a cluster-scoped resource).
+    pub namespace: Option<String>,
+    /// Only the object of this name (`/watch/.../<name>` or a name in the path).
+    pub name: Option<String>,
+    pub label_selector: LabelSelector,
+    pub field_selector: FieldSelector,
+    pub rendering: Rendering,
+    pub include: IncludeObject,
+    /// `timeoutSeconds`: the stream ends after this long.
+    pub timeout: Option<Duration>,
+}
+
+impl WatchSpec {
+    fn matches_object(&self, object: &Object) -> bool {
+        if self.resource.namespaced
+            && let Some(ns) = &self.namespace
+            && object.namespace() != ns
+        {
+            return false;
+        }
+        if let Some(name) = &self.name
+            && object.name() != name
+        {
+            return false;
+        }
+        self.label_selector.matches(object) && self.field_selector.matches(object)
+    }
+
+    fn matches(&self, event: &Event) -> bool {
+        *event.prefix == *self.resource.key_prefix() && self.matches_object(&event.object)
+    }
+}
+
+/// Renders watch events, tracking whether the Table headers were sent.
+struct Renderer {
+    spec: WatchSpec,
+    clock: Arc<dyn Clock>,
+    headers_sent: bool,
+}
+
+impl Renderer {
+    fn line(&mut self, event_type: &str, object: &Object) -> Bytes {
+        let object = match &self.spec.rendering {
+            Rendering::Plain => object.clone().into_value(),
+            Rendering::Table { version } => {
+                let mut metadata = Map::new();
+                metadata.insert("resourceVersion".into(), json!(object.resource_version()));
+                let options = TableOptions {
+                    version,
+                    include: self.spec.include,
+                    no_headers: self.headers_sent,
+                    now: self.clock.now(),
+                };
+                self.headers_sent = true;
+                table::table(&self.spec.resource, std::slice::from_ref(object), metadata, &options)
+            }
+        };
+        event_line(event_type, object)
+    }
+}
+
+fn event_line(event_type: &str, object: Value) -> Bytes {
+    let mut line = json!({"type": event_type, "object": object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+fn error_line(err: &ApiError) -> Bytes {
+    event_line("ERROR", err.status())
+}
+
+fn streaming(rx: mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Starts a watch. `resource_version` absent, empty or `"0"`: every current object is sent as
+/// ADDED first (from a list), then changes after the list's revision; otherwise changes after
+/// that revision. A compacted revision answers one `ERROR` event with a 410 `Expired` Status.
+pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec, resource_version: Option<&str>) -> ApiResult<Response> {
+    let (initial, after) = match resource_version.unwrap_or("") {
+        "" | "0" => {
+            let options = ListOptions {
+                namespace: spec.namespace.clone(),
+                label_selector: spec.label_selector.clone(),
+                field_selector: spec.field_selector.clone(),
+                ..ListOptions::default()
+            };
+            let list = store.list(&spec.resource, &options).await?;
+            let items: Vec<Object> = list.items.into_iter().filter(|o| spec.matches_object(o)).collect();
+            (items, list.revision)
+        }
+        rv => {
+            let revision = rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            (Vec::new(), revision)
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let mut events = match tokenwarden_store::feed::watch(Arc::clone(&store), after).await {
+        Ok(events) => events,
+        Err(err @ StoreError::Api(Error::Gone(_))) => {
+            let _ = tx.try_send(error_line(&err.into()));
+            drop(tx);
+            return Ok(streaming(rx));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut renderer = Renderer { spec, clock, headers_sent: false };
+    tokio::spawn(async move {
+        for object in &initial {
+            if tx.send(renderer.line(EventType::Added.as_str(), object)).await.is_err() {
+                return;
+            }
+        }
+        let sleep = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = &mut sleep => return,
+                () = tx.closed() => return,
+            };
+            let (line, last) = match next {
+                None => return,
+                // The feed fell behind: the client re-lists, as after etcd's compaction.
+                Some(Err(err)) => (error_line(&err.into()), true),
+                Some(Ok(event)) if renderer.spec.matches(&event) => (renderer.line(event.event_type.as_str(), &event.object), false),
+                Some(Ok(_)) => continue,
+            };
+            if tx.send(line).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    Ok(streaming(rx))
+}

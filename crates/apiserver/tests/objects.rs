@@ -1,0 +1,748 @@
+//! The generic object handlers and discovery, driven through the router as kubectl and the
+//! Python client call them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tokenwarden_apiserver::{AdminCredential, ApiState, router};
+use tokenwarden_core::Timestamp;
+use tokenwarden_core::keys::{Algorithm, KeySet};
+use tokenwarden_core::token_request::IssuerConfig;
+use tokenwarden_store::memory::MemoryStore;
+use tokenwarden_store::{Authority, ManualClock};
+
+const ADMIN: &str = "admin-token";
+const KUBECTL_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+const SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+struct Server {
+    router: Router,
+    clock: ManualClock,
+}
+
+async fn server_with(keep_events: Option<usize>) -> Server {
+    let clock = ManualClock::new(Timestamp(1_757_035_663));
+    let store = match keep_events {
+        Some(keep) => MemoryStore::with_keep_events(Arc::new(clock.clone()), keep),
+        None => MemoryStore::new(Arc::new(clock.clone())),
+    };
+    let keys = KeySet::new(tokenwarden_store::keystore::generate(Algorithm::Rs256).unwrap(), vec![]);
+    let authority = Authority::start(Arc::new(store), keys, IssuerConfig::new("https://127.0.0.1:6443"), Arc::new(clock.clone()), None)
+        .await
+        .unwrap();
+    let state = ApiState { authority, admin: AdminCredential::from_token(ADMIN), external_url: "https://127.0.0.1:6443".into() };
+    Server { router: router(Arc::new(state)), clock }
+}
+
+async fn server() -> Server {
+    server_with(None).await
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+fn request(method: Method, uri: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap()
+}
+
+impl Server {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let response = tower::ServiceExt::oneshot(self.router.clone(), req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))) };
+        Reply { status, headers, body }
+    }
+
+    async fn call(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        self.send(request(method, uri, Some(ADMIN), headers, body.as_deref())).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, &[], None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, &[("content-type", "application/json")], Some(body)).await
+    }
+
+    async fn patch(&self, uri: &str, content_type: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, uri, &[("content-type", content_type)], Some(body)).await
+    }
+
+    async fn namespace(&self, name: &str) {
+        let reply = self.post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+
+    async fn service_account(&self, namespace: &str, name: &str, labels: Value) -> Value {
+        let reply = self
+            .post(
+                &format!("/api/v1/namespaces/{namespace}/serviceaccounts"),
+                json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "labels": labels}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_owned()).collect()
+}
+
+fn assert_status(reply: &Reply, code: u16, reason: &str, message: &str) {
+    assert_eq!(reply.status.as_u16(), code, "{}", reply.body);
+    assert_eq!(reply.body["kind"], "Status");
+    assert_eq!(reply.body["code"], code);
+    assert_eq!(reply.body["reason"], reason, "{}", reply.body);
+    assert_eq!(reply.body["message"], message);
+}
+
+// --- Discovery ---
+
+#[tokio::test]
+async fn discovery_serves_legacy_documents_to_every_accept() {
+    let s = server().await;
+    let aggregated = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    let api = s.call(Method::GET, "/api", &[("accept", aggregated)], None).await;
+    assert_eq!(api.status, StatusCode::OK);
+    assert_eq!(api.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        api.body,
+        json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
+    );
+
+    let apis = s.call(Method::GET, "/apis", &[("accept", aggregated)], None).await;
+    assert_eq!(apis.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(apis.body["kind"], "APIGroupList");
+    let groups = apis.body["groups"].as_array().unwrap();
+    let auth = groups.iter().find(|g| g["name"] == "authentication.k8s.io").unwrap();
+    assert_eq!(auth["preferredVersion"]["groupVersion"], "authentication.k8s.io/v1");
+    assert_eq!(auth["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(auth["versions"][1]["version"], "v1beta1");
+    let authorino = groups.iter().find(|g| g["name"] == "authorino.kuadrant.io").unwrap();
+    assert_eq!(authorino["preferredVersion"]["version"], "v1beta3");
+
+    let core = s.get("/api/v1").await;
+    assert_eq!(core.body["kind"], "APIResourceList");
+    assert_eq!(core.body["groupVersion"], "v1");
+    let resources = core.body["resources"].as_array().unwrap();
+    let sa = resources.iter().find(|r| r["name"] == "serviceaccounts").unwrap();
+    assert_eq!(sa["shortNames"], json!(["sa"]));
+    assert_eq!(sa["singularName"], "serviceaccount");
+    assert_eq!(sa["namespaced"], true);
+    assert_eq!(sa["kind"], "ServiceAccount");
+    assert!(sa["verbs"].as_array().unwrap().contains(&json!("watch")));
+    let ns = resources.iter().find(|r| r["name"] == "namespaces").unwrap();
+    assert_eq!((ns["namespaced"].clone(), ns["shortNames"].clone()), (json!(false), json!(["ns"])));
+    let token = resources.iter().find(|r| r["name"] == "serviceaccounts/token").unwrap();
+    assert_eq!(
+        token,
+        &json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true, "group": "authentication.k8s.io",
+                "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
+    );
+    for name in ["pods", "nodes", "secrets"] {
+        assert!(resources.iter().any(|r| r["name"] == name), "{name}");
+    }
+
+    let authn = s.get("/apis/authentication.k8s.io/v1").await;
+    assert_eq!(authn.body["groupVersion"], "authentication.k8s.io/v1");
+    let entries = authn.body["resources"].as_array().unwrap();
+    for (name, kind) in [("tokenreviews", "TokenReview"), ("selfsubjectreviews", "SelfSubjectReview")] {
+        let entry = entries.iter().find(|r| r["name"] == name).unwrap();
+        assert_eq!((entry["kind"].as_str(), entry["namespaced"].as_bool()), (Some(kind), Some(false)));
+        assert_eq!(entry["verbs"], json!(["create"]));
+    }
+    let beta = s.get("/apis/authentication.k8s.io/v1beta1").await;
+    assert_eq!(names_of_resources(&beta.body), vec!["tokenreviews"]);
+    let authconfigs = s.get("/apis/authorino.kuadrant.io/v1beta3").await;
+    assert_eq!(names_of_resources(&authconfigs.body), vec!["authconfigs"]);
+    assert_eq!(authconfigs.body["resources"][0]["kind"], "AuthConfig");
+
+    assert_status(&s.get("/apis/example.com/v1").await, 404, "NotFound", "the server could not find the requested resource");
+    assert_eq!(s.get("/apis/authentication.k8s.io/v2").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.get("/api/v2").await.status, StatusCode::NOT_FOUND);
+}
+
+fn names_of_resources(list: &Value) -> Vec<&str> {
+    list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect()
+}
+
+// --- CRUD ---
+
+#[tokio::test]
+async fn create_get_list_and_the_default_service_account() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let created = s
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/ns/serviceaccounts",
+            &[("content-type", "application/json")],
+            Some(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bot", "creationTimestamp": null}, "extra": 1})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.headers[header::WARNING], "299 - \"unknown field \\\"extra\\\"\"");
+    assert_eq!(created.body["metadata"]["namespace"], "ns");
+    assert_eq!(created.body["metadata"]["creationTimestamp"], "2025-09-05T01:27:43Z");
+    assert!(!created.body["metadata"]["uid"].as_str().unwrap().is_empty());
+    assert_eq!(created.body["extra"], 1);
+
+    let got = s.get("/api/v1/namespaces/ns/serviceaccounts/bot").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, created.body);
+
+    let list = s.get("/api/v1/namespaces/ns/serviceaccounts").await;
+    assert_eq!(list.body["kind"], "ServiceAccountList");
+    assert_eq!(list.body["apiVersion"], "v1");
+    assert_eq!(names(&list.body), vec!["bot", "default"]);
+    assert!(list.body["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(list.body["metadata"].get("continue").is_none());
+
+    s.namespace("other").await;
+    let all = s.get("/api/v1/serviceaccounts").await;
+    assert_eq!(names(&all.body), vec!["bot", "default", "default"]);
+
+    let namespaces = s.get("/api/v1/namespaces").await;
+    assert_eq!(namespaces.body["kind"], "NamespaceList");
+    assert_eq!(names(&namespaces.body), vec!["ns", "other"]);
+    assert_eq!(s.get("/api/v1/namespaces/ns").await.body["metadata"]["name"], "ns");
+
+    assert_status(&s.get("/api/v1/namespaces/ns/serviceaccounts/nope").await, 404, "NotFound", r#"serviceaccounts "nope" not found"#);
+
+    // AuthConfigs in their own group.
+    let ac = s
+        .post(
+            "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs",
+            json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"name": "ac"}, "spec": {"hosts": ["x"]}}),
+        )
+        .await;
+    assert_eq!(ac.status, StatusCode::CREATED, "{}", ac.body);
+    let acs = s.get("/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs").await;
+    assert_eq!(acs.body["kind"], "AuthConfigList");
+    assert_eq!(acs.body["apiVersion"], "authorino.kuadrant.io/v1beta3");
+    assert_eq!(acs.body["items"][0]["spec"]["hosts"], json!(["x"]));
+}
+
+#[tokio::test]
+async fn create_errors_match_kube_apiserver() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let mismatch = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"name": "a", "namespace": "other"}})).await;
+    assert_status(&mismatch, 400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request");
+
+    let invalid = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"name": "Foo"}})).await;
+    assert_status(&invalid, 422, "Invalid", &format!("ServiceAccount \"Foo\" is invalid: metadata.name: Invalid value: \"Foo\": {SUBDOMAIN_MESSAGE}"));
+    assert_eq!(invalid.body["details"]["causes"][0]["field"], "metadata.name");
+    assert_eq!(invalid.body["details"]["causes"][0]["reason"], "FieldValueInvalid");
+    assert_eq!(invalid.body["details"]["kind"], "ServiceAccount");
+
+    let strict = s
+        .post("/api/v1/namespaces/ns/serviceaccounts?fieldValidation=Strict", json!({"metadata": {"name": "a"}, "spec": {"foo": 1}}))
+        .await;
+    assert_status(
+        &strict,
+        400,
+        "BadRequest",
+        r#"ServiceAccount in version "v1" cannot be handled as a ServiceAccount: strict decoding error: unknown field "spec""#,
+    );
+
+    s.service_account("ns", "a", json!({})).await;
+    let again = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"name": "a"}})).await;
+    assert_status(&again, 409, "AlreadyExists", r#"serviceaccounts "a" already exists"#);
+
+    let no_ns = s.post("/api/v1/namespaces/missing/serviceaccounts", json!({"metadata": {"name": "a"}})).await;
+    assert_status(&no_ns, 404, "NotFound", r#"namespaces "missing" not found"#);
+
+    let wrong_kind = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})).await;
+    assert_eq!(wrong_kind.status, StatusCode::BAD_REQUEST);
+
+    let generated = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"generateName": "bot-"}})).await;
+    assert_eq!(generated.status, StatusCode::CREATED);
+    assert!(generated.body["metadata"]["name"].as_str().unwrap().starts_with("bot-"));
+
+    let label = s.post("/api/v1/namespaces", json!({"metadata": {"name": "a.b"}})).await;
+    assert_eq!(label.status.as_u16(), 422);
+    assert!(label.body["message"].as_str().unwrap().contains("RFC 1123 label"), "{}", label.body);
+
+    assert_status(&s.get("/api/v1/namespaces/ns/widgets").await, 404, "NotFound", "the server could not find the requested resource");
+    assert_status(&s.get("/api/v1/namespaces/ns/nodes").await, 404, "NotFound", "the server could not find the requested resource");
+    let on_item = s.post("/api/v1/namespaces/ns/serviceaccounts/a", json!({"metadata": {"name": "a"}})).await;
+    assert_status(&on_item, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource (POST)");
+}
+
+#[tokio::test]
+async fn dry_run_does_not_store() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let dry = s.post("/api/v1/namespaces/ns/serviceaccounts?dryRun=All", json!({"metadata": {"name": "ghost"}})).await;
+    assert_eq!(dry.status, StatusCode::CREATED, "{}", dry.body);
+    assert_eq!(dry.body["metadata"]["name"], "ghost");
+    assert_eq!(dry.body["kind"], "ServiceAccount");
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts/ghost").await.status, StatusCode::NOT_FOUND);
+
+    let bad = s.post("/api/v1/namespaces/ns/serviceaccounts?dryRun=Some", json!({"metadata": {"name": "ghost"}})).await;
+    assert_eq!(bad.status.as_u16(), 422);
+
+    s.service_account("ns", "bot", json!({})).await;
+    let deleted = s.call(Method::DELETE, "/api/v1/namespaces/ns/serviceaccounts/bot?dryRun=All", &[], None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(deleted.body["metadata"]["name"], "bot");
+    let body_dry = s
+        .call(Method::DELETE, "/api/v1/namespaces/ns/serviceaccounts/bot", &[("content-type", "application/json")], Some(json!({"dryRun": ["All"]})))
+        .await;
+    assert_eq!(body_dry.status, StatusCode::OK);
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts/bot").await.status, StatusCode::OK);
+
+    let patched = s.patch("/api/v1/namespaces/ns/serviceaccounts/bot?dryRun=All", "application/merge-patch+json", json!({"metadata": {"labels": {"x": "1"}}})).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(patched.body["metadata"]["labels"]["x"], "1");
+    assert!(s.get("/api/v1/namespaces/ns/serviceaccounts/bot").await.body["metadata"].get("labels").unwrap().get("x").is_none());
+}
+
+#[tokio::test]
+async fn list_pages_and_selects() {
+    let s = server().await;
+    s.namespace("ns").await;
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        s.service_account("ns", name, json!({"tier": if i % 2 == 0 { "even" } else { "odd" }})).await;
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/namespaces/ns/serviceaccounts?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = s.get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        pages += 1;
+        let items = names(&page.body);
+        assert!(items.len() <= 2);
+        seen.extend(items);
+        match page.body["metadata"]["continue"].as_str() {
+            Some(token) => uri = format!("/api/v1/namespaces/ns/serviceaccounts?limit=2&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, vec!["a", "b", "c", "d", "default", "e"]);
+
+    let even = s.get("/api/v1/namespaces/ns/serviceaccounts?labelSelector=tier%3Deven").await;
+    assert_eq!(names(&even.body), vec!["a", "c", "e"]);
+    let not_odd = s.get("/api/v1/namespaces/ns/serviceaccounts?labelSelector=tier!%3Dodd").await;
+    assert_eq!(names(&not_odd.body), vec!["a", "c", "default", "e"]);
+    let by_name = s.get("/api/v1/namespaces/ns/serviceaccounts?fieldSelector=metadata.name%3Dd").await;
+    assert_eq!(names(&by_name.body), vec!["d"]);
+    let by_ns = s.get("/api/v1/serviceaccounts?fieldSelector=metadata.namespace%3Dns,metadata.name%3Ddefault").await;
+    assert_eq!(names(&by_ns.body), vec!["default"]);
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts?labelSelector=%3D%3D").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts?continue=garbage!").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts?limit=x").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn update_checks_resource_version_and_name() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let created = s.service_account("ns", "bot", json!({})).await;
+    let mut next = created.clone();
+    next["automountServiceAccountToken"] = json!(false);
+    let updated = s
+        .call(Method::PUT, "/api/v1/namespaces/ns/serviceaccounts/bot", &[("content-type", "application/json")], Some(next.clone()))
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["automountServiceAccountToken"], false);
+    assert_ne!(updated.body["metadata"]["resourceVersion"], created.body_rv());
+
+    let stale = s.call(Method::PUT, "/api/v1/namespaces/ns/serviceaccounts/bot", &[("content-type", "application/json")], Some(next)).await;
+    assert_status(
+        &stale,
+        409,
+        "Conflict",
+        r#"Operation cannot be fulfilled on serviceaccounts "bot": the object has been modified; please apply your changes to the latest version and try again"#,
+    );
+    let renamed = s
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/ns/serviceaccounts/bot",
+            &[("content-type", "application/json")],
+            Some(json!({"metadata": {"name": "other"}})),
+        )
+        .await;
+    assert_status(&renamed, 400, "BadRequest", "the name of the object (other) does not match the name on the URL (bot)");
+    let missing = s
+        .call(Method::PUT, "/api/v1/namespaces/ns/serviceaccounts/nope", &[("content-type", "application/json")], Some(json!({"metadata": {"name": "nope"}})))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+trait Rv {
+    fn body_rv(&self) -> Value;
+}
+
+impl Rv for Value {
+    fn body_rv(&self) -> Value {
+        self["metadata"]["resourceVersion"].clone()
+    }
+}
+
+#[tokio::test]
+async fn patches_merge_json_strategic_and_apply() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let created = s
+        .post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"name": "bot", "labels": {"a": "1"}}, "custom": {"keep": true}}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let uri = "/api/v1/namespaces/ns/serviceaccounts/bot";
+
+    let merged = s.patch(uri, "application/merge-patch+json", json!({"metadata": {"labels": {"b": "2", "a": null}}, "secrets": [{"name": "s1"}]})).await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.body);
+    assert_eq!(merged.body["metadata"]["labels"], json!({"b": "2"}));
+    assert_eq!(merged.body["custom"], json!({"keep": true}));
+    assert_eq!(merged.body["secrets"], json!([{"name": "s1"}]));
+    assert_ne!(merged.body.body_rv(), created.body.body_rv());
+
+    let strategic = s
+        .patch(uri, "application/strategic-merge-patch+json", json!({"$setElementOrder/secrets": [{"name": "s2"}], "secrets": [{"name": "s2"}], "metadata": {"annotations": {"n": "v"}}}))
+        .await;
+    assert_eq!(strategic.status, StatusCode::OK, "{}", strategic.body);
+    assert_eq!(strategic.body["secrets"], json!([{"name": "s2"}]));
+    assert_eq!(strategic.body["metadata"]["annotations"], json!({"n": "v"}));
+    assert!(strategic.body.get("$setElementOrder/secrets").is_none());
+
+    let json_patched = s
+        .patch(
+            uri,
+            "application/json-patch+json",
+            json!([{"op": "test", "path": "/metadata/labels/b", "value": "2"}, {"op": "add", "path": "/metadata/labels/c", "value": "3"},
+                   {"op": "replace", "path": "/custom/keep", "value": false}, {"op": "remove", "path": "/secrets"}]),
+        )
+        .await;
+    assert_eq!(json_patched.status, StatusCode::OK, "{}", json_patched.body);
+    assert_eq!(json_patched.body["metadata"]["labels"], json!({"b": "2", "c": "3"}));
+    assert_eq!(json_patched.body["custom"], json!({"keep": false}));
+    assert!(json_patched.body.get("secrets").is_none());
+
+    let failed = s.patch(uri, "application/json-patch+json", json!([{"op": "test", "path": "/metadata/labels/b", "value": "9"}])).await;
+    assert_eq!(failed.status.as_u16(), 422, "{}", failed.body);
+
+    let stale = s.patch(uri, "application/merge-patch+json", json!({"metadata": {"resourceVersion": "1", "labels": {"z": "1"}}})).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+
+    let unsupported = s.patch(uri, "application/json", json!({})).await;
+    assert_eq!(unsupported.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(unsupported.body["reason"], "UnsupportedMediaType");
+
+    let missing = s.patch("/api/v1/namespaces/ns/serviceaccounts/nope", "application/merge-patch+json", json!({})).await;
+    assert_status(&missing, 404, "NotFound", r#"serviceaccounts "nope" not found"#);
+
+    // Server-side apply: creates when absent, merges when present.
+    let apply_uri = "/api/v1/namespaces/ns/serviceaccounts/applied?fieldManager=kubectl";
+    let yaml = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: applied\n  labels:\n    app: x\n";
+    let created = s.send(request(Method::PATCH, apply_uri, Some(ADMIN), &[("content-type", "application/apply-patch+yaml")], Some(yaml))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["metadata"]["labels"], json!({"app": "x"}));
+    assert_eq!(created.body["metadata"]["namespace"], "ns");
+    let again = s
+        .send(request(
+            Method::PATCH,
+            apply_uri,
+            Some(ADMIN),
+            &[("content-type", "application/apply-patch+yaml")],
+            Some(r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"applied","annotations":{"k":"v"}}}"#),
+        ))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["metadata"]["labels"], json!({"app": "x"}));
+    assert_eq!(again.body["metadata"]["annotations"], json!({"k": "v"}));
+    assert_eq!(again.body["metadata"]["uid"], created.body["metadata"]["uid"]);
+}
+
+#[tokio::test]
+async fn delete_returns_the_object_and_honours_preconditions() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let created = s.service_account("ns", "bot", json!({})).await;
+    let uri = "/api/v1/namespaces/ns/serviceaccounts/bot";
+    let wrong_uid = s
+        .call(Method::DELETE, uri, &[("content-type", "application/json")], Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "nope"}})))
+        .await;
+    assert_eq!(wrong_uid.status, StatusCode::CONFLICT);
+    assert_eq!(
+        wrong_uid.body["message"],
+        format!("Operation cannot be fulfilled on serviceaccounts \"bot\": Precondition failed: UID in precondition: nope, UID in object meta: {}", created["metadata"]["uid"].as_str().unwrap())
+    );
+    let wrong_rv = s.call(Method::DELETE, uri, &[("content-type", "application/json")], Some(json!({"preconditions": {"resourceVersion": "1"}}))).await;
+    assert_eq!(wrong_rv.status, StatusCode::CONFLICT);
+
+    let deleted = s
+        .call(
+            Method::DELETE,
+            uri,
+            &[("content-type", "application/json")],
+            Some(json!({"propagationPolicy": "Background", "preconditions": {"uid": created["metadata"]["uid"], "resourceVersion": created.body_rv()}})),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["kind"], "ServiceAccount");
+    assert_eq!(deleted.body["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_status(&s.get(uri).await, 404, "NotFound", r#"serviceaccounts "bot" not found"#);
+    assert_status(&s.call(Method::DELETE, uri, &[], None).await, 404, "NotFound", r#"serviceaccounts "bot" not found"#);
+
+    // A namespace delete takes its objects with it.
+    s.service_account("ns", "other", json!({})).await;
+    let ns = s.call(Method::DELETE, "/api/v1/namespaces/ns", &[], None).await;
+    assert_eq!(ns.status, StatusCode::OK);
+    assert_eq!(ns.body["metadata"]["name"], "ns");
+    assert!(names(&s.get("/api/v1/serviceaccounts").await.body).is_empty());
+}
+
+#[tokio::test]
+async fn delete_collection_uses_the_selectors() {
+    let s = server().await;
+    s.namespace("ns").await;
+    s.service_account("ns", "a", json!({"x": "1"})).await;
+    s.service_account("ns", "b", json!({"x": "2"})).await;
+    let reply = s.call(Method::DELETE, "/api/v1/namespaces/ns/serviceaccounts?labelSelector=x%3D1", &[], None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(names(&reply.body), vec!["a"]);
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/serviceaccounts").await.body), vec!["b", "default"]);
+}
+
+// --- Table ---
+
+#[tokio::test]
+async fn tables_for_kubectl_get() {
+    let s = server().await;
+    s.namespace("ns").await;
+    s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"name": "bot"}, "secrets": [{"name": "a"}, {"name": "b"}]})).await;
+    s.clock.advance(5);
+    let list = s.call(Method::GET, "/api/v1/namespaces/ns/serviceaccounts?limit=500", &[("accept", KUBECTL_TABLE)], None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["kind"], "Table");
+    assert_eq!(list.body["apiVersion"], "meta.k8s.io/v1");
+    assert!(list.body["metadata"]["resourceVersion"].is_string());
+    let columns: Vec<(&str, &str, &str)> = list.body["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap(), c["format"].as_str().unwrap()))
+        .collect();
+    assert_eq!(columns, vec![("Name", "string", "name"), ("Secrets", "integer", ""), ("Age", "string", "")]);
+    let rows = list.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["cells"], json!(["bot", 2, "5s"]));
+    assert_eq!(rows[1]["cells"], json!(["default", 0, "5s"]));
+    assert_eq!(rows[0]["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(rows[0]["object"]["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(rows[0]["object"]["metadata"]["name"], "bot");
+    assert_eq!(rows[0]["object"]["metadata"]["namespace"], "ns");
+
+    s.clock.advance(180);
+    let beta = "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+    let one = s.call(Method::GET, "/api/v1/namespaces/ns/serviceaccounts/bot", &[("accept", beta)], None).await;
+    assert_eq!(one.body["apiVersion"], "meta.k8s.io/v1beta1");
+    assert_eq!(one.body["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(one.body["rows"][0]["cells"], json!(["bot", 2, "3m5s"]));
+    assert_eq!(one.body["rows"][0]["object"]["apiVersion"], "meta.k8s.io/v1beta1");
+
+    s.clock.advance(2 * 86400);
+    let namespaces = s.call(Method::GET, "/api/v1/namespaces", &[("accept", KUBECTL_TABLE)], None).await;
+    let columns: Vec<&str> = namespaces.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, vec!["Name", "Status", "Age"]);
+    assert_eq!(namespaces.body["rows"][0]["cells"], json!(["ns", "Active", "2d"]));
+
+    s.post("/api/v1/nodes", json!({"metadata": {"name": "n1"}})).await;
+    let nodes = s.call(Method::GET, "/api/v1/nodes", &[("accept", KUBECTL_TABLE)], None).await;
+    let columns: Vec<&str> = nodes.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, vec!["Name", "Age"]);
+    assert_eq!(nodes.body["rows"][0]["cells"], json!(["n1", "0s"]));
+
+    // Plain JSON without the Table Accept.
+    assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts").await.body["kind"], "ServiceAccountList");
+}
+
+#[tokio::test]
+async fn pretty_indents() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let response = tower::ServiceExt::oneshot(s.router.clone(), request(Method::GET, "/api/v1/namespaces/ns?pretty=true", Some(ADMIN), &[], None))
+        .await
+        .unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.starts_with("{\n  \""), "{text}");
+    let plain = tower::ServiceExt::oneshot(s.router.clone(), request(Method::GET, "/api/v1/namespaces/ns", Some(ADMIN), &[], None)).await.unwrap();
+    let text = String::from_utf8(plain.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(!text.contains('\n'), "{text}");
+}
+
+// --- Watch ---
+
+struct Lines {
+    body: Body,
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    /// The next event, or `None` when the stream ended; panics after 5 s of silence.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line[..end]).unwrap());
+            }
+            match tokio::time::timeout(Duration::from_secs(5), self.body.frame()).await.expect("no watch event within 5s") {
+                None => return None,
+                Some(frame) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn watch(s: &Server, uri: &str, headers: &[(&str, &str)]) -> Lines {
+    let response = tower::ServiceExt::oneshot(s.router.clone(), request(Method::GET, uri, Some(ADMIN), headers, None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    Lines { body: response.into_body(), buffer: Vec::new() }
+}
+
+fn event(e: &Value) -> (String, String) {
+    (e["type"].as_str().unwrap().to_owned(), e["object"]["metadata"]["name"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn watch_streams_added_modified_deleted_in_order() {
+    let s = server().await;
+    s.namespace("ns").await;
+    s.namespace("other").await;
+    let mut events = watch(&s, "/api/v1/namespaces/ns/serviceaccounts?watch=true&allowWatchBookmarks=true", &[]).await;
+    assert_eq!(event(&events.next().await.unwrap()), ("ADDED".into(), "default".into()));
+
+    s.service_account("other", "elsewhere", json!({})).await;
+    s.post("/api/v1/namespaces/ns/secrets", json!({"metadata": {"name": "not-an-sa"}})).await;
+    s.service_account("ns", "bot", json!({})).await;
+    let patched = s.patch("/api/v1/namespaces/ns/serviceaccounts/bot", "application/merge-patch+json", json!({"metadata": {"labels": {"x": "1"}}})).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    s.call(Method::DELETE, "/api/v1/namespaces/ns/serviceaccounts/bot", &[], None).await;
+
+    let added = events.next().await.unwrap();
+    assert_eq!(event(&added), ("ADDED".into(), "bot".into()));
+    assert_eq!(added["object"]["kind"], "ServiceAccount");
+    let modified = events.next().await.unwrap();
+    assert_eq!(event(&modified), ("MODIFIED".into(), "bot".into()));
+    assert_eq!(modified["object"]["metadata"]["labels"]["x"], "1");
+    let deleted = events.next().await.unwrap();
+    assert_eq!(event(&deleted), ("DELETED".into(), "bot".into()));
+    assert!(
+        deleted["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap()
+            > modified["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn watch_from_a_resource_version_with_selectors_and_timeout() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let start = s.get("/api/v1/namespaces/ns/serviceaccounts").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    s.service_account("ns", "a", json!({"app": "x"})).await;
+    s.service_account("ns", "b", json!({"app": "y"})).await;
+    s.service_account("ns", "c", json!({"app": "x"})).await;
+    // From a revision: only later changes, no initial ADDED for `default`; legacy /watch/ path.
+    let mut events =
+        watch(&s, &format!("/api/v1/watch/namespaces/ns/serviceaccounts?resourceVersion={start}&labelSelector=app%3Dx&timeoutSeconds=1"), &[])
+            .await;
+    assert_eq!(event(&events.next().await.unwrap()), ("ADDED".into(), "a".into()));
+    assert_eq!(event(&events.next().await.unwrap()), ("ADDED".into(), "c".into()));
+    // timeoutSeconds ends the stream.
+    assert!(events.next().await.is_none());
+
+    // A single object by name, all namespaces, Python's `watch=True`.
+    let mut one = watch(&s, "/api/v1/serviceaccounts?watch=True&fieldSelector=metadata.name%3Db&timeoutSeconds=1", &[]).await;
+    assert_eq!(event(&one.next().await.unwrap()), ("ADDED".into(), "b".into()));
+    assert!(one.next().await.is_none());
+
+    // Tables for `kubectl get -w`: headers once.
+    let mut table = watch(&s, "/api/v1/namespaces/ns/serviceaccounts?watch=1&timeoutSeconds=1", &[("accept", KUBECTL_TABLE)]).await;
+    let first = table.next().await.unwrap();
+    assert_eq!(first["object"]["kind"], "Table");
+    assert_eq!(first["object"]["columnDefinitions"].as_array().unwrap().len(), 3);
+    assert_eq!(first["object"]["rows"][0]["cells"][0], "a");
+    let second = table.next().await.unwrap();
+    assert!(second["object"]["columnDefinitions"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_gone() {
+    let s = server_with(Some(2)).await;
+    s.namespace("ns").await;
+    for name in ["a", "b", "c"] {
+        s.service_account("ns", name, json!({})).await;
+    }
+    let mut events = watch(&s, "/api/v1/namespaces/ns/serviceaccounts?watch=true&resourceVersion=1", &[]).await;
+    let error = events.next().await.unwrap();
+    assert_eq!(error["type"], "ERROR");
+    assert_eq!(error["object"]["kind"], "Status");
+    assert_eq!(error["object"]["code"], 410);
+    assert_eq!(error["object"]["reason"], "Expired");
+    assert!(error["object"]["message"].as_str().unwrap().starts_with("too old resource version: 1"), "{error}");
+    assert!(events.next().await.is_none());
+}
+
+// --- Authorization ---
+
+#[tokio::test]
+async fn only_the_admin_may_touch_objects() {
+    let s = server().await;
+    s.namespace("default").await;
+    let anonymous = s.send(request(Method::GET, "/api/v1/namespaces/default/serviceaccounts", None, &[], None)).await;
+    assert_status(
+        &anonymous,
+        403,
+        "Forbidden",
+        r#"serviceaccounts is forbidden: User "system:anonymous" cannot list resource "serviceaccounts" in API group "" in the namespace "default""#,
+    );
+
+    let token = s
+        .post("/api/v1/namespaces/default/serviceaccounts/default/token", json!({"spec": {}}))
+        .await
+        .body["status"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_sa = s.send(request(Method::GET, "/api/v1/namespaces/default/serviceaccounts/default", Some(&token), &[], None)).await;
+    assert_status(
+        &as_sa,
+        403,
+        "Forbidden",
+        r#"serviceaccounts "default" is forbidden: User "system:serviceaccount:default:default" cannot get resource "serviceaccounts" in API group "" in the namespace "default""#,
+    );
+    let create = s.send(request(Method::POST, "/api/v1/namespaces", Some(&token), &[("content-type", "application/json")], Some(r#"{"metadata":{"name":"x"}}"#))).await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    // Discovery is readable by any authenticated caller.
+    let discovery = s.send(request(Method::GET, "/api/v1", Some(&token), &[], None)).await;
+    assert_eq!(discovery.status, StatusCode::OK);
+}
