@@ -817,3 +817,41 @@ fn nothing_panics_on_hostile_input() {
         }
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn selectors_hosts_and_credentials_never_panic(s in "[a-z0-9.#@:{}\\[\\]\"\\\\|*?()=, -]{0,40}", t in "\\PC{0,24}") {
+            let data = json!({"a": [[1], {"b": "x"}], "s": t.clone(), "n": {"m": [1, 2]}});
+            if let Ok(sel) = JsonSelector::parse(&s) {
+                let _ = sel.get(&data);
+                let _ = sel.get_string(&data);
+                let _ = sel.get_array(&data);
+            }
+            let _ = JsonSelector::parse(&t);
+            let index = HostIndex::build([hosts_config("h", &["*.example.com", "api.example.com:443"])]);
+            let _ = index.lookup(&s);
+            let _ = index.lookup(&t);
+            let request = AuthRequest::new("GET", &t, &format!("/p?{s}={t}&{t}"))
+                .with_header("authorization", &t)
+                .with_header("cookie", &format!("{s}={t}; {t}"));
+            for credentials in [
+                Credentials::AuthorizationHeader { prefix: s.clone() },
+                Credentials::QueryString { name: s.clone() },
+                Credentials::QueryString { name: t.clone() },
+                Credentials::Cookie { name: s.clone() },
+                Credentials::CustomHeader { name: t.clone() },
+            ] {
+                let _ = request.credential(&credentials);
+            }
+            let spec = json!({"hosts": [t.clone()], "when": [{"selector": s.clone(), "operator": "matches", "value": t.clone()}],
+                "authentication": {t.clone(): {"plain": {"selector": s.clone()}}}});
+            if let Ok(cfg) = AuthConfig::parse_spec("ns", "n", &spec) {
+                let _ = run(&Arc::new(cfg), &request, &Verifier::default());
+            }
+        }
+    }
+}

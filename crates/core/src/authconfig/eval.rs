@@ -256,14 +256,6 @@ impl fmt::Debug for IdentityRequest {
     }
 }
 
-impl PartialEq for IdentityMethod {
-    fn eq(&self, other: &Self) -> bool {
-        // methods are compared by kind and printed form; enough for tests and caches keyed elsewhere
-        format!("{self:?}") == format!("{other:?}")
-    }
-}
-impl Eq for IdentityMethod {}
-
 /// The verifier's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IdentityOutcome {

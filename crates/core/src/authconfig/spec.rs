@@ -167,7 +167,7 @@ impl Credentials {
 
 /// How an identity is verified. Everything but `Anonymous` and `Plain` is the caller's job
 /// (see `IdentityVerifier`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdentityMethod {
     /// `kubernetesTokenReview`: `audiences` as written (empty = the request host, resolved by
     /// the evaluator into `IdentityRequest::audiences`).
