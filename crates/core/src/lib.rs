@@ -4,6 +4,7 @@
 //! TokenReview decision. No sockets, no disk, no clock: `now` and random bytes are
 //! parameters, so every rule is a pure function that tests can drive exactly.
 
+pub mod authconfig;
 pub mod claims;
 pub mod error;
 pub mod jwt;

@@ -1,0 +1,744 @@
+//! Evaluation of one request against one AuthConfig, sans-IO.
+//!
+//! [`Evaluation`] is a state machine: [`Evaluation::start`] returns a [`Step`]; when the step
+//! asks for an identity verification or a SubjectAccessReview, the caller performs it (async,
+//! cached, whatever it likes) and feeds the outcome back with
+//! [`Evaluation::provide_identity`] / [`Evaluation::provide_review`], until [`Step::Done`].
+//! [`evaluate`] and [`check`] drive it with synchronous traits.
+//!
+//! The phases follow Authorino's pipeline: top-level `when` (no match: allow untouched) →
+//! identity (priority groups in ascending order, first success wins; `anonymous` and `plain`
+//! resolved here) → authorization (all must allow, first denial stops) → success response
+//! (headers and dynamic metadata). Failures become Authorino's denials: 401 with one
+//! `WWW-Authenticate` per identity source and `X-Ext-Auth-Reason`, 403 with the policy's
+//! reason, and custom `unauthenticated` / `unauthorized` responses applied. A verifier or
+//! reviewer that could not answer makes the result 503, never 401 and never allow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::hosts::HostIndex;
+use super::spec::{
+    AuthConfig, AuthorizationMethod, Credentials, DenyWith, IdentityMethod, SubjectAccessReviewSpec, ValueOrSelector, all_match,
+};
+
+pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
+pub const X_EXT_AUTH_REASON: &str = "X-Ext-Auth-Reason";
+pub const SERVICE_NOT_FOUND: &str = "Service not found";
+pub const CREDENTIAL_NOT_FOUND: &str = "credential not found";
+pub const UNAUTHORIZED: &str = "Unauthorized";
+
+/// gRPC status codes of `CheckResponse.status`.
+pub mod grpc {
+    pub const OK: i32 = 0;
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
+
+/// A peer of the request (`source` / `destination`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub address: String,
+    pub port: u32,
+    pub principal: String,
+    /// URL-encoded PEM, as Envoy sends it.
+    pub certificate: String,
+}
+
+/// The request being authorized, as the transports see it (Envoy `AttributeContext.request.http`
+/// plus what a forward-auth proxy passes along). Header names are lower case; repeated headers
+/// are merged with `,` as Envoy does. `Debug` never prints header values (they hold credentials).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// `x-request-id` or the transport's id.
+    pub id: String,
+    /// RFC 3339, from the transport (the core has no clock).
+    pub time: String,
+    pub method: String,
+    pub scheme: String,
+    /// `:authority` / `Host` as sent, port included.
+    pub host: String,
+    /// The path with its query string.
+    pub path: String,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub protocol: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+    /// Envoy's per-route `context_extensions`; `host` overrides the lookup key.
+    pub context_extensions: BTreeMap<String, String>,
+    pub source: Peer,
+    pub destination: Peer,
+}
+
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .field("host", &self.host)
+            .field("url_path", &self.url_path())
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("context_extensions", &self.context_extensions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthRequest {
+    pub fn new(method: &str, host: &str, path: &str) -> Self {
+        Self { method: method.to_owned(), host: host.to_owned(), path: path.to_owned(), ..Self::default() }
+    }
+
+    /// Adds a header: the name is lower-cased; a repeated header is merged with `,`.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.add_header(name, value);
+        self
+    }
+
+    /// See [`AuthRequest::with_header`].
+    pub fn add_header(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        match self.headers.get_mut(&name) {
+            Some(existing) => {
+                existing.push(',');
+                existing.push_str(value);
+            }
+            None => {
+                self.headers.insert(name, value.to_owned());
+            }
+        }
+    }
+
+    pub fn with_context_extension(mut self, name: &str, value: &str) -> Self {
+        self.context_extensions.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// The host-index key: the `host` context extension if set, else [`AuthRequest::host`].
+    pub fn lookup_host(&self) -> &str {
+        self.context_extensions.get("host").map_or(self.host.as_str(), String::as_str)
+    }
+
+    /// The path without its query string.
+    pub fn url_path(&self) -> &str {
+        self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p)
+    }
+
+    /// The query string (without `?`), `""` if none.
+    pub fn query(&self) -> &str {
+        self.path.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// Reads the credential where `credentials` says, exactly as Authorino's
+    /// `pkg/auth/credentials.go` does. `None` is "credential not found".
+    pub fn credential(&self, credentials: &Credentials) -> Option<String> {
+        match credentials {
+            Credentials::AuthorizationHeader { prefix } => {
+                let header = self.headers.get("authorization")?;
+                header.strip_prefix(prefix.as_str())?.strip_prefix(' ').map(str::to_owned)
+            }
+            Credentials::CustomHeader { name } => self.headers.get(&name.to_ascii_lowercase()).cloned(),
+            Credentials::Cookie { name } => {
+                let header = self.headers.get("cookie")?;
+                header.split(';').find_map(|part| part.trim().strip_prefix(name.as_str())?.strip_prefix('=').map(str::to_owned))
+            }
+            Credentials::QueryString { name } => {
+                // `[?&]name=([^&]*)` on the whole path, first match
+                let path = self.path.as_str();
+                let needle = format!("{name}=");
+                let mut from = 0;
+                while let Some(at) = path.get(from..)?.find(&needle) {
+                    let start = from + at;
+                    if start > 0 && matches!(path.as_bytes().get(start - 1), Some(b'?' | b'&')) {
+                        let value = &path[start + needle.len()..];
+                        return Some(value.split('&').next().unwrap_or_default().to_owned());
+                    }
+                    from = start + 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// The authorization JSON before any phase ran: `context` (Envoy's `AttributeContext`,
+    /// snake_case), the well-known `request` / `source` / `destination` attributes, and `auth`.
+    pub fn authorization_json(&self) -> Value {
+        let peer = |p: &Peer| {
+            json!({
+                "address": {"socket_address": {"address": p.address, "port_value": p.port}},
+                "principal": p.principal,
+                "certificate": p.certificate,
+            })
+        };
+        let well_known_peer = |p: &Peer| {
+            json!({"address": p.address, "port": p.port, "principal": p.principal, "certificate": p.certificate})
+        };
+        json!({
+            "context": {
+                "source": peer(&self.source),
+                "destination": peer(&self.destination),
+                "request": {
+                    "time": self.time,
+                    "http": {
+                        "id": self.id,
+                        "method": self.method,
+                        "headers": self.headers,
+                        "path": self.path,
+                        "host": self.host,
+                        "scheme": self.scheme,
+                        "query": "",
+                        "fragment": "",
+                        "size": self.body.len(),
+                        "protocol": self.protocol,
+                        "body": self.body,
+                    },
+                },
+                "context_extensions": self.context_extensions,
+            },
+            "request": {
+                "id": self.header("x-request-id").unwrap_or(&self.id),
+                "time": self.time,
+                "protocol": self.protocol,
+                "scheme": self.scheme,
+                "host": self.host,
+                "method": self.method,
+                "path": self.path,
+                "url_path": self.url_path(),
+                "query": self.query(),
+                "headers": self.headers,
+                "referer": self.header("referer").unwrap_or_default(),
+                "user_agent": self.header("user-agent").unwrap_or_default(),
+                "size": self.body.len(),
+                "body": self.body,
+                "context_extensions": self.context_extensions,
+            },
+            "source": well_known_peer(&self.source),
+            "destination": well_known_peer(&self.destination),
+            "metadata": {},
+            "auth": {"identity": null, "metadata": {}, "authorization": {}, "response": {}, "callbacks": {}},
+        })
+    }
+}
+
+/// What the caller must verify: one identity source's credential. `Debug` hides the credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityRequest {
+    pub authconfig_namespace: String,
+    pub authconfig_name: String,
+    /// The identity source (`spec.authentication.<name>`).
+    pub source: String,
+    pub method: IdentityMethod,
+    pub credential: String,
+    /// For `kubernetesTokenReview`: the configured audiences, or `[request host]` (port
+    /// included, as Authorino does) when none are configured. Empty for other methods.
+    pub audiences: Vec<String>,
+}
+
+impl fmt::Debug for IdentityRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityRequest")
+            .field("authconfig", &format_args!("{}/{}", self.authconfig_namespace, self.authconfig_name))
+            .field("source", &self.source)
+            .field("method", &self.method.kind())
+            .field("credential", &"<redacted>")
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+/// The verifier's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IdentityOutcome {
+    /// The identity object (`auth.identity`), e.g. a TokenReview `status`.
+    Verified(Value),
+    /// The credential is not valid; the reason goes to `X-Ext-Auth-Reason`
+    /// (`not authenticated`, `the API Key provided is invalid`, ...).
+    Invalid(String),
+    /// The verifier could not answer (API server down, JWKS unreachable, timeout): 503.
+    Unavailable(String),
+}
+
+/// A SubjectAccessReview to make (`spec` of `authorization.k8s.io/v1` SubjectAccessReview).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectAccessReviewRequest {
+    pub authconfig_namespace: String,
+    pub authconfig_name: String,
+    /// The authorization policy (`spec.authorization.<name>`).
+    pub policy: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub attributes: AccessAttributes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessAttributes {
+    Resource { namespace: String, group: String, resource: String, name: String, subresource: String, verb: String },
+    /// Without `resourceAttributes`: the request path and lower-cased method.
+    NonResource { path: String, verb: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReviewOutcome {
+    Allowed,
+    /// `status.reason` (may be empty).
+    Denied(String),
+    Unavailable(String),
+}
+
+/// Verifies credentials (TokenReview, JWT, API keys). Implemented by the transports' backends.
+pub trait IdentityVerifier {
+    fn verify(&self, request: &IdentityRequest) -> IdentityOutcome;
+}
+
+/// Answers SubjectAccessReviews.
+pub trait SubjectAccessReviewer {
+    fn review(&self, request: &SubjectAccessReviewRequest) -> ReviewOutcome;
+}
+
+/// A reviewer for deployments without one: every review is unavailable (503).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSubjectAccessReviewer;
+
+impl SubjectAccessReviewer for NoSubjectAccessReviewer {
+    fn review(&self, _request: &SubjectAccessReviewRequest) -> ReviewOutcome {
+        ReviewOutcome::Unavailable("no SubjectAccessReview backend configured".to_owned())
+    }
+}
+
+/// The result of a check.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Forward the request, adding `headers` upstream; `dynamic_metadata` goes to Envoy under
+    /// `envoy.filters.http.ext_authz`. `identity` is `None` when the top-level `when` skipped
+    /// the AuthConfig.
+    Allow { headers: Vec<(String, String)>, dynamic_metadata: Map<String, Value>, identity: Option<Value> },
+    /// Answer the client with `code`, `headers` (in order; `WWW-Authenticate` may repeat) and
+    /// `body`. `grpc_code` is `CheckResponse.status.code`; `message` is the reason (also in
+    /// `X-Ext-Auth-Reason` when not empty).
+    Deny { code: u16, grpc_code: i32, headers: Vec<(String, String)>, body: String, message: String },
+}
+
+impl Decision {
+    /// 404 `Service not found`: no AuthConfig for the host.
+    pub fn not_found() -> Self {
+        Self::deny(404, grpc::NOT_FOUND, Vec::new(), SERVICE_NOT_FOUND.to_owned())
+    }
+
+    /// 503: the decision could not be made (timeout, backend down, index not ready: pass `Busy`).
+    pub fn unavailable(message: &str) -> Self {
+        Self::deny(503, grpc::UNAVAILABLE, Vec::new(), message.to_owned())
+    }
+
+    /// 400 `Invalid request`: the transport got no HTTP attributes.
+    pub fn invalid_request() -> Self {
+        Self::deny(400, grpc::INVALID_ARGUMENT, Vec::new(), "Invalid request".to_owned())
+    }
+
+    fn deny(code: u16, grpc_code: i32, mut headers: Vec<(String, String)>, message: String) -> Self {
+        if !message.is_empty() {
+            headers.push((X_EXT_AUTH_REASON.to_owned(), message.clone()));
+        }
+        Self::Deny { code, grpc_code, headers, body: String::new(), message }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allow { .. })
+    }
+
+    /// The HTTP status: 200 when allowed.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Allow { .. } => 200,
+            Self::Deny { code, .. } => *code,
+        }
+    }
+
+    pub fn grpc_code(&self) -> i32 {
+        match self {
+            Self::Allow { .. } => grpc::OK,
+            Self::Deny { grpc_code, .. } => *grpc_code,
+        }
+    }
+
+    pub fn headers(&self) -> &[(String, String)] {
+        match self {
+            Self::Allow { headers, .. } | Self::Deny { headers, .. } => headers,
+        }
+    }
+
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header with this name (case-insensitive), in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers().iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// The next thing an [`Evaluation`] needs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Verify this credential, then call [`Evaluation::provide_identity`].
+    Identity(IdentityRequest),
+    /// Make this review, then call [`Evaluation::provide_review`].
+    SubjectAccessReview(SubjectAccessReviewRequest),
+    Done(Decision),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    New,
+    /// Waiting for the outcome of `authentication[i]`.
+    AwaitIdentity(usize),
+    /// Waiting for the outcome of `authorization[i]`.
+    AwaitReview(usize),
+    Done,
+}
+
+/// One request's evaluation against one AuthConfig. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    config: Arc<AuthConfig>,
+    request_host: String,
+    request_method: String,
+    request_path: String,
+    credentials: Vec<Option<String>>,
+    data: Value,
+    phase: Phase,
+    identity_errors: Vec<(String, String)>,
+    identity_unavailable: bool,
+}
+
+impl Evaluation {
+    pub fn new(config: Arc<AuthConfig>, request: &AuthRequest) -> Self {
+        let credentials = config.authentication.iter().map(|a| request.credential(&a.credentials)).collect();
+        Self {
+            config,
+            request_host: request.host.clone(),
+            request_method: request.method.clone(),
+            request_path: request.path.clone(),
+            credentials,
+            data: request.authorization_json(),
+            phase: Phase::New,
+            identity_errors: Vec::new(),
+            identity_unavailable: false,
+        }
+    }
+
+    /// The authorization JSON as it stands (identity and policy results filled in as they come).
+    pub fn authorization_json(&self) -> &Value {
+        &self.data
+    }
+
+    /// Runs until the first external step or the decision. Calling it twice is a misuse
+    /// answered with a 500 denial.
+    pub fn start(&mut self) -> Step {
+        if self.phase != Phase::New {
+            return self.misuse();
+        }
+        if !all_match(&self.config.when, &self.data) {
+            return self.done(Decision::Allow { headers: Vec::new(), dynamic_metadata: Map::new(), identity: None });
+        }
+        self.run_identity(0)
+    }
+
+    /// Feeds the outcome of the [`Step::Identity`] just returned.
+    pub fn provide_identity(&mut self, outcome: IdentityOutcome) -> Step {
+        let Phase::AwaitIdentity(i) = self.phase else { return self.misuse() };
+        let name = self.config.authentication.get(i).map(|a| a.name.clone()).unwrap_or_default();
+        match outcome {
+            IdentityOutcome::Verified(identity) => self.identity_succeeded(i, identity),
+            IdentityOutcome::Invalid(reason) => {
+                self.identity_errors.push((name, reason));
+                self.run_identity(i + 1)
+            }
+            IdentityOutcome::Unavailable(reason) => {
+                self.identity_errors.push((name, reason));
+                self.identity_unavailable = true;
+                self.run_identity(i + 1)
+            }
+        }
+    }
+
+    /// Feeds the outcome of the [`Step::SubjectAccessReview`] just returned.
+    pub fn provide_review(&mut self, outcome: ReviewOutcome) -> Step {
+        let Phase::AwaitReview(i) = self.phase else { return self.misuse() };
+        match outcome {
+            ReviewOutcome::Allowed => {
+                self.record_authorization(i, json!({"allowed": true}));
+                self.run_authorization(i + 1)
+            }
+            ReviewOutcome::Denied(reason) => {
+                let reason = if reason.is_empty() { "unknown reason".to_owned() } else { reason };
+                let decision = self.unauthorized(format!("not authorized: {reason}"));
+                self.done(decision)
+            }
+            ReviewOutcome::Unavailable(reason) => self.done(Decision::unavailable(&reason)),
+        }
+    }
+
+    fn misuse(&mut self) -> Step {
+        self.phase = Phase::Done;
+        Step::Done(Decision::deny(500, grpc::INTERNAL, Vec::new(), "evaluation driven out of order".to_owned()))
+    }
+
+    fn done(&mut self, decision: Decision) -> Step {
+        self.phase = Phase::Done;
+        Step::Done(decision)
+    }
+
+    fn run_identity(&mut self, from: usize) -> Step {
+        let config = Arc::clone(&self.config);
+        for (i, source) in config.authentication.iter().enumerate().skip(from) {
+            // a priority group ended without a success: an unavailable source in it stops here
+            // rather than falling back to a lower-priority source (fail closed)
+            if i > 0 && self.identity_unavailable && config.authentication.get(i - 1).is_some_and(|p| p.priority != source.priority) {
+                break;
+            }
+            if !all_match(&source.when, &self.data) {
+                continue;
+            }
+            match &source.method {
+                IdentityMethod::Anonymous => return self.identity_succeeded(i, json!({"anonymous": true})),
+                IdentityMethod::Plain { selector } => match selector.get(&self.data) {
+                    Some(identity) if !identity.is_null() => return self.identity_succeeded(i, identity),
+                    _ => self.identity_errors.push((source.name.clone(), "could not retrieve identity object or null".to_owned())),
+                },
+                method => match self.credentials.get(i).cloned().flatten() {
+                    None => self.identity_errors.push((source.name.clone(), CREDENTIAL_NOT_FOUND.to_owned())),
+                    Some(credential) => {
+                        let audiences = match method {
+                            IdentityMethod::KubernetesTokenReview { audiences, .. } if audiences.is_empty() => vec![self.request_host.clone()],
+                            IdentityMethod::KubernetesTokenReview { audiences, .. } => audiences.clone(),
+                            _ => Vec::new(),
+                        };
+                        self.phase = Phase::AwaitIdentity(i);
+                        return Step::Identity(IdentityRequest {
+                            authconfig_namespace: config.namespace.clone(),
+                            authconfig_name: config.name.clone(),
+                            source: source.name.clone(),
+                            method: method.clone(),
+                            credential,
+                            audiences,
+                        });
+                    }
+                },
+            }
+        }
+        let message = self.identity_reason();
+        let decision = if self.identity_unavailable { Decision::unavailable(&message) } else { self.unauthenticated(message) };
+        self.done(decision)
+    }
+
+    /// One source: its error; several: a JSON object name → error (Authorino counts all
+    /// sources, evaluated or not).
+    fn identity_reason(&self) -> String {
+        if self.config.authentication.len() == 1 {
+            return self.identity_errors.first().map(|(_, e)| e.clone()).unwrap_or_default();
+        }
+        let map: Map<String, Value> = self.identity_errors.iter().map(|(n, e)| (n.clone(), Value::String(e.clone()))).collect();
+        Value::Object(map).to_string()
+    }
+
+    fn identity_succeeded(&mut self, i: usize, mut identity: Value) -> Step {
+        let config = Arc::clone(&self.config);
+        if let Some(source) = config.authentication.get(i) {
+            self.set_auth("identity", identity.clone());
+            if let Value::Object(obj) = &mut identity {
+                for (key, value) in &source.defaults {
+                    if !obj.contains_key(key) {
+                        obj.insert(key.clone(), value.resolve(&self.data));
+                    }
+                }
+                for (key, value) in &source.overrides {
+                    obj.insert(key.clone(), value.resolve(&self.data));
+                }
+            }
+            self.set_auth("identity", identity);
+        }
+        self.run_authorization(0)
+    }
+
+    fn set_auth(&mut self, key: &str, value: Value) {
+        if let Some(auth) = self.data.get_mut("auth").and_then(Value::as_object_mut) {
+            auth.insert(key.to_owned(), value);
+        }
+    }
+
+    fn auth_map(&mut self, key: &str) -> Option<&mut Map<String, Value>> {
+        self.data.get_mut("auth")?.get_mut(key)?.as_object_mut()
+    }
+
+    fn record_authorization(&mut self, i: usize, value: Value) {
+        let name = self.config.authorization.get(i).map(|a| a.name.clone()).unwrap_or_default();
+        if let Some(map) = self.auth_map("authorization") {
+            map.insert(name, value);
+        }
+    }
+
+    fn run_authorization(&mut self, from: usize) -> Step {
+        let config = Arc::clone(&self.config);
+        for (i, policy) in config.authorization.iter().enumerate().skip(from) {
+            if !all_match(&policy.when, &self.data) {
+                continue;
+            }
+            match &policy.method {
+                AuthorizationMethod::PatternMatching(patterns) => {
+                    if !all_match(patterns, &self.data) {
+                        let decision = self.unauthorized(UNAUTHORIZED.to_owned());
+                        return self.done(decision);
+                    }
+                    self.record_authorization(i, Value::Bool(true));
+                }
+                AuthorizationMethod::SubjectAccessReview(spec) => {
+                    let request = self.review_request(&config, &policy.name, spec);
+                    self.phase = Phase::AwaitReview(i);
+                    return Step::SubjectAccessReview(request);
+                }
+            }
+        }
+        let decision = self.success();
+        self.done(decision)
+    }
+
+    fn review_request(&self, config: &AuthConfig, policy: &str, spec: &SubjectAccessReviewSpec) -> SubjectAccessReviewRequest {
+        let resolve = |v: &Option<ValueOrSelector>| v.as_ref().map(|v| v.resolve_string(&self.data)).unwrap_or_default();
+        let mut groups = spec.groups.clone();
+        if let Some(g) = &spec.authorization_groups {
+            match g.resolve(&self.data) {
+                Value::Array(items) => groups.extend(items.iter().map(|v| super::path::to_gjson_string(Some(v)))),
+                Value::Null => {}
+                other => groups.push(super::path::to_gjson_string(Some(&other))),
+            }
+        }
+        let attributes = match &spec.resource_attributes {
+            Some(r) => AccessAttributes::Resource {
+                namespace: resolve(&r.namespace),
+                group: resolve(&r.group),
+                resource: resolve(&r.resource),
+                name: resolve(&r.name),
+                subresource: resolve(&r.subresource),
+                verb: resolve(&r.verb),
+            },
+            None => AccessAttributes::NonResource { path: self.request_path.clone(), verb: self.request_method.to_ascii_lowercase() },
+        };
+        SubjectAccessReviewRequest {
+            authconfig_namespace: config.namespace.clone(),
+            authconfig_name: config.name.clone(),
+            policy: policy.to_owned(),
+            user: resolve(&spec.user),
+            groups,
+            attributes,
+        }
+    }
+
+    fn success(&mut self) -> Decision {
+        let config = Arc::clone(&self.config);
+        let mut headers = Vec::new();
+        for item in &config.response.headers {
+            if !all_match(&item.when, &self.data) {
+                continue;
+            }
+            let value = item.value.resolve(&self.data);
+            headers.push((item.key.clone(), super::path::to_gjson_string(Some(&value))));
+            if let Some(map) = self.auth_map("response") {
+                map.insert(item.name.clone(), value);
+            }
+        }
+        let mut dynamic_metadata = Map::new();
+        for item in &config.response.dynamic_metadata {
+            if !all_match(&item.when, &self.data) {
+                continue;
+            }
+            let value = item.value.resolve(&self.data);
+            dynamic_metadata.insert(item.key.clone(), value.clone());
+            if let Some(map) = self.auth_map("response") {
+                map.insert(item.name.clone(), value);
+            }
+        }
+        let identity = self.data.get("auth").and_then(|a| a.get("identity")).cloned();
+        Decision::Allow { headers, dynamic_metadata, identity }
+    }
+
+    fn unauthenticated(&self, message: String) -> Decision {
+        let challenges = self
+            .config
+            .authentication
+            .iter()
+            .map(|a| {
+                let identifier = match &a.method {
+                    IdentityMethod::Plain { selector } => selector.as_str(),
+                    _ => a.credentials.challenge_identifier(),
+                };
+                (WWW_AUTHENTICATE.to_owned(), format!("{identifier} realm=\"{}\"", a.name))
+            })
+            .collect();
+        self.customized(401, grpc::UNAUTHENTICATED, challenges, message, self.config.response.unauthenticated.as_ref())
+    }
+
+    fn unauthorized(&self, message: String) -> Decision {
+        self.customized(403, grpc::PERMISSION_DENIED, Vec::new(), message, self.config.response.unauthorized.as_ref())
+    }
+
+    /// Authorino's `customizeDenyWith`: code, message, headers (replacing the defaults when
+    /// any are set) and body.
+    fn customized(&self, code: u16, grpc_code: i32, headers: Vec<(String, String)>, message: String, custom: Option<&DenyWith>) -> Decision {
+        let Some(custom) = custom else { return Decision::deny(code, grpc_code, headers, message) };
+        let code = custom.code.unwrap_or(code);
+        let message = custom.message.as_ref().map_or(message, |m| m.resolve_string(&self.data));
+        let headers = if custom.headers.is_empty() {
+            headers
+        } else {
+            custom.headers.iter().map(|(name, value)| (name.clone(), value.resolve_string(&self.data))).collect()
+        };
+        let body = custom.body.as_ref().map(|b| b.resolve_string(&self.data)).unwrap_or_default();
+        match Decision::deny(code, grpc_code, headers, message) {
+            Decision::Deny { code, grpc_code, headers, message, .. } => Decision::Deny { code, grpc_code, headers, body, message },
+            allow => allow,
+        }
+    }
+}
+
+/// Evaluates a request against an AuthConfig, calling the verifier and reviewer as needed.
+pub fn evaluate(
+    config: &Arc<AuthConfig>,
+    request: &AuthRequest,
+    verifier: &dyn IdentityVerifier,
+    reviewer: &dyn SubjectAccessReviewer,
+) -> Decision {
+    let mut evaluation = Evaluation::new(Arc::clone(config), request);
+    let mut step = evaluation.start();
+    loop {
+        step = match step {
+            Step::Done(decision) => return decision,
+            Step::Identity(req) => evaluation.provide_identity(verifier.verify(&req)),
+            Step::SubjectAccessReview(req) => evaluation.provide_review(reviewer.review(&req)),
+        };
+    }
+}
+
+/// Looks the AuthConfig up by [`AuthRequest::lookup_host`] (404 `Service not found` when
+/// none), then [`evaluate`]s.
+pub fn check(
+    index: &HostIndex,
+    request: &AuthRequest,
+    verifier: &dyn IdentityVerifier,
+    reviewer: &dyn SubjectAccessReviewer,
+) -> Decision {
+    match index.lookup(request.lookup_host()) {
+        Some(config) => evaluate(config, request, verifier, reviewer),
+        None => Decision::not_found(),
+    }
+}
