@@ -297,6 +297,8 @@ impl Handler<'_> {
             rendering: table::rendering(&self.call.headers),
             include: IncludeObject::parse(self.call.query.get("includeObject")),
             timeout,
+            send_initial_events: self.call.query.get("sendInitialEvents").is_some_and(go_bool),
+            allow_bookmarks: self.call.query.get("allowWatchBookmarks").is_some_and(go_bool),
         };
         let store = Arc::clone(self.state.authority.store());
         let clock = Arc::clone(self.state.authority.clock());

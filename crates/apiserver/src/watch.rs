@@ -1,6 +1,7 @@
 //! Watch: a chunked `application/json` stream of newline-delimited
 //! `{"type":"ADDED|MODIFIED|DELETED|ERROR","object":{...}}` events, as kube-apiserver sends.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +32,19 @@ pub struct WatchSpec {
     pub include: IncludeObject,
     /// `timeoutSeconds`: the stream ends after this long.
     pub timeout: Option<Duration>,
+    /// `sendInitialEvents=true` (client-go's WatchList): ADDED for every current object, then
+    /// (with `allowWatchBookmarks`) a BOOKMARK annotated `k8s.io/initial-events-end`.
+    pub send_initial_events: bool,
+    pub allow_bookmarks: bool,
 }
 
 impl WatchSpec {
     fn matches_object(&self, object: &Object) -> bool {
+        self.in_scope(object) && self.selected(object)
+    }
+
+    /// Namespace and name: what no update can change.
+    fn in_scope(&self, object: &Object) -> bool {
         if self.resource.namespaced
             && let Some(ns) = &self.namespace
             && object.namespace() != ns
@@ -46,11 +56,55 @@ impl WatchSpec {
         {
             return false;
         }
+        true
+    }
+
+    fn selected(&self, object: &Object) -> bool {
         self.label_selector.matches(object) && self.field_selector.matches(object)
     }
 
-    fn matches(&self, event: &Event) -> bool {
-        *event.prefix == *self.resource.key_prefix() && self.matches_object(&event.object)
+    fn selective(&self) -> bool {
+        !self.label_selector.is_empty() || !self.field_selector.is_empty()
+    }
+}
+
+type Key = (String, String);
+
+fn key_of(object: &Object) -> Key {
+    (object.namespace().to_owned(), object.name().to_owned())
+}
+
+/// The event type a watcher sees, as kube's cacher decides with selectors: an object updated
+/// into the selection is ADDED, one updated out of it DELETED. `known` holds the objects the
+/// watcher currently sees (only tracked when the watch has selectors).
+fn event_type(spec: &WatchSpec, event: &Event, known: &mut HashSet<Key>) -> Option<&'static str> {
+    if *event.prefix != *spec.resource.key_prefix() || !spec.in_scope(&event.object) {
+        return None;
+    }
+    let selected = spec.selected(&event.object);
+    if !spec.selective() {
+        return selected.then(|| event.event_type.as_str());
+    }
+    let key = key_of(&event.object);
+    let was = known.contains(&key);
+    match event.event_type {
+        EventType::Deleted => {
+            known.remove(&key);
+            (was || selected).then_some("DELETED")
+        }
+        EventType::Added if selected => {
+            known.insert(key);
+            Some("ADDED")
+        }
+        EventType::Added => None,
+        EventType::Modified if selected => {
+            known.insert(key);
+            Some(if was { "MODIFIED" } else { "ADDED" })
+        }
+        EventType::Modified => {
+            known.remove(&key);
+            was.then_some("DELETED")
+        }
     }
 }
 
@@ -101,25 +155,34 @@ fn streaming(rx: mpsc::Receiver<Bytes>) -> Response {
 
 /// Starts a watch. `resource_version` absent, empty or `"0"`: every current object is sent as
 /// ADDED first (from a list), then changes after the list's revision; otherwise changes after
-/// that revision. A compacted revision answers one `ERROR` event with a 410 `Expired` Status.
+/// that revision (`sendInitialEvents=true` always lists first). A compacted revision answers
+/// one `ERROR` event with a 410 `Expired` Status.
 pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec, resource_version: Option<&str>) -> ApiResult<Response> {
-    let (initial, after) = match resource_version.unwrap_or("") {
-        "" | "0" => {
-            let options = ListOptions {
-                namespace: spec.namespace.clone(),
-                label_selector: spec.label_selector.clone(),
-                field_selector: spec.field_selector.clone(),
-                ..ListOptions::default()
-            };
-            let list = store.list(&spec.resource, &options).await?;
-            let items: Vec<Object> = list.items.into_iter().filter(|o| spec.matches_object(o)).collect();
-            (items, list.revision)
-        }
-        rv => {
-            let revision = rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
-            (Vec::new(), revision)
-        }
+    let rv = if spec.send_initial_events { "" } else { resource_version.unwrap_or("") };
+    let from = match rv {
+        "" | "0" => None,
+        rv => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?),
     };
+    let mut initial = Vec::new();
+    let mut known = HashSet::new();
+    let mut after = from.unwrap_or(0);
+    if from.is_none() || spec.selective() {
+        let options = ListOptions {
+            namespace: spec.namespace.clone(),
+            label_selector: spec.label_selector.clone(),
+            field_selector: spec.field_selector.clone(),
+            ..ListOptions::default()
+        };
+        let list = store.list(&spec.resource, &options).await?;
+        let items: Vec<Object> = list.items.into_iter().filter(|o| spec.matches_object(o)).collect();
+        // From a revision, the current selection is the best estimate of what the watcher
+        // saw then (the store keeps no history of objects).
+        known = items.iter().map(key_of).collect();
+        if from.is_none() {
+            initial = items;
+            after = list.revision;
+        }
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let mut events = match tokenwarden_store::feed::watch(Arc::clone(&store), after).await {
         Ok(events) => events,
@@ -131,12 +194,27 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
         Err(err) => return Err(err.into()),
     };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let end_bookmark = (spec.send_initial_events && spec.allow_bookmarks).then(|| {
+        event_line(
+            "BOOKMARK",
+            json!({
+                "kind": spec.resource.kind,
+                "apiVersion": spec.resource.api_version(),
+                "metadata": {"resourceVersion": after.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}},
+            }),
+        )
+    });
     let mut renderer = Renderer { spec, clock, headers_sent: false };
     tokio::spawn(async move {
         for object in &initial {
             if tx.send(renderer.line(EventType::Added.as_str(), object)).await.is_err() {
                 return;
             }
+        }
+        if let Some(bookmark) = end_bookmark
+            && tx.send(bookmark).await.is_err()
+        {
+            return;
         }
         let sleep = async {
             match deadline {
@@ -155,8 +233,10 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
                 None => return,
                 // The feed fell behind: the client re-lists, as after etcd's compaction.
                 Some(Err(err)) => (error_line(&err.into()), true),
-                Some(Ok(event)) if renderer.spec.matches(&event) => (renderer.line(event.event_type.as_str(), &event.object), false),
-                Some(Ok(_)) => continue,
+                Some(Ok(event)) => match event_type(&renderer.spec, &event, &mut known) {
+                    Some(event_type) => (renderer.line(event_type, &event.object), false),
+                    None => continue,
+                },
             };
             if tx.send(line).await.is_err() || last {
                 return;

@@ -685,6 +685,36 @@ async fn watch_from_a_resource_version_with_selectors_and_timeout() {
     assert_eq!(event(&one.next().await.unwrap()), ("ADDED".into(), "b".into()));
     assert!(one.next().await.is_none());
 
+    // Updates into and out of the selection are ADDED and DELETED, as kube's cacher sends.
+    let now = s.get("/api/v1/namespaces/ns/serviceaccounts").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    let mut moving =
+        watch(&s, &format!("/api/v1/namespaces/ns/serviceaccounts?watch=true&resourceVersion={now}&labelSelector=app%3Dx&timeoutSeconds=2"), &[]).await;
+    let merge = "application/merge-patch+json";
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/b", merge, json!({"metadata": {"labels": {"app": "x"}}})).await;
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/a", merge, json!({"metadata": {"labels": {"app": "z"}}})).await;
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/c", merge, json!({"metadata": {"annotations": {"n": "1"}}})).await;
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/a", merge, json!({"metadata": {"annotations": {"n": "1"}}})).await;
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/b", merge, json!({"metadata": {"labels": {"app": "y"}}})).await;
+    assert_eq!(event(&moving.next().await.unwrap()), ("ADDED".into(), "b".into()));
+    assert_eq!(event(&moving.next().await.unwrap()), ("DELETED".into(), "a".into()));
+    assert_eq!(event(&moving.next().await.unwrap()), ("MODIFIED".into(), "c".into()));
+    assert_eq!(event(&moving.next().await.unwrap()), ("DELETED".into(), "b".into()));
+    assert!(moving.next().await.is_none());
+
+    // client-go's WatchList: initial events, then the initial-events-end bookmark.
+    let mut initial = watch(
+        &s,
+        "/api/v1/namespaces/ns/serviceaccounts?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=&labelSelector=app%3Dy&timeoutSeconds=1",
+        &[],
+    )
+    .await;
+    assert_eq!(event(&initial.next().await.unwrap()), ("ADDED".into(), "b".into()));
+    let bookmark = initial.next().await.unwrap();
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(bookmark["object"]["kind"], "ServiceAccount");
+    assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert!(initial.next().await.is_none());
+
     // Tables for `kubectl get -w`: headers once.
     let mut table = watch(&s, "/api/v1/namespaces/ns/serviceaccounts?watch=1&timeoutSeconds=1", &[("accept", KUBECTL_TABLE)]).await;
     let first = table.next().await.unwrap();
