@@ -57,9 +57,10 @@ impl Query {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// `?name`, `?name=true` or `?name=1`.
+    /// `?name`, or a true value as Go's `strconv.ParseBool` reads it (the Python client
+    /// sends `watch=True`).
     pub fn flag(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|v| matches!(v, "" | "true" | "1"))
+        self.get(name).is_some_and(|v| matches!(v, "" | "1" | "t" | "T" | "true" | "TRUE" | "True"))
     }
 
     pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {

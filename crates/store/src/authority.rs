@@ -26,6 +26,8 @@ pub struct Reviewed {
     pub token: Arc<VerifiedToken>,
     /// `status.audiences`.
     pub audiences: Vec<String>,
+    /// The signature check was skipped: the verification came from the review cache.
+    pub cached: bool,
 }
 
 pub struct Authority {
@@ -122,6 +124,7 @@ impl Authority {
         if *resource == Resource::SECRETS && object.secret_type() == SERVICE_ACCOUNT_TOKEN_SECRET_TYPE {
             self.fill_legacy_token(&mut object)?;
         }
+        validate(resource, &object)?;
         let created = self.store.create(resource, object).await?;
         if *resource == Resource::NAMESPACES {
             let sa = serde_json::json!({"metadata": {"name": "default", "namespace": created.name()}});
@@ -163,6 +166,7 @@ impl Authority {
     }
 
     pub async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        validate(resource, &object)?;
         let updated = self.store.update(resource, object).await?;
         Ok(self.settled(updated).await)
     }
@@ -202,10 +206,18 @@ impl Authority {
     pub fn review(&self, token: &str, audiences: &[String]) -> Result<Reviewed, ReviewError> {
         let now = self.clock.now();
         let keys = self.keys();
-        let verified = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config))?;
+        let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config))?;
         let audiences = review::authenticate(&verified, audiences, &self.config, &*self.index, now)?;
-        Ok(Reviewed { token: verified, audiences })
+        Ok(Reviewed { token: verified, audiences, cached })
     }
+}
+
+/// Admission checks of the stored kinds: an AuthConfig must be one the authorizer can run.
+fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
+    if *resource == Resource::AUTH_CONFIGS {
+        tokenwarden_core::authconfig::AuthConfig::parse(&serde_json::Value::Object(object.value().clone()))?;
+    }
+    Ok(())
 }
 
 /// Lists every indexed resource into the index; returns the revision it reflects.

@@ -62,17 +62,20 @@ impl ReviewCache {
         out
     }
 
-    /// The verified token for (`token`, `audiences`), running `verify` on a miss. Concurrent
-    /// misses for the same key wait for one `verify`. Failures are not cached.
+    /// The verified token for (`token`, `audiences`), running `verify` on a miss, and whether
+    /// it came from the cache. Concurrent misses for the same key wait for one `verify`.
+    /// Failures are not cached.
     pub fn get_or_verify(
         &self,
         token: &str,
         audiences: &[String],
         now: Timestamp,
         verify: impl FnOnce() -> Result<VerifiedToken, ReviewError>,
-    ) -> Result<Arc<VerifiedToken>, ReviewError> {
+    ) -> Result<(Arc<VerifiedToken>, bool), ReviewError> {
         let key = self.key_for(token, audiences);
+        let mut verified_here = false;
         let entry = self.entries.try_get_with(key, || {
+            verified_here = true;
             let verified = verify()?;
             let ttl = match verified.claims.exp {
                 Some(exp) => {
@@ -83,7 +86,7 @@ impl ReviewCache {
             };
             Ok::<_, ReviewError>(Entry { token: Arc::new(verified), ttl })
         });
-        entry.map(|e| e.token).map_err(|e| (*e).clone())
+        entry.map(|e| (e.token, !verified_here)).map_err(|e| (*e).clone())
     }
 
     /// Forgets everything (after a key-set change).

@@ -78,8 +78,9 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     let reviewed = authority.review(&issued.token, &audiences).unwrap();
     assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
     assert_eq!(reviewed.audiences, audiences);
+    assert!(!reviewed.cached);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
-    authority.review(&issued.token, &audiences).unwrap();
+    assert!(authority.review(&issued.token, &audiences).unwrap().cached);
 
     authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
     assert_eq!(
@@ -234,13 +235,13 @@ fn concurrent_misses_verify_once_and_failures_are_not_cached() {
                         tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER))
                     })
                     .unwrap()
+                .1
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    let cached: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert_eq!(calls.load(Ordering::SeqCst), 1, "eight concurrent misses, one verification");
+    assert_eq!(cached.iter().filter(|c| !**c).count(), 1, "one caller verified, seven shared its result");
     // Other audiences are another key.
     cache.get_or_verify(&token, &["x".to_owned()], NOW, || tokenwarden_core::review::verify(&token, &authority_keys, &IssuerConfig::new(ISSUER))).unwrap();
     assert_eq!(cache.len(), 2);
@@ -265,4 +266,17 @@ async fn tokens_survive_a_restart_on_sqlite() {
     let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
     let reviewed = authority.review(&token, &[]).unwrap();
     assert_eq!(reviewed.token.user.uid, uid);
+}
+
+#[tokio::test]
+async fn authconfigs_the_authorizer_cannot_run_are_refused() {
+    let (authority, _) = authority().await;
+    let bad = obj(json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig",
+                         "metadata": {"name": "bad", "namespace": "ns"},
+                         "spec": {"hosts": ["talker-api"], "authentication": {"k": {"oauth2Introspection": {}}}}}));
+    let err = authority.create(&Resource::AUTH_CONFIGS, bad).await.unwrap_err();
+    let StoreError::Api(err) = err else { panic!("{err}") };
+    assert_eq!(err.code(), 422);
+    assert!(err.to_string().starts_with(r#"AuthConfig.authorino.kuadrant.io "bad" is invalid: spec.authentication.k.oauth2Introspection"#), "{err}");
+    assert!(authority.store().list(&Resource::AUTH_CONFIGS, &Default::default()).await.unwrap().items.is_empty());
 }
