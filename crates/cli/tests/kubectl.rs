@@ -1,6 +1,7 @@
 //! The real kubectl against `tokenwarden serve`: what the project's users type.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // end-to-end tests bound waits for real processes with the real clock
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The official Python `kubernetes` client against `tokenwarden serve` (tests/python/client_test.py).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // end-to-end tests bound waits for real processes with the real clock
 
 mod common;
 

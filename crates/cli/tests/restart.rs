@@ -2,6 +2,7 @@
 //! keys, issued tokens and the admin credential all survive.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // end-to-end tests bound waits for real processes with the real clock
 
 mod common;
 

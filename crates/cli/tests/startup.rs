@@ -3,6 +3,7 @@
 //! anchors the serving certificate, and serves the OIDC documents as kube-apiserver does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // end-to-end tests bound waits for real processes with the real clock
 
 mod common;
 

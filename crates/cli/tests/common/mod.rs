@@ -1,7 +1,7 @@
 //! End-to-end harness: a real `tokenwarden serve` process on a free port with a temporary
 //! data directory, driven with the real kubectl and the official Python client.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test binaries; a failed unwrap is a failed test
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // shared by several test binaries; a failed unwrap is a failed test
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
