@@ -159,11 +159,12 @@ fn non_resource(state: &ApiState, call: &Call, method: &Method) -> ApiResult<Res
         "/version" => Ok(body::json(StatusCode::OK, &version(), call.pretty())),
         // kubectl's client-side validation reads this protobuf document; an empty one parses
         // as a Document with no schemas, so validation is skipped and the server validates.
+        // The content type is kube-openapi's (the `@v1.0` spelling does not parse in Go).
         "/openapi/v2" => {
             let mut response = (StatusCode::OK, Bytes::new()).into_response();
             response
                 .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"));
             Ok(response)
         }
         "/.well-known/openid-configuration" => Ok(oidc::configuration(state)),

@@ -1,1 +1,13 @@
-//! Placeholder.
+//! tokenwarden-authz: the Authorino-compatible authorizer.
+//!
+//! [`Authorizer`] holds the AuthConfig host index and the identity backends and runs the
+//! core's evaluation; the transports adapt it to Envoy ext_authz (gRPC), HTTP checks
+//! (Envoy `http_service`, nginx `auth_request`, Traefik ForwardAuth) and a reverse proxy.
+
+pub mod authorizer;
+pub mod grpc;
+pub mod identity;
+pub mod metrics;
+pub mod source;
+
+pub use authorizer::Authorizer;

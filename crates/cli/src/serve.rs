@@ -137,21 +137,28 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     };
     let admin_token = admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?;
 
+    // --- Issuer settings, checked before binding (the URL's port is fixed after binding if 0) ---
+    let scheme = if args.insecure_http { "http" } else { "https" };
+    let api_url = |bound: SocketAddr| {
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        format!("{scheme}://{host}:{}", bound.port())
+    };
+    let issuer_config = |url: &str| {
+        let mut config = IssuerConfig::new(args.issuer.clone().unwrap_or_else(|| url.to_owned()));
+        if !args.api_audiences.is_empty() {
+            config.api_audiences = args.api_audiences.clone();
+        }
+        config.max_expiration_seconds = args.max_token_expiration;
+        config
+    };
+    issuer_config(&api_url(addr)).validate().map_err(usage)?;
+
     // --- Bind, then settle what depends on the bound address ---
     let listener = TcpListener::bind(addr).map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
-    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    let scheme = if args.insecure_http { "http" } else { "https" };
-    let url = format!("{scheme}://{host}:{}", bound.port());
-
-    let issuer = args.issuer.clone().unwrap_or_else(|| url.clone());
-    let mut config = IssuerConfig::new(issuer);
-    if !args.api_audiences.is_empty() {
-        config.api_audiences = args.api_audiences.clone();
-    }
-    config.max_expiration_seconds = args.max_token_expiration;
-    config.validate().map_err(usage)?;
+    let url = api_url(bound);
+    let config = issuer_config(&url);
     if let Some(pem) = signing_key_pem {
         let imported = tokenwarden_core::keys::SigningKey::from_pem(&pem).map_err(|e| usage(format!("--signing-key-file: {e}")))?;
         if imported.kid() != keys.signing().kid() {

@@ -92,7 +92,6 @@ fn a_new_namespace_gets_its_default_serviceaccount() {
 }
 
 #[test]
-#[ignore = "SERVER BUG: GET /openapi/v2 answers Content-Type `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, which Go's mime parser rejects (`@` is a tspecial), so kubectl create/apply -f with validation on fails: `failed to download openapi: Internal error occurred: mime: unexpected content after media subtype`"]
 fn create_token_with_audience_duration_and_pod_binding() {
     pod_bound_token(&[]);
 }
@@ -154,7 +153,6 @@ fn pod_bound_token(create_flags: &[&str]) {
 }
 
 #[test]
-#[ignore = "SERVER BUG: GET /openapi/v2 answers Content-Type `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, which Go's mime parser rejects (`@` is a tspecial), so kubectl create/apply -f with validation on fails: `failed to download openapi: Internal error occurred: mime: unexpected content after media subtype`"]
 fn token_review_from_a_file_with_validation_on() {
     let server = Server::start();
     namespace_and_sa(&server, "demo", "api-consumer-1");
@@ -317,7 +315,6 @@ spec:
 "#;
 
 #[test]
-#[ignore = "SERVER BUG: GET /openapi/v2 answers Content-Type `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, which Go's mime parser rejects (`@` is a tspecial), so kubectl create/apply -f with validation on fails: `failed to download openapi: Internal error occurred: mime: unexpected content after media subtype`"]
 fn apply_an_authconfig_twice_updates_it() {
     apply_authconfig_twice(&[]);
 }

@@ -115,7 +115,6 @@ fn bad_flags_and_data_dirs_are_rejected_before_binding() {
 }
 
 #[test]
-#[ignore = "SERVER BUG: --max-token-expiration is validated after the port is bound (serve.rs: config.validate() runs after TcpListener::bind); with the port taken it exits 1 `cannot listen on ...` instead of 64"]
 fn max_token_expiration_is_rejected_before_binding() {
     rejected_before_binding(&["--max-token-expiration 10m"]);
 }

@@ -1,0 +1,105 @@
+//! The authorizer: the AuthConfig host index, the identity backends and the metrics, driving
+//! the core's sans-IO evaluation for every check. Transports (gRPC, HTTP checks, the reverse
+//! proxy) build an [`AuthRequest`] and turn the [`Decision`] into their wire format.
+
+use std::sync::{Arc, RwLock};
+
+use tokenwarden_core::authconfig::{AuthRequest, Decision, Evaluation, HostIndex, NoSubjectAccessReviewer, ReviewOutcome, Step, SubjectAccessReviewer};
+
+use tokenwarden_store::clock::Stopwatch;
+
+use crate::identity::{CacheResult, Identities};
+use crate::metrics::{AuthConfigLabels, AuthConfigStatusLabels, CacheLabels, Metrics, StatusLabels};
+
+pub struct Authorizer {
+    configs: RwLock<Arc<HostIndex>>,
+    identities: Identities,
+    metrics: Metrics,
+}
+
+/// gRPC code names, as Authorino's `auth_server_response_status` labels them.
+fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        3 => "INVALID_ARGUMENT",
+        5 => "NOT_FOUND",
+        7 => "PERMISSION_DENIED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
+
+impl Authorizer {
+    pub fn new(identities: Identities) -> Self {
+        Self { configs: RwLock::new(Arc::new(HostIndex::new())), identities, metrics: Metrics::new() }
+    }
+
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Swaps in a rebuilt host index (AuthConfigs changed).
+    pub fn set_configs(&self, index: HostIndex) {
+        *self.configs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(index);
+    }
+
+    pub fn configs(&self) -> Arc<HostIndex> {
+        Arc::clone(&self.configs.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
+    /// answer is a 503 denial.
+    pub fn check(&self, request: &AuthRequest) -> Decision {
+        let configs = self.configs();
+        let Some(config) = configs.lookup(request.lookup_host()).cloned() else {
+            let decision = Decision::not_found();
+            self.count(None, &decision);
+            return decision;
+        };
+        let started = Stopwatch::start();
+        let mut evaluation = Evaluation::new(Arc::clone(&config), request);
+        let mut step = evaluation.start();
+        let decision = loop {
+            step = match step {
+                Step::Done(decision) => break decision,
+                Step::Identity(identity) => {
+                    let review_started = Stopwatch::start();
+                    let (outcome, cache) = self.identities.verify(&identity);
+                    let result = match cache {
+                        CacheResult::Hit => "hit",
+                        CacheResult::Miss => {
+                            self.metrics.tokenreview_duration.observe(review_started.elapsed_seconds());
+                            "miss"
+                        }
+                    };
+                    self.metrics.identity_cache.get_or_create(&CacheLabels { result: result.into() }).inc();
+                    evaluation.provide_identity(outcome)
+                }
+                Step::SubjectAccessReview(review) => {
+                    let outcome: ReviewOutcome = NoSubjectAccessReviewer.review(&review);
+                    evaluation.provide_review(outcome)
+                }
+            };
+        };
+        let labels = AuthConfigLabels { namespace: config.namespace.clone(), authconfig: config.name.clone() };
+        self.metrics.authconfig_duration.get_or_create(&labels).observe(started.elapsed_seconds());
+        self.count(Some(labels), &decision);
+        decision
+    }
+
+    fn count(&self, config: Option<AuthConfigLabels>, decision: &Decision) {
+        let status = code_name(decision.grpc_code()).to_owned();
+        self.metrics.response_status.get_or_create(&StatusLabels { status: status.clone() }).inc();
+        if let Some(labels) = config {
+            self.metrics.authconfig_total.get_or_create(&labels).inc();
+            let with_status = AuthConfigStatusLabels { namespace: labels.namespace, authconfig: labels.authconfig, status };
+            self.metrics.authconfig_response_status.get_or_create(&with_status).inc();
+        }
+    }
+}

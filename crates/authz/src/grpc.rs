@@ -1,0 +1,133 @@
+//! Envoy ext_authz v3 over gRPC: `envoy.service.auth.v3.Authorization/Check`.
+//!
+//! The RPC always succeeds at the transport level; the decision travels in the
+//! `CheckResponse` (`status.code` 0 allows; otherwise a `denied_response` with Authorino's
+//! HTTP status, headers and body), as Authorino answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value as ProtoValue, value::Kind};
+use envoy_types::pb::google::rpc::Status;
+use serde_json::Value;
+use tokenwarden_core::authconfig::{AuthRequest, Decision, Peer};
+
+use crate::Authorizer;
+
+/// The ext_authz service over an [`Authorizer`].
+#[derive(Clone)]
+pub struct ExtAuthz(pub Arc<Authorizer>);
+
+impl ExtAuthz {
+    pub fn server(authorizer: Arc<Authorizer>) -> AuthorizationServer<Self> {
+        AuthorizationServer::new(Self(authorizer))
+    }
+}
+
+fn peer(peer: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer>) -> Peer {
+    use envoy_types::pb::envoy::config::core::v3::address::Address;
+    use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+    let Some(peer) = peer else { return Peer::default() };
+    let mut out = Peer { principal: peer.principal.clone(), certificate: peer.certificate.clone(), ..Peer::default() };
+    if let Some(Address::SocketAddress(socket)) = peer.address.as_ref().and_then(|a| a.address.as_ref()) {
+        out.address.clone_from(&socket.address);
+        if let Some(PortSpecifier::PortValue(port)) = socket.port_specifier {
+            out.port = port;
+        }
+    }
+    out
+}
+
+/// The request as the core sees it, from `attributes.request.http`; headers from both
+/// `headers` and `header_map` (with `encode_raw_headers`). `None` without HTTP attributes.
+pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
+    let attributes = check.attributes.as_ref()?;
+    let http = attributes.request.as_ref()?.http.as_ref()?;
+    let mut request = AuthRequest::new(&http.method, &http.host, &http.path);
+    request.id.clone_from(&http.id);
+    request.scheme.clone_from(&http.scheme);
+    request.protocol.clone_from(&http.protocol);
+    request.body.clone_from(&http.body);
+    for (name, value) in &http.headers {
+        request.add_header(name, value);
+    }
+    if let Some(map) = &http.header_map {
+        for header in &map.headers {
+            let value = if header.raw_value.is_empty() { header.value.clone() } else { String::from_utf8_lossy(&header.raw_value).into_owned() };
+            request.add_header(&header.key, &value);
+        }
+    }
+    for (name, value) in &attributes.context_extensions {
+        request.context_extensions.insert(name.clone(), value.clone());
+    }
+    request.source = peer(attributes.source.as_ref());
+    request.destination = peer(attributes.destination.as_ref());
+    Some(request)
+}
+
+fn header(name: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: name.to_ascii_lowercase(), value: value.to_owned(), ..HeaderValue::default() }),
+        ..HeaderValueOption::default()
+    }
+}
+
+fn proto_value(value: &Value) -> ProtoValue {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(proto_value).collect() }),
+        Value::Object(map) => Kind::StructValue(proto_struct(map)),
+    };
+    ProtoValue { kind: Some(kind) }
+}
+
+fn proto_struct(map: &serde_json::Map<String, Value>) -> Struct {
+    Struct { fields: map.iter().map(|(k, v)| (k.clone(), proto_value(v))).collect::<HashMap<_, _>>() }
+}
+
+/// The `CheckResponse` for a decision.
+pub fn check_response(decision: &Decision) -> CheckResponse {
+    match decision {
+        Decision::Allow { headers, dynamic_metadata, .. } => CheckResponse {
+            status: Some(Status { code: 0, ..Status::default() }),
+            dynamic_metadata: (!dynamic_metadata.is_empty()).then(|| proto_struct(dynamic_metadata)),
+            http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
+                headers: headers.iter().map(|(n, v)| header(n, v)).collect(),
+                ..OkHttpResponse::default()
+            })),
+        },
+        Decision::Deny { code, grpc_code, headers, body, message } => CheckResponse {
+            status: Some(Status { code: *grpc_code, message: message.clone(), ..Status::default() }),
+            dynamic_metadata: None,
+            http_response: Some(check_response::HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus { code: i32::from(*code) }),
+                headers: headers.iter().map(|(n, v)| header(n, v)).collect(),
+                body: body.clone(),
+            })),
+        },
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let decision = match auth_request(request.get_ref()) {
+            Some(auth) => {
+                let authorizer = Arc::clone(&self.0);
+                // Verification is CPU work (and may block on a cache fill): off the async threads.
+                tokio::task::spawn_blocking(move || authorizer.check(&auth))
+                    .await
+                    .unwrap_or_else(|_| Decision::unavailable("authorizer failed"))
+            }
+            None => Decision::invalid_request(),
+        };
+        Ok(tonic::Response::new(check_response(&decision)))
+    }
+}

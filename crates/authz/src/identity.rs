@@ -1,0 +1,140 @@
+//! Identity backends: how a credential named by an AuthConfig is verified.
+//!
+//! - `kubernetesTokenReview` against the in-process authority: no network hop; the
+//!   authority's review cache (HMAC-keyed, coalesced, re-validated against the live objects on
+//!   every hit) makes a repeated token cost a hash and a few map lookups, and a deleted
+//!   ServiceAccount, Pod or Secret is seen at once.
+//! - `apiKey`: Secrets holding `api_key`, selected by labels, compared by digest in constant
+//!   time, from an index kept by the AuthConfig follower (never a disk read per request).
+//! - Invalid credentials are remembered briefly (negative cache), so a flood of one bad token
+//!   costs one verification per window.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use serde_json::{Value, json};
+use tokenwarden_core::authconfig::{IdentityMethod, IdentityOutcome, IdentityRequest};
+use tokenwarden_core::Object;
+use tokenwarden_store::Authority;
+
+/// How long an invalid credential is remembered.
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+
+/// An API key Secret: where it lives, its labels, and the SHA-256 of its `api_key`.
+#[derive(Clone, Debug)]
+pub struct ApiKeySecret {
+    pub namespace: String,
+    pub object: Arc<Object>,
+    pub key_sha256: [u8; 32],
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// The verifier the authorizer calls for every identity source that needs one.
+pub struct Identities {
+    authority: Option<Arc<Authority>>,
+    api_keys: RwLock<HashMap<String, ApiKeySecret>>,
+    negative: moka::sync::Cache<[u8; 32], Arc<str>>,
+    key: hmac::Key,
+}
+
+/// Whether a verification came from a cache, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+}
+
+impl Identities {
+    /// Verifies against the in-process `authority` (None: TokenReview is unavailable → 503).
+    pub fn new(authority: Option<Arc<Authority>>) -> Self {
+        let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
+        Self {
+            authority,
+            api_keys: RwLock::default(),
+            negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(NEGATIVE_TTL).build(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        }
+    }
+
+    /// Replaces the API key index (`namespace/name` → secret).
+    pub fn set_api_keys(&self, keys: HashMap<String, ApiKeySecret>) {
+        *self.api_keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    fn negative_key(&self, request: &IdentityRequest) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in [request.authconfig_namespace.as_str(), request.authconfig_name.as_str(), request.source.as_str(), request.credential.as_str()] {
+            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        for audience in &request.audiences {
+            ctx.update(&u32::try_from(audience.len()).unwrap_or(u32::MAX).to_be_bytes());
+            ctx.update(audience.as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// Verifies one credential.
+    pub fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
+        let negative_key = self.negative_key(request);
+        if let Some(reason) = self.negative.get(&negative_key) {
+            return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
+        }
+        let (outcome, cache) = match &request.method {
+            IdentityMethod::KubernetesTokenReview { .. } => self.token_review(request),
+            IdentityMethod::ApiKey { selector, all_namespaces } => (self.api_key(request, selector, *all_namespaces), CacheResult::Miss),
+            IdentityMethod::Jwt { .. } => (IdentityOutcome::Unavailable("jwt identity verification is not available in this mode".into()), CacheResult::Miss),
+            // Anonymous and plain are resolved by the evaluation itself.
+            IdentityMethod::Anonymous | IdentityMethod::Plain { .. } => (IdentityOutcome::Invalid("unexpected identity request".into()), CacheResult::Miss),
+        };
+        if let IdentityOutcome::Invalid(reason) = &outcome {
+            self.negative.insert(negative_key, Arc::from(reason.as_str()));
+        }
+        (outcome, cache)
+    }
+
+    fn token_review(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
+        let Some(authority) = &self.authority else {
+            return (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss);
+        };
+        match authority.review(&request.credential, &request.audiences) {
+            Ok(reviewed) => {
+                let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
+                // The TokenReview status, as Authorino stores it in `auth.identity`.
+                let identity = json!({"authenticated": true, "user": reviewed.token.user, "audiences": reviewed.audiences});
+                (IdentityOutcome::Verified(identity), cache)
+            }
+            // Authorino's text for a TokenReview that did not authenticate.
+            Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
+        }
+    }
+
+    fn api_key(&self, request: &IdentityRequest, selector: &tokenwarden_core::selector::LabelSelector, all_namespaces: bool) -> IdentityOutcome {
+        let presented = sha256(request.credential.as_bytes());
+        let keys = self.api_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = keys.values().find(|secret| {
+            (all_namespaces || secret.namespace == request.authconfig_namespace)
+                && selector.matches(&secret.object)
+                && aws_lc_rs::constant_time::verify_slices_are_equal(&secret.key_sha256, &presented).is_ok()
+        });
+        match found {
+            // Authorino's identity for an API key is the Secret itself.
+            Some(secret) => {
+                let mut object = secret.object.value().clone();
+                object.remove("data");
+                IdentityOutcome::Verified(Value::Object(object))
+            }
+            None => IdentityOutcome::Invalid("the API Key provided is invalid".into()),
+        }
+    }
+}
