@@ -27,12 +27,11 @@ fn token_in(kubeconfig: &str) -> Option<&str> {
 pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
     let recorded = std::fs::read_to_string(dir.join(DIGEST)).ok();
     let existing = std::fs::read_to_string(dir.join(KUBECONFIG)).ok();
-    if let (Some(recorded), Some(existing)) = (&recorded, &existing) {
-        if let Some(token) = token_in(existing) {
-            if hex(&sha256(token.as_bytes())) == recorded.trim() {
-                return Ok(token.to_owned());
-            }
-        }
+    if let (Some(recorded), Some(existing)) = (&recorded, &existing)
+        && let Some(token) = token_in(existing)
+        && hex(&sha256(token.as_bytes())) == recorded.trim()
+    {
+        return Ok(token.to_owned());
     }
     let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);

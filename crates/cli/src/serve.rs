@@ -99,10 +99,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .api_listen
         .parse()
         .map_err(|_| usage(format!("invalid --api-listen {:?}: expected ADDR:PORT, e.g. 127.0.0.1:6443", args.api_listen)))?;
-    if let Some(issuer) = &args.issuer {
-        if issuer.is_empty() || issuer.contains(char::is_whitespace) {
-            return Err(usage(format!("invalid --issuer {issuer:?}")));
-        }
+    if let Some(issuer) = &args.issuer
+        && (issuer.is_empty() || issuer.contains(char::is_whitespace))
+    {
+        return Err(usage(format!("invalid --issuer {issuer:?}")));
     }
     if args.api_audiences.iter().any(String::is_empty) {
         return Err(usage("--api-audiences may not contain an empty audience"));
