@@ -8,6 +8,7 @@ pub mod authorizer;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
+pub mod observe;
 pub mod source;
 
 pub use authorizer::Authorizer;
