@@ -54,3 +54,18 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     aws_lc_rs::rand::fill(&mut out).unwrap_or_else(|_| panic!("system random number generator failed"));
     out
 }
+
+/// Elapsed time for metrics and logs (monotonic); never a source of domain time.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    #[allow(clippy::disallowed_methods)] // the sanctioned clock read
+    pub fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
