@@ -6,9 +6,11 @@
 
 pub mod authorizer;
 pub mod grpc;
+pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod observe;
+pub mod proxy;
 pub mod source;
 
 pub use authorizer::Authorizer;

@@ -1,0 +1,229 @@
+//! HTTP checks: one endpoint that answers every forward-auth protocol in use.
+//!
+//! [`check_router`] answers **any method on any path** (Envoy `http_service` prefixes the
+//! original path and keeps the original method, so a fixed `/check` route cannot work). The
+//! original request is read from, in order:
+//!
+//! 1. ingress-nginx: `X-Original-URL` (`$scheme://$http_host$request_uri`: host, path and
+//!    query) with `X-Original-Method`; the request's `Host` is the auth service's, not the
+//!    protected one's.
+//! 2. nginx `auth_request`: `X-Original-URI` with `X-Original-Method`; the host from
+//!    `X-Forwarded-Host`, else `Host`.
+//! 3. Traefik ForwardAuth: `X-Forwarded-Uri` / `X-Forwarded-Method` (either present), with
+//!    `X-Forwarded-Host` (else `Host`) and `X-Forwarded-Proto`.
+//! 4. Envoy `http_service` and Authorino's raw interface: the request's own method, `Host`
+//!    and path, with a leading `/check` path segment stripped (`/check` alone is `/`).
+//!
+//! Headers are lower-cased and repeated ones merged with `,` (as Envoy does); the body is read
+//! up to [`MAX_BODY_BYTES`] (larger: 413, as Authorino's `--max-http-request-body-size`).
+//!
+//! Allowed: 200 with the success headers (`response.success.headers`), so nginx
+//! `auth_request_set`, Traefik `authResponseHeaders` and Envoy `allowed_upstream_headers` can
+//! copy them upstream. Denied: the decision's status, headers (`WWW-Authenticate` once per
+//! identity source, `X-Ext-Auth-Reason`) and body. Anything that goes wrong inside is a 503:
+//! the check fails closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokenwarden_core::authconfig::{AuthRequest, Decision};
+
+use crate::Authorizer;
+
+/// The largest request body a check reads (Authorino's default
+/// `--max-http-request-body-size`).
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// The path prefix Authorino's raw interface listens on, stripped from Envoy-style checks.
+pub const CHECK_PREFIX: &str = "/check";
+
+/// The HTTP check service: a fallback handler for every method and path.
+pub fn check_router(authorizer: Arc<Authorizer>) -> Router {
+    Router::new().fallback(check).with_state(authorizer)
+}
+
+async fn check(State(authorizer): State<Arc<Authorizer>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if declared_length(&parts.headers).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "cannot read the request body"),
+    };
+    let decision = match original_request(&parts, &body) {
+        Some(auth) => authorize(authorizer, auth).await,
+        None => Decision::invalid_request(),
+    };
+    decision_response(&decision)
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn too_large() -> Response {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+/// Runs the check off the async threads (verification is CPU work and may wait on a cache
+/// fill). A check that could not run is a 503.
+pub(crate) async fn authorize(authorizer: Arc<Authorizer>, request: AuthRequest) -> Decision {
+    tokio::task::spawn_blocking(move || authorizer.check(&request))
+        .await
+        .unwrap_or_else(|_| Decision::unavailable("authorizer failed"))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The host the client asked for: `Host`, else the URI's authority (HTTP/2 `:authority`).
+pub(crate) fn request_host(parts: &Parts) -> String {
+    header(&parts.headers, "host").map(str::to_owned).or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned())).unwrap_or_default()
+}
+
+/// Every header, lower-cased, repeated ones merged with `,`; non-UTF-8 values lossily.
+pub(crate) fn add_headers(request: &mut AuthRequest, headers: &HeaderMap) {
+    for (name, value) in headers {
+        request.add_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+    }
+}
+
+fn protocol(version: axum::http::Version) -> &'static str {
+    match version {
+        axum::http::Version::HTTP_09 => "HTTP/0.9",
+        axum::http::Version::HTTP_10 => "HTTP/1.0",
+        axum::http::Version::HTTP_2 => "HTTP/2",
+        axum::http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `source` from the connection (when served with connect info).
+pub(crate) fn set_peer(request: &mut AuthRequest, parts: &Parts) {
+    if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        request.source.address = addr.ip().to_string();
+        request.source.port = u32::from(addr.port());
+    }
+    request.protocol = protocol(parts.version).to_owned();
+}
+
+/// `path` with Authorino's `/check` prefix removed: `/check` → `/`, `/check/a?b` → `/a?b`,
+/// `/check?b` → `/?b`; `/checkout` is left alone.
+pub fn strip_check_prefix(path_and_query: &str) -> String {
+    match path_and_query.strip_prefix(CHECK_PREFIX) {
+        Some("") => "/".to_owned(),
+        Some(rest) if rest.starts_with('?') => format!("/{rest}"),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => path_and_query.to_owned(),
+    }
+}
+
+/// The request being authorized, from whichever convention the calling proxy follows (see
+/// the module docs). `None` when `X-Original-URL` is not a URL.
+pub fn original_request(parts: &Parts, body: &[u8]) -> Option<AuthRequest> {
+    let headers = &parts.headers;
+    let own_method = parts.method.as_str();
+    let original_method = header(headers, "x-original-method");
+    let forwarded_host = header(headers, "x-forwarded-host");
+    let forwarded_proto = header(headers, "x-forwarded-proto");
+    let mut forwarded = true;
+    let mut request = if let Some(url) = header(headers, "x-original-url") {
+        // ingress-nginx: `$scheme://$http_host$request_uri`
+        let uri: Uri = url.parse().ok()?;
+        let authority = uri.authority()?.as_str().to_owned();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), &authority, path);
+        request.scheme = uri.scheme_str().unwrap_or("http").to_owned();
+        request
+    } else if let Some(uri) = header(headers, "x-original-uri") {
+        // nginx `auth_request`
+        let host = forwarded_host.map_or_else(|| request_host(parts), str::to_owned);
+        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), &host, uri);
+        request.scheme = forwarded_proto.unwrap_or("http").to_owned();
+        request
+    } else if header(headers, "x-forwarded-uri").is_some() || header(headers, "x-forwarded-method").is_some() {
+        // Traefik ForwardAuth
+        let host = forwarded_host.map_or_else(|| request_host(parts), str::to_owned);
+        let path = header(headers, "x-forwarded-uri").unwrap_or("/");
+        let method = header(headers, "x-forwarded-method").unwrap_or(own_method);
+        let mut request = AuthRequest::new(method, &host, path);
+        request.scheme = forwarded_proto.unwrap_or("http").to_owned();
+        request
+    } else {
+        // Envoy `http_service` / Authorino's raw `/check`
+        forwarded = false;
+        let path = strip_check_prefix(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        let mut request = AuthRequest::new(own_method, &request_host(parts), &path);
+        request.scheme = forwarded_proto.or_else(|| parts.uri.scheme_str()).unwrap_or("http").to_owned();
+        request
+    };
+    add_headers(&mut request, headers);
+    set_peer(&mut request, parts);
+    if forwarded {
+        // The client of the protected request, as the proxy reports it.
+        let client = header(headers, "x-real-ip").or_else(|| header(headers, "x-forwarded-for").and_then(|v| v.split(',').next()).map(str::trim));
+        if let Some(client) = client.filter(|c| !c.is_empty()) {
+            client.clone_into(&mut request.source.address);
+            request.source.port = 0;
+        }
+    }
+    if let Some(id) = header(headers, "x-request-id") {
+        id.clone_into(&mut request.id);
+    }
+    request.body = String::from_utf8_lossy(body).into_owned();
+    Some(request)
+}
+
+/// A decision header as it goes on the wire; `None` if the name or value is not valid HTTP.
+pub(crate) fn wire_header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?))
+}
+
+/// The HTTP answer for a decision: 200 with the success headers, or the denial as is
+/// (headers appended in order, so a repeated `WWW-Authenticate` stays repeated).
+pub fn decision_response(decision: &Decision) -> Response {
+    match decision {
+        Decision::Allow { headers, .. } => {
+            let mut response = Response::new(Body::empty());
+            for (name, value) in headers {
+                let Some((name, value)) = wire_header(name, value) else {
+                    // A success header the proxy cannot pass on: the upstream would see the
+                    // request without it. Fail closed.
+                    tracing::warn!(header = %name, "success header is not valid HTTP; denying");
+                    return plain(StatusCode::SERVICE_UNAVAILABLE, "invalid success header");
+                };
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
+        Decision::Deny { code, headers, body, .. } => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = Response::new(Body::from(Bytes::from(body.clone().into_bytes())));
+            *response.status_mut() = status;
+            for (name, value) in headers {
+                match wire_header(name, value) {
+                    Some((name, value)) => {
+                        response.headers_mut().append(name, value);
+                    }
+                    None => tracing::warn!(header = %name, "denial header is not valid HTTP; dropped"),
+                }
+            }
+            response
+        }
+    }
+}
