@@ -56,6 +56,19 @@ impl Authorizer {
     /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
     /// answer is a 503 denial.
     pub fn check(&self, request: &AuthRequest) -> Decision {
+        // Never a header value here: they carry credentials.
+        tracing::debug!(id = %request.id, method = %request.method, host = %request.host, path = %request.url_path(), "incoming authorization request");
+        let decision = self.decide(request);
+        match &decision {
+            Decision::Allow { .. } => tracing::debug!(id = %request.id, authorized = true, "outgoing authorization response"),
+            Decision::Deny { code, message, .. } => {
+                tracing::debug!(id = %request.id, authorized = false, code, reason = %message, "outgoing authorization response");
+            }
+        }
+        decision
+    }
+
+    fn decide(&self, request: &AuthRequest) -> Decision {
         let configs = self.configs();
         let Some(config) = configs.lookup(request.lookup_host()).cloned() else {
             let decision = Decision::not_found();

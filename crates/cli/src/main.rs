@@ -13,8 +13,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tokenwarden", version, about = "Kubernetes ServiceAccount tokens, issued, reviewed and enforced")]
 struct Cli {
+    /// Log lines as text or JSON (one object per line); the level comes from TOKENWARDEN_LOG.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "TOKENWARDEN_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,19 +48,24 @@ fn main() -> ExitCode {
                 let _ = err.print();
                 return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(64) } else { ExitCode::SUCCESS };
             }
-            // One line: clap's first line, without its usage block.
+            // One line: clap's message without its usage block and tips.
             let text = err.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("tokenwarden: {line}");
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more information"))
+                .collect();
+            eprintln!("tokenwarden: {}", line.join(" ").trim_start_matches("error: "));
             return ExitCode::from(64);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOKENWARDEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENWARDEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if rustls::crypto::aws_lc_rs::default_provider().install_default().is_err() {
         eprintln!("tokenwarden: cannot install the TLS crypto provider");
         return ExitCode::from(1);

@@ -31,6 +31,7 @@ fn walkthrough(readme: &str) -> String {
 fn start(dir: &Path, port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["serve", "--data-dir", "tokenwarden-data", "--api-listen", &format!("127.0.0.1:{port}")])
+        .args(["--authz-grpc-listen", "127.0.0.1:0", "--authz-http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -103,8 +103,17 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--api-listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            // The authorizer's listeners on free ports (unless a test names them), so servers
+            // can run side by side.
+            .args(
+                ["--authz-grpc-listen", "--authz-http-listen", "--metrics-listen"]
+                    .into_iter()
+                    .filter(|flag| !self.extra_args.iter().any(|a| a == flag))
+                    .flat_map(|flag| [flag, "127.0.0.1:0"]),
+            )
             .args(&self.extra_args)
-            .env("TOKENWARDEN_LOG", "info")
+            // Per-request authorizer lines too: the log tests grep them for credentials.
+            .env("TOKENWARDEN_LOG", "info,tokenwarden_authz=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
