@@ -7,7 +7,9 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokenwarden_store::clock::Stopwatch;
 
 use common::{Server, free_port};
 
@@ -59,10 +61,10 @@ fn applied_authconfigs_are_enforced_at_once_with_metrics_and_token_free_json_log
 
     let file = server.write_file("authconfig.yaml", AUTHCONFIG);
     server.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
-    let applied = Instant::now();
+    let applied = Stopwatch::start();
     let (status, head, _) = loop {
         let answer = http(check_port, "/hello", HOST, Some(&token));
-        if answer.0 == 200 || applied.elapsed() > Duration::from_secs(1) {
+        if answer.0 == 200 || applied.elapsed_seconds() > 1.0 {
             break answer;
         }
         std::thread::sleep(Duration::from_millis(20));
