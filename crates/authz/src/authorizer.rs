@@ -55,10 +55,10 @@ impl Authorizer {
 
     /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
     /// answer is a 503 denial.
-    pub fn check(&self, request: &AuthRequest) -> Decision {
+    pub async fn check(&self, request: &AuthRequest) -> Decision {
         // Never a header value here: they carry credentials.
         tracing::debug!(id = %request.id, method = %request.method, host = %request.host, path = %request.url_path(), "incoming authorization request");
-        let decision = self.decide(request);
+        let decision = self.decide(request).await;
         match &decision {
             Decision::Allow { .. } => tracing::debug!(id = %request.id, authorized = true, "outgoing authorization response"),
             Decision::Deny { code, message, .. } => {
@@ -68,7 +68,7 @@ impl Authorizer {
         decision
     }
 
-    fn decide(&self, request: &AuthRequest) -> Decision {
+    async fn decide(&self, request: &AuthRequest) -> Decision {
         let configs = self.configs();
         let Some(config) = configs.lookup(request.lookup_host()).cloned() else {
             let decision = Decision::not_found();
@@ -83,7 +83,7 @@ impl Authorizer {
                 Step::Done(decision) => break decision,
                 Step::Identity(identity) => {
                     let review_started = Stopwatch::start();
-                    let (outcome, cache) = self.identities.verify(&identity);
+                    let (outcome, cache) = self.identities.verify(&identity).await;
                     let result = match cache {
                         CacheResult::Hit => "hit",
                         CacheResult::Miss => {

@@ -119,13 +119,7 @@ pub fn check_response(decision: &Decision) -> CheckResponse {
 impl Authorization for ExtAuthz {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let decision = match auth_request(request.get_ref()) {
-            Some(auth) => {
-                let authorizer = Arc::clone(&self.0);
-                // Verification is CPU work (and may block on a cache fill): off the async threads.
-                tokio::task::spawn_blocking(move || authorizer.check(&auth))
-                    .await
-                    .unwrap_or_else(|_| Decision::unavailable("authorizer failed"))
-            }
+            Some(auth) => self.0.check(&auth).await,
             None => Decision::invalid_request(),
         };
         Ok(tonic::Response::new(check_response(&decision)))

@@ -1,9 +1,10 @@
 //! Identity backends: how a credential named by an AuthConfig is verified.
 //!
-//! - `kubernetesTokenReview` against the in-process authority: no network hop; the
-//!   authority's review cache (HMAC-keyed, coalesced, re-validated against the live objects on
-//!   every hit) makes a repeated token cost a hash and a few map lookups, and a deleted
-//!   ServiceAccount, Pod or Secret is seen at once.
+//! - `kubernetesTokenReview` through a [`TokenReviewer`]: the in-process authority
+//!   ([`LocalReviewer`]: no network hop; its review cache makes a repeated token cost a hash
+//!   and a few map lookups, and a deleted ServiceAccount, Pod or Secret is seen at once), or a
+//!   remote API server.
+//! - `jwt` through a [`JwtVerifier`].
 //! - `apiKey`: Secrets holding `api_key`, selected by labels, compared by digest in constant
 //!   time, from an index kept by the AuthConfig follower (never a disk read per request).
 //! - Invalid credentials are remembered briefly (negative cache), so a flood of one bad token
@@ -15,9 +16,44 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use serde_json::{Value, json};
-use tokenwarden_core::authconfig::{IdentityMethod, IdentityOutcome, IdentityRequest};
 use tokenwarden_core::Object;
+use tokenwarden_core::authconfig::{IdentityMethod, IdentityOutcome, IdentityRequest, JwtSource};
 use tokenwarden_store::Authority;
+
+/// Reviews ServiceAccount tokens (`kubernetesTokenReview`): in-process, or by TokenReview
+/// against an API server.
+#[async_trait::async_trait]
+pub trait TokenReviewer: Send + Sync {
+    /// `Verified` with the TokenReview `status` (`{authenticated, user, audiences}`),
+    /// `Invalid("not authenticated")`, or `Unavailable` when the reviewer cannot answer.
+    async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult);
+}
+
+/// Verifies JWTs against an issuer's keys (`jwt` identity).
+#[async_trait::async_trait]
+pub trait JwtVerifier: Send + Sync {
+    async fn verify(&self, source: &JwtSource, token: &str) -> (IdentityOutcome, CacheResult);
+}
+
+/// The in-process authority as a token reviewer: no network hop, and its review cache
+/// (HMAC-keyed, coalesced, re-validated against live objects on every hit) answers repeats.
+pub struct LocalReviewer(pub Arc<Authority>);
+
+#[async_trait::async_trait]
+impl TokenReviewer for LocalReviewer {
+    async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult) {
+        match self.0.review(token, audiences) {
+            Ok(reviewed) => {
+                let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
+                // The TokenReview status, as Authorino stores it in `auth.identity`.
+                let identity = json!({"authenticated": true, "user": reviewed.token.user, "audiences": reviewed.audiences});
+                (IdentityOutcome::Verified(identity), cache)
+            }
+            // Authorino's text for a TokenReview that did not authenticate.
+            Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
+        }
+    }
+}
 
 /// How long an invalid credential is remembered.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
@@ -39,7 +75,8 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// The verifier the authorizer calls for every identity source that needs one.
 pub struct Identities {
-    authority: Option<Arc<Authority>>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+    jwt: Option<Arc<dyn JwtVerifier>>,
     api_keys: RwLock<HashMap<String, ApiKeySecret>>,
     negative: moka::sync::Cache<[u8; 32], Arc<str>>,
     key: hmac::Key,
@@ -55,9 +92,15 @@ pub enum CacheResult {
 impl Identities {
     /// Verifies against the in-process `authority` (None: TokenReview is unavailable → 503).
     pub fn new(authority: Option<Arc<Authority>>) -> Self {
+        Self::with_backends(authority.map(|a| Arc::new(LocalReviewer(a)) as Arc<dyn TokenReviewer>), None)
+    }
+
+    /// Verifies with the given backends; a method without one is unavailable (503).
+    pub fn with_backends(reviewer: Option<Arc<dyn TokenReviewer>>, jwt: Option<Arc<dyn JwtVerifier>>) -> Self {
         let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
         Self {
-            authority,
+            reviewer,
+            jwt,
             api_keys: RwLock::default(),
             negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(NEGATIVE_TTL).build(),
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
@@ -85,15 +128,21 @@ impl Identities {
     }
 
     /// Verifies one credential.
-    pub fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
+    pub async fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
         let negative_key = self.negative_key(request);
         if let Some(reason) = self.negative.get(&negative_key) {
             return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
         }
         let (outcome, cache) = match &request.method {
-            IdentityMethod::KubernetesTokenReview { .. } => self.token_review(request),
+            IdentityMethod::KubernetesTokenReview { .. } => match &self.reviewer {
+                Some(reviewer) => reviewer.review(&request.credential, &request.audiences).await,
+                None => (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss),
+            },
             IdentityMethod::ApiKey { selector, all_namespaces } => (self.api_key(request, selector, *all_namespaces), CacheResult::Miss),
-            IdentityMethod::Jwt { .. } => (IdentityOutcome::Unavailable("jwt identity verification is not available in this mode".into()), CacheResult::Miss),
+            IdentityMethod::Jwt { source, .. } => match &self.jwt {
+                Some(jwt) => jwt.verify(source, &request.credential).await,
+                None => (IdentityOutcome::Unavailable("no JWT verifier configured".into()), CacheResult::Miss),
+            },
             // Anonymous and plain are resolved by the evaluation itself.
             IdentityMethod::Anonymous | IdentityMethod::Plain { .. } => (IdentityOutcome::Invalid("unexpected identity request".into()), CacheResult::Miss),
         };
@@ -101,22 +150,6 @@ impl Identities {
             self.negative.insert(negative_key, Arc::from(reason.as_str()));
         }
         (outcome, cache)
-    }
-
-    fn token_review(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
-        let Some(authority) = &self.authority else {
-            return (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss);
-        };
-        match authority.review(&request.credential, &request.audiences) {
-            Ok(reviewed) => {
-                let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
-                // The TokenReview status, as Authorino stores it in `auth.identity`.
-                let identity = json!({"authenticated": true, "user": reviewed.token.user, "audiences": reviewed.audiences});
-                (IdentityOutcome::Verified(identity), cache)
-            }
-            // Authorino's text for a TokenReview that did not authenticate.
-            Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
-        }
     }
 
     fn api_key(&self, request: &IdentityRequest, selector: &tokenwarden_core::selector::LabelSelector, all_namespaces: bool) -> IdentityOutcome {
