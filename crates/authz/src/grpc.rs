@@ -18,6 +18,9 @@ use tokenwarden_core::authconfig::{AuthRequest, Decision, Peer};
 
 use crate::Authorizer;
 
+/// The generated server type, named for health reporting.
+pub type ExtAuthzServer = AuthorizationServer<ExtAuthz>;
+
 /// The ext_authz service over an [`Authorizer`].
 #[derive(Clone)]
 pub struct ExtAuthz(pub Arc<Authorizer>);

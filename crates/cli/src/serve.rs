@@ -235,9 +235,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         roles.push(format!("ext_authz gRPC on {}", local(&listener)?));
         let incoming = tonic::transport::server::TcpIncoming::from(tokio_listener(listener)?);
         let service = tokenwarden_authz::grpc::ExtAuthz::server(Arc::clone(&authorizer));
+        // grpc.health.v1, as Envoy's and Kubernetes' gRPC health checks expect.
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<tokenwarden_authz::grpc::ExtAuthzServer>().await;
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, stop).await {
+            let server = tonic::transport::Server::builder().add_service(health).add_service(service);
+            if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
                 tracing::error!(error = %e, "ext_authz gRPC server failed");
             }
         });
