@@ -28,10 +28,11 @@ fn walkthrough(readme: &str) -> String {
     body.rsplit_once("```").expect("a closed code block").0.to_owned()
 }
 
-fn start(dir: &Path, port: u16) -> Server {
+fn start(dir: &Path, port: u16, check_port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["serve", "--data-dir", "tokenwarden-data", "--api-listen", &format!("127.0.0.1:{port}")])
-        .args(["--authz-grpc-listen", "127.0.0.1:0", "--authz-http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--authz-grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--authz-http-listen", &format!("127.0.0.1:{check_port}")])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -51,9 +52,11 @@ fn start(dir: &Path, port: u16) -> Server {
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let script = walkthrough(&readme);
+    // The same commands, with the HTTP check listener on a free port instead of 5001.
+    let check_port = free_port();
+    let script = walkthrough(&readme).replace("http://127.0.0.1:5001/", &format!("http://127.0.0.1:{check_port}/"));
     let dir = tempfile::tempdir().unwrap();
-    let _server = start(dir.path(), free_port());
+    let _server = start(dir.path(), free_port(), check_port);
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
@@ -73,6 +76,9 @@ fn the_readme_walkthrough_runs_as_written() {
         "tokenwarden-admin",
         "system:serviceaccount:demo:api-consumer-1",
         r#""kty":"RSA""#,
+        "authconfig.authorino.kuadrant.io/talker-api-protection created",
+        "authconfig.authorino.kuadrant.io/talker-api-protection condition met",
+        "401\n200\n",
         r#"serviceaccount "api-consumer-1" deleted"#,
     ] {
         assert!(stdout.contains(expected), "walkthrough output lacks {expected:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
