@@ -1,0 +1,187 @@
+//! Requests as clients really send them, and requests no client should send: Go's nulls,
+//! v1beta1 TokenReviews, oversized and malformed bodies, unknown paths, bad credentials.
+//! Every error is a Kubernetes Status; nothing panics.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{ADMIN, assert_status, request, server};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_token_request_with_go_nulls_is_defaulted() {
+    let s = server().await;
+    s.namespace("ns").await;
+    // kubectl create token's body when no flag is given.
+    let body = r#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},
+                   "spec":{"audiences":null,"expirationSeconds":null,"boundObjectRef":null},"status":{"token":"","expirationTimestamp":null}}"#;
+    let reply = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts/default/token", Some(ADMIN), &[], Some(body))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["spec"]["audiences"], json!(["https://127.0.0.1:6443"]));
+    assert_eq!(reply.body["spec"]["expirationSeconds"], 3600);
+    assert_eq!(reply.body["spec"]["boundObjectRef"], Value::Null);
+    assert_eq!(reply.body["metadata"]["name"], "default");
+    assert_eq!(reply.body["status"]["expirationTimestamp"], "2025-09-05T02:27:43Z");
+    assert!(reply.body["status"]["token"].as_str().unwrap().starts_with("eyJ"));
+
+    let missing = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts/ghost/token", Some(ADMIN), &[], Some("{}"))).await;
+    assert_status(&missing, 404, "NotFound", r#"serviceaccounts "ghost" not found"#);
+    let short = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts/default/token", Some(ADMIN), &[], Some(r#"{"spec":{"expirationSeconds":60}}"#))).await;
+    assert_status(
+        &short,
+        422,
+        "Invalid",
+        r#"TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#,
+    );
+    assert_eq!(short.body["details"]["causes"][0]["field"], "spec.expirationSeconds");
+}
+
+#[tokio::test]
+async fn token_reviews_in_v1_and_v1beta1_echo_the_request_with_its_status() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let issued = s.post("/api/v1/namespaces/ns/serviceaccounts/default/token", json!({"spec": {"audiences": ["talker-api"]}})).await;
+    let token = issued.body["status"]["token"].as_str().unwrap().to_owned();
+
+    for version in ["v1", "v1beta1"] {
+        let api_version = format!("authentication.k8s.io/{version}");
+        let reply = s
+            .post(
+                &format!("/apis/authentication.k8s.io/{version}/tokenreviews"),
+                json!({"apiVersion": api_version, "kind": "TokenReview", "spec": {"token": token, "audiences": ["talker-api", "other"]}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert_eq!(reply.body["apiVersion"], api_version);
+        assert_eq!(reply.body["status"]["authenticated"], true);
+        assert_eq!(reply.body["status"]["user"]["username"], "system:serviceaccount:ns:default");
+        assert_eq!(reply.body["status"]["audiences"], json!(["talker-api"]));
+        assert_eq!(reply.body["spec"]["token"], token, "the request is echoed");
+    }
+
+    let wrong = s.post("/apis/authentication.k8s.io/v1/tokenreviews", json!({"spec": {"token": token, "audiences": ["x"]}})).await;
+    assert_eq!(wrong.body["status"], json!({"user": {}, "error": r#"[invalid bearer token, token audiences ["talker-api"] is invalid for the target audiences ["x"]]"#}));
+    let empty = s.post("/apis/authentication.k8s.io/v1/tokenreviews", json!({"spec": {"token": ""}})).await;
+    assert_status(&empty, 400, "BadRequest", "token is required for TokenReview in authentication");
+}
+
+#[tokio::test]
+async fn callers_are_who_their_token_says() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let issued = s.post("/api/v1/namespaces/ns/serviceaccounts/default/token", json!({})).await;
+    let token = issued.body["status"]["token"].as_str().unwrap().to_owned();
+
+    let review = r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},"status":{"userInfo":{}}}"#;
+    let me = s.send(request(Method::POST, "/apis/authentication.k8s.io/v1/selfsubjectreviews", Some(&token), &[], Some(review))).await;
+    assert_eq!(me.status, StatusCode::CREATED, "{}", me.body);
+    assert_eq!(me.body["status"]["userInfo"]["username"], "system:serviceaccount:ns:default");
+    assert_eq!(me.body["status"]["userInfo"]["groups"], json!(["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]));
+
+    let anonymous = s.send(request(Method::POST, "/apis/authentication.k8s.io/v1/selfsubjectreviews", None, &[], Some(review))).await;
+    assert_status(
+        &anonymous,
+        403,
+        "Forbidden",
+        r#"selfsubjectreviews.authentication.k8s.io is forbidden: User "system:anonymous" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope"#,
+    );
+    let bad = s.send(request(Method::GET, "/api/v1/namespaces", Some("not-a-token"), &[], None)).await;
+    assert_status(&bad, 401, "Unauthorized", "Unauthorized");
+    let reviewer = s.send(request(Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", Some(&token), &[], Some(r#"{"spec":{"token":"x"}}"#))).await;
+    assert_eq!(reviewer.status, StatusCode::FORBIDDEN, "a ServiceAccount may not review tokens before RBAC grants it");
+
+    // OIDC documents: any authenticated caller, not anonymous ones.
+    let config = s.send(request(Method::GET, "/.well-known/openid-configuration", Some(&token), &[], None)).await;
+    assert_eq!(config.status, StatusCode::OK);
+    assert_eq!(config.body["jwks_uri"], "https://127.0.0.1:6443/openid/v1/jwks");
+    assert_eq!(config.headers["cache-control"], "public, max-age=3600");
+    let jwks = s.send(request(Method::GET, "/openid/v1/jwks", None, &[], None)).await;
+    assert_status(&jwks, 403, "Forbidden", r#"forbidden: User "system:anonymous" cannot get path "/openid/v1/jwks""#);
+    let health = s.send(request(Method::GET, "/readyz", None, &[], None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_bodies_and_paths_get_a_status_and_change_nothing() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let huge = format!(r#"{{"metadata":{{"name":"big"}},"pad":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let reply = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts", Some(ADMIN), &[("content-type", "application/json")], Some(&huge))).await;
+    assert_status(&reply, 413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728");
+
+    let reply = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts", Some(ADMIN), &[("content-type", "application/json")], Some("{\"metadata\":"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body["message"].as_str().unwrap().starts_with("couldn't get version/kind; json parse error: "), "{}", reply.body);
+
+    let reply = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts", Some(ADMIN), &[("content-type", "application/yaml")], Some("metadata: [unclosed"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body["message"].as_str().unwrap().starts_with("error converting YAML to JSON"), "{}", reply.body);
+
+    let yaml = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: from-yaml\n";
+    let reply = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts", Some(ADMIN), &[("content-type", "application/yaml")], Some(yaml))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "YAML bodies are accepted: {}", reply.body);
+
+    for path in ["/nope", "/api/v2", "/apis/example.com/v1/things", "/api/v1/namespaces/ns/configmaps"] {
+        let reply = s.get(path).await;
+        assert_status(&reply, 404, "NotFound", "the server could not find the requested resource");
+    }
+    let listed = s.get("/api/v1/namespaces/ns/serviceaccounts").await;
+    let names: Vec<&str> = listed.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["default", "from-yaml"], "nothing but the valid YAML was stored");
+}
+
+/// Arbitrary methods, paths, content types and bodies: every answer is a response (never a
+/// panic), and every error is a Status.
+#[tokio::test]
+async fn no_input_panics_the_server() {
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    let s = server().await;
+    s.namespace("ns").await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let methods = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+    let paths = proptest::sample::select(vec![
+        "/api/v1/namespaces/ns/serviceaccounts",
+        "/api/v1/namespaces/ns/serviceaccounts/default",
+        "/api/v1/namespaces/ns/serviceaccounts/default/token",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "/apis/authentication.k8s.io/v1beta1/tokenreviews",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs",
+        "/api/v1/namespaces",
+        "/api/v1/namespaces/ns/secrets",
+        "/api/v1/nodes",
+    ]);
+    let content_types = proptest::sample::select(vec![
+        "application/json",
+        "application/yaml",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+        "application/vnd.kubernetes.protobuf",
+        "text/garbage",
+    ]);
+    let bodies = proptest::prop_oneof![
+        "\\PC{0,200}",
+        proptest::collection::vec(proptest::num::u8::ANY, 0..200).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        proptest::sample::select(vec![
+            "null", "[]", "{}", "\"x\"", "{\"spec\":null}", "{\"spec\":{\"token\":5}}", "{\"metadata\":{\"name\":7}}",
+            "{\"spec\":{\"audiences\":\"a\"}}", "{\"spec\":{\"expirationSeconds\":1e99}}", "[{\"op\":\"remove\",\"path\":\"/metadata\"}]",
+            "{\"spec\":{\"hosts\":[\"*\"],\"authentication\":{\"a\":{\"jwt\":{}}}}}",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    let queries = proptest::sample::select(vec!["", "?watch=maybe", "?limit=-1", "?continue=%%%", "?labelSelector=a%20in%20(", "?fieldSelector=x", "?dryRun=Nope", "?fieldValidation=Bogus", "?pretty=1"]);
+    let strategy = (0..methods.len(), paths, content_types, bodies, queries);
+    for _ in 0..300 {
+        let (method, path, content_type, body, query) = strategy.new_tree(&mut runner).unwrap().current();
+        let uri = format!("{path}{query}");
+        let reply = s.send(request(methods[method].clone(), &uri, Some(ADMIN), &[("content-type", content_type)], Some(&body))).await;
+        if reply.status.as_u16() >= 400 {
+            assert_eq!(reply.body["kind"], "Status", "{} {uri} ({content_type}) {body:?} → {} {}", methods[method], reply.status, reply.body);
+            assert_eq!(reply.body["code"], reply.status.as_u16());
+        }
+    }
+}
