@@ -5,12 +5,16 @@
 //! (Envoy `http_service`, nginx `auth_request`, Traefik ForwardAuth) and a reverse proxy.
 
 pub mod authorizer;
+pub mod dir;
 pub mod grpc;
 pub mod http;
 pub mod identity;
+pub mod jwks;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;
+pub mod remote;
 pub mod source;
 
 pub use authorizer::Authorizer;
