@@ -1,0 +1,332 @@
+//! `jwt` identity against a real JWKS server (axum on 127.0.0.1): OIDC discovery and direct
+//! JWKS URLs, RS256 and ES256, every refusal, the unknown-`kid` refetch rate limit, refresh
+//! after the TTL, and outages as Unavailable.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tokenwarden_authz::Authorizer;
+use tokenwarden_authz::identity::{CacheResult, Identities, JwtVerifier};
+use tokenwarden_authz::jwks::{JwksOptions, JwksVerifier};
+use tokenwarden_core::Timestamp;
+use tokenwarden_core::authconfig::{AuthConfig, AuthRequest, Decision, HostIndex, IdentityOutcome, JwtSource};
+use tokenwarden_core::claims::Claims;
+use tokenwarden_core::keys::{Algorithm, KeySet, SigningKey};
+use tokenwarden_store::{ManualClock, keystore};
+use tokio::net::TcpListener;
+
+const NOW: i64 = 1_800_000_000;
+
+struct Issuer {
+    url: String,
+    jwks: Mutex<Value>,
+    jwks_requests: AtomicUsize,
+    discovery_requests: AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+async fn discovery(State(issuer): State<Arc<Issuer>>) -> Response {
+    issuer.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    if issuer.failing.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    Json(json!({"issuer": issuer.url, "jwks_uri": format!("{}/keys", issuer.url)})).into_response()
+}
+
+async fn serve_keys(State(issuer): State<Arc<Issuer>>) -> Response {
+    issuer.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    if issuer.failing.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    Json(issuer.jwks.lock().unwrap().clone()).into_response()
+}
+
+struct Env {
+    issuer: Arc<Issuer>,
+    keys: KeySet,
+    clock: ManualClock,
+    verifier: JwksVerifier,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let keys = KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), vec![keystore::generate(Algorithm::Es256).unwrap().verifying_key().clone()]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issuer = Arc::new(Issuer {
+            url: format!("http://{addr}/realms/test"),
+            jwks: Mutex::new(keys.jwks()),
+            jwks_requests: AtomicUsize::new(0),
+            discovery_requests: AtomicUsize::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let app = Router::new()
+            .route("/realms/test/.well-known/openid-configuration", get(discovery))
+            .route("/realms/test/keys", get(serve_keys))
+            .with_state(Arc::clone(&issuer));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    rx.await.ok();
+                })
+                .await
+                .unwrap();
+        });
+        let clock = ManualClock::new(Timestamp(NOW));
+        let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(clock.clone())).unwrap();
+        Self { issuer, keys, clock, verifier, addr, shutdown: Some(tx) }
+    }
+
+    fn source(&self) -> JwtSource {
+        JwtSource::IssuerUrl(self.issuer.url.clone())
+    }
+
+    fn claims(&self) -> Claims {
+        Claims {
+            iss: self.issuer.url.clone(),
+            sub: "alice".into(),
+            aud: vec!["talker-api".into()],
+            iat: Some(NOW - 10),
+            nbf: Some(NOW - 10),
+            exp: Some(NOW + 600),
+            ..Claims::default()
+        }
+    }
+
+    fn token(&self, claims: &Claims) -> String {
+        tokenwarden_core::jwt::sign(self.keys.signing(), claims).unwrap()
+    }
+
+    fn requests(&self) -> (usize, usize) {
+        (self.issuer.discovery_requests.load(Ordering::SeqCst), self.issuer.jwks_requests.load(Ordering::SeqCst))
+    }
+
+    async fn verify(&self, token: &str) -> (IdentityOutcome, CacheResult) {
+        self.verifier.verify(&self.source(), token).await
+    }
+}
+
+fn invalid(outcome: &IdentityOutcome) -> &str {
+    match outcome {
+        IdentityOutcome::Invalid(reason) => reason,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+#[tokio::test]
+async fn discovered_keys_verify_rs256_and_es256_and_are_cached() {
+    let env = Env::new().await;
+    let token = env.token(&env.claims());
+    let (outcome, cache) = env.verify(&token).await;
+    let IdentityOutcome::Verified(claims) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(cache, CacheResult::Miss);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["iss"], env.issuer.url);
+    assert_eq!(claims["aud"], json!(["talker-api"]));
+    assert_eq!(env.requests(), (1, 1));
+
+    // Cached keys: no more requests.
+    let (again, cache) = env.verify(&token).await;
+    assert!(matches!(again, IdentityOutcome::Verified(_)));
+    assert_eq!(cache, CacheResult::Hit);
+
+    // ES256 with the JWKS's P-256 key (a key the verifier has, signing its own algorithm).
+    let ec_key = keystore::generate(Algorithm::Es256).unwrap();
+    let set = KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), vec![ec_key.verifying_key().clone()]);
+    env.issuer.jwks.lock().unwrap().clone_from(&set.jwks());
+    env.clock.advance(301);
+    let es = tokenwarden_core::jwt::sign(&ec_key, &env.claims()).unwrap();
+    let (outcome, cache) = env.verify(&es).await;
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+    // Refreshed after the TTL: discovery and keys fetched again.
+    assert_eq!(cache, CacheResult::Miss);
+    assert_eq!(env.requests(), (2, 2));
+    // The old RS256 key is gone from the JWKS now.
+    assert_eq!(invalid(&env.verify(&token).await.0), format!("no key with kid {:?}", env.keys.signing().kid()));
+
+    // A direct JWKS URL: no discovery, no issuer check.
+    let mut claims = env.claims();
+    claims.iss = "https://anyone.example".into();
+    let direct = JwtSource::JwksUrl(format!("{}/keys", env.issuer.url));
+    let (outcome, _) = env.verifier.verify(&direct, &tokenwarden_core::jwt::sign(&ec_key, &claims).unwrap()).await;
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused() {
+    let env = Env::new().await;
+    let good = env.claims();
+
+    let mut wrong_issuer = good.clone();
+    wrong_issuer.iss = "https://evil.example".into();
+    let reason = invalid(&env.verify(&env.token(&wrong_issuer)).await.0).to_owned();
+    assert!(reason.contains("issued by \"https://evil.example\""), "{reason}");
+
+    // Expired beyond the 60 s leeway; within it is fine.
+    let mut expired = good.clone();
+    expired.exp = Some(NOW - 61);
+    assert_eq!(invalid(&env.verify(&env.token(&expired)).await.0), "token is expired");
+    expired.exp = Some(NOW - 59);
+    assert!(matches!(env.verify(&env.token(&expired)).await.0, IdentityOutcome::Verified(_)));
+    let mut early = good.clone();
+    early.nbf = Some(NOW + 61);
+    assert_eq!(invalid(&env.verify(&env.token(&early)).await.0), "token is not valid yet");
+
+    // Tampered claims keep the signature of the original ones.
+    let token = env.token(&good);
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!("admin");
+    let tampered = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+    assert_eq!(invalid(&env.verify(&tampered).await.0), "invalid signature");
+    let mut bad_sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    bad_sig[0] ^= 1;
+    assert_eq!(invalid(&env.verify(&format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(bad_sig))).await.0), "invalid signature");
+
+    // `alg: none` and HS256 (the RSA key's modulus as an HMAC secret) are never accepted.
+    let kid = env.keys.signing().kid();
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "kid": kid})), parts[1]);
+    assert_eq!(invalid(&env.verify(&none).await.0), "unsupported signing algorithm \"none\"");
+    let hs = format!("{}.{}.{}", b64(&json!({"alg": "HS256", "kid": kid})), parts[1], parts[2]);
+    assert_eq!(invalid(&env.verify(&hs).await.0), "unsupported signing algorithm \"HS256\"");
+    // ES256 claimed for the RSA key: the algorithm is the key's, not the token's.
+    let confused = format!("{}.{}.{}", b64(&json!({"alg": "ES256", "kid": kid})), parts[1], parts[2]);
+    assert_eq!(invalid(&env.verify(&confused).await.0), "invalid signature");
+    assert!(invalid(&env.verify("not.a-token").await.0).starts_with("malformed token"));
+    // None of these caused more than the first fetch.
+    assert_eq!(env.requests(), (1, 1));
+}
+
+#[tokio::test]
+async fn unknown_kid_refetches_at_most_once_per_ten_seconds() {
+    let env = Env::new().await;
+    assert!(matches!(env.verify(&env.token(&env.claims())).await.0, IdentityOutcome::Verified(_)));
+    assert_eq!(env.requests(), (1, 1));
+
+    // A key the issuer does not publish (yet).
+    let rotated: SigningKey = keystore::generate(Algorithm::Rs256).unwrap();
+    let token = tokenwarden_core::jwt::sign(&rotated, &env.claims()).unwrap();
+    let (outcome, cache) = env.verify(&token).await;
+    assert_eq!(invalid(&outcome), format!("no key with kid {:?}", rotated.kid()));
+    assert_eq!(cache, CacheResult::Miss);
+    // One refetch of the JWKS (the discovery document is kept).
+    assert_eq!(env.requests(), (1, 2));
+    // More unknown kids within 10 s: no request at all.
+    for _ in 0..20 {
+        let other = tokenwarden_core::jwt::sign(&keystore::generate(Algorithm::Es256).unwrap(), &env.claims()).unwrap();
+        assert!(invalid(&env.verify(&other).await.0).starts_with("no key with kid"));
+    }
+    env.clock.advance(5);
+    assert!(invalid(&env.verify(&token).await.0).starts_with("no key with kid"));
+    assert_eq!(env.requests(), (1, 2));
+
+    // The issuer rotates; after the interval, the new kid triggers a refetch and verifies.
+    let set = KeySet::new(rotated, vec![env.keys.signing().verifying_key().clone()]);
+    env.issuer.jwks.lock().unwrap().clone_from(&set.jwks());
+    env.clock.advance(5);
+    let (outcome, cache) = env.verify(&token).await;
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+    assert_eq!(cache, CacheResult::Miss);
+    assert_eq!(env.requests(), (1, 3));
+}
+
+#[tokio::test]
+async fn unreachable_jwks_is_unavailable_and_old_keys_keep_working() {
+    let mut env = Env::new().await;
+    let token = env.token(&env.claims());
+
+    // An issuer that fails: Unavailable (503), not Invalid.
+    env.issuer.failing.store(true, Ordering::SeqCst);
+    let (outcome, _) = env.verify(&token).await;
+    let IdentityOutcome::Unavailable(reason) = outcome else { panic!("{outcome:?}") };
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    env.issuer.failing.store(false, Ordering::SeqCst);
+    assert!(matches!(env.verify(&token).await.0, IdentityOutcome::Verified(_)));
+
+    // Stale keys whose refresh fails keep verifying.
+    env.shutdown.take().unwrap().send(()).unwrap();
+    while tokio::net::TcpStream::connect(env.addr).await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.clock.advance(400);
+    assert!(matches!(env.verify(&token).await.0, IdentityOutcome::Verified(_)));
+
+    // A source never fetched, on a server that is gone: Unavailable; and through an
+    // authorizer, 503 rather than 401.
+    let gone = JwtSource::JwksUrl(format!("http://{}/realms/test/keys", env.addr));
+    let (outcome, _) = env.verifier.verify(&gone, &token).await;
+    assert!(matches!(&outcome, IdentityOutcome::Unavailable(reason) if reason.starts_with("cannot fetch JWKS: ")), "{outcome:?}");
+
+    let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(env.clock.clone())).unwrap();
+    let authorizer = Authorizer::new(Identities::with_backends(None, Some(Arc::new(verifier) as Arc<dyn JwtVerifier>)));
+    let config = AuthConfig::parse(&json!({
+        "apiVersion": "authorino.kuadrant.io/v1beta3",
+        "kind": "AuthConfig",
+        "metadata": {"namespace": "ns", "name": "oidc"},
+        "spec": {"hosts": ["api.example.com"], "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}}},
+    }))
+    .unwrap();
+    authorizer.set_configs(HostIndex::build([Arc::new(config)]));
+    let request = AuthRequest {
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: "/".into(),
+        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
+        ..AuthRequest::default()
+    };
+    let decision = authorizer.check(&request).await;
+    assert!(matches!(decision, Decision::Deny { code: 503, .. }), "{decision:?}");
+}
+
+#[tokio::test]
+async fn a_valid_token_is_allowed_through_an_authorizer() {
+    let env = Env::new().await;
+    let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(env.clock.clone())).unwrap();
+    let authorizer = Authorizer::new(Identities::with_backends(None, Some(Arc::new(verifier) as Arc<dyn JwtVerifier>)));
+    let config = AuthConfig::parse(&json!({
+        "apiVersion": "authorino.kuadrant.io/v1beta3",
+        "kind": "AuthConfig",
+        "metadata": {"namespace": "ns", "name": "oidc"},
+        "spec": {
+            "hosts": ["api.example.com"],
+            "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}},
+            "response": {"success": {"headers": {"x-sub": {"plain": {"selector": "auth.identity.sub"}}}}},
+        },
+    }))
+    .unwrap();
+    authorizer.set_configs(HostIndex::build([Arc::new(config)]));
+    let request = |token: &str| AuthRequest {
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: "/".into(),
+        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
+        ..AuthRequest::default()
+    };
+    match authorizer.check(&request(&env.token(&env.claims()))).await {
+        Decision::Allow { headers, .. } => assert!(headers.contains(&("x-sub".to_owned(), "alice".to_owned())), "{headers:?}"),
+        other => panic!("{other:?}"),
+    }
+    let mut expired = env.claims();
+    expired.exp = Some(NOW - 3600);
+    let decision = authorizer.check(&request(&env.token(&expired))).await;
+    assert!(matches!(&decision, Decision::Deny { code: 401, message, .. } if message == "token is expired"), "{decision:?}");
+}
