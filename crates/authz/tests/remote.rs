@@ -54,6 +54,8 @@ struct Api {
     addr: SocketAddr,
     authority: Arc<Authority>,
     reviews: Arc<AtomicUsize>,
+    /// Requests that arrived over HTTP/2.
+    h2: Arc<AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -81,8 +83,33 @@ fn write_kubeconfig(dir: &std::path::Path, server: &str, token: &str) -> PathBuf
     path
 }
 
+/// A CA and a serving certificate for 127.0.0.1 signed by it (PEM).
+struct Pki {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Pki { ca: ca.pem(), cert: cert.pem(), key: key.serialize_pem() }
+}
+
 impl Api {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(tls: Option<&Pki>) -> Self {
         let clock = ManualClock::new(SystemClock.now());
         let store = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
         let keys = KeySet::new(keystore::generate(Algorithm::Es256).unwrap(), Vec::new());
@@ -91,27 +118,45 @@ impl Api {
         authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "api-consumer", "namespace": NS}}))).await.unwrap();
         let state = ApiState { authority: Arc::clone(&authority), admin: AdminCredential::from_token(ADMIN), external_url: ISSUER.into() };
         let reviews = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&reviews);
+        let h2 = Arc::new(AtomicUsize::new(0));
+        let (counter, h2_counter) = (Arc::clone(&reviews), Arc::clone(&h2));
         let app = router(Arc::new(state)).layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let counter = Arc::clone(&counter);
+            let (counter, h2_counter) = (Arc::clone(&counter), Arc::clone(&h2_counter));
             async move {
                 if request.uri().path() == TOKEN_REVIEW_PATH {
                     counter.fetch_add(1, Ordering::SeqCst);
+                }
+                if request.version() == axum::http::Version::HTTP_2 {
+                    h2_counter.fetch_add(1, Ordering::SeqCst);
                 }
                 next.run(request).await
             }
         }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let shutdown = serve(listener, app).await;
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN);
-        Self { addr, authority, reviews, shutdown: Some(shutdown), _dir: dir, kubeconfig }
+        let (shutdown, kubeconfig) = match tls {
+            None => (serve(listener, app).await, write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN)),
+            Some(pki) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(pki.cert.clone().into_bytes(), pki.key.clone().into_bytes()).await.unwrap();
+                let handle = axum_server::Handle::new();
+                let server = axum_server::tls_rustls::from_tcp_rustls(listener.into_std().unwrap(), config).unwrap().handle(handle.clone());
+                tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                tokio::spawn(async move {
+                    rx.await.ok();
+                    handle.shutdown();
+                });
+                (tx, write_kubeconfig(dir.path(), &format!("https://{addr}"), ADMIN))
+            }
+        };
+        Self { addr, authority, reviews, h2, shutdown: Some(shutdown), _dir: dir, kubeconfig }
     }
 
     fn client(&self) -> ApiClient {
         let access = ClusterAccess::from_kubeconfig_files(std::slice::from_ref(&self.kubeconfig), None).unwrap();
-        assert_eq!(access.server(), format!("http://{}", self.addr));
+        assert!(access.server().ends_with(&format!("://{}", self.addr)));
         assert_eq!(access.namespace(), Some(NS));
         ApiClient::new(access).unwrap()
     }
@@ -363,4 +408,53 @@ async fn authconfigs_start_fails_clearly_when_the_api_server_is_unreachable() {
     let error = RemoteAuthConfigs::start(api, authorizer).await.unwrap_err();
     assert!(error.starts_with("list /apis/authorino.kuadrant.io/v1beta3/authconfigs: "), "{error}");
     assert!(!error.contains('\n'));
+}
+
+/// Adds a line under the cluster's `server:` line of a kubeconfig written by `write_kubeconfig`.
+fn with_cluster_field(kubeconfig: &std::path::Path, field: &str) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let server_line = text.lines().find(|l| l.trim_start().starts_with("server:")).unwrap().to_owned();
+    let path = kubeconfig.with_extension(format!("{}", field.len()));
+    std::fs::write(&path, text.replace(&server_line, &format!("{server_line}\n    {field}"))).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn token_review_over_tls_trusts_the_kubeconfig_ca_and_speaks_h2() {
+    use base64::Engine as _;
+    let pki = pki();
+    let api = Api::start_with(Some(&pki)).await;
+    let (token, _) = api.token("talker-api").await;
+    let review = |kubeconfig: PathBuf| {
+        let token = token.clone();
+        async move {
+        let access = ClusterAccess::from_kubeconfig_files(&[kubeconfig], None).unwrap();
+        assert!(access.server().starts_with("https://"));
+        RemoteReviewer::new(ApiClient::new(access).unwrap()).review(&token, &aud(&["talker-api"])).await.0
+        }
+    };
+
+    // No CA configured (and the system bundle does not know ours): the handshake fails, and
+    // that is an outage, not a bad token.
+    let outcome = review(api.kubeconfig.clone()).await;
+    assert!(matches!(&outcome, IdentityOutcome::Unavailable(reason) if reason.contains("certificate")), "{outcome:?}");
+    assert_eq!(api.reviews(), 0);
+
+    // certificate-authority-data.
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(&pki.ca);
+    let outcome = review(with_cluster_field(&api.kubeconfig, &format!("certificate-authority-data: {ca_data}"))).await;
+    assert!(matches!(&outcome, IdentityOutcome::Verified(status) if status["user"]["username"] == format!("system:serviceaccount:{NS}:api-consumer")), "{outcome:?}");
+    assert_eq!(api.reviews(), 1);
+    // ALPN chose h2.
+    assert_eq!(api.h2.load(Ordering::SeqCst), 1);
+
+    // certificate-authority (a file, relative to the kubeconfig).
+    std::fs::write(api._dir.path().join("ca.crt"), &pki.ca).unwrap();
+    let outcome = review(with_cluster_field(&api.kubeconfig, "certificate-authority: ca.crt")).await;
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+
+    // insecure-skip-tls-verify.
+    let outcome = review(with_cluster_field(&api.kubeconfig, "insecure-skip-tls-verify: true")).await;
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+    assert_eq!(api.reviews(), 3);
 }
