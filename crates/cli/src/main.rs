@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod authorize;
+mod listeners;
 mod pki;
 mod serve;
 
@@ -28,8 +30,10 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the token authority and its Kubernetes-compatible API.
+    /// Run the token authority and its Kubernetes-compatible API, with the authorizer beside it.
     Serve(serve::ServeArgs),
+    /// Run the authorizer alone, against a real cluster's API server or a directory of AuthConfigs.
+    Authorize(authorize::AuthorizeArgs),
 }
 
 /// How a command failed: bad flags or configuration (exit 64, as sysexits' EX_USAGE) or at run time (exit 1).
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Authorize(args) => authorize::run(args).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@
 //! admin credential) before any port is bound, so a bad start fails with one line and exit
 //! code 64 and nothing listening.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, StoreError, Syst
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::{Authorizer, source};
 
+use crate::listeners::{self, AuthzArgs};
 use crate::{Failure, admin, pki};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,26 +56,8 @@ pub struct ServeArgs {
     /// Algorithm of the signing key made on first start.
     #[arg(long, value_enum, default_value = "RS256")]
     pub signing_algorithm: SigningAlgorithm,
-    /// Envoy ext_authz v3 gRPC listener of the authorizer (`off` disables it).
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    pub authz_grpc_listen: String,
-    /// HTTP check listener of the authorizer: Envoy `http_service`, nginx `auth_request`,
-    /// Traefik ForwardAuth (`off` disables it).
-    #[arg(long, default_value = "127.0.0.1:5001")]
-    pub authz_http_listen: String,
-    /// A reverse proxy that authorizes each request itself and forwards the allowed ones to
-    /// --proxy-upstream (off unless given).
-    #[arg(long, requires = "proxy_upstream")]
-    pub proxy_listen: Option<String>,
-    /// The `http://` URL the proxy forwards allowed requests to.
-    #[arg(long, requires = "proxy_listen")]
-    pub proxy_upstream: Option<String>,
-    /// Remove the credential (`Authorization`) before forwarding.
-    #[arg(long)]
-    pub proxy_strip_credential: bool,
-    /// Prometheus `/metrics`, `/healthz` and `/readyz` of the authorizer (`off` disables it).
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub metrics_listen: String,
+    #[command(flatten)]
+    pub authz: AuthzArgs,
     /// Import this PEM private key (PKCS#8, PKCS#1 or SEC1) as the signing key, e.g. a
     /// cluster's service-account key; the previous key keeps verifying its tokens.
     #[arg(long)]
@@ -122,20 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .api_listen
         .parse()
         .map_err(|_| usage(format!("invalid --api-listen {:?}: expected ADDR:PORT, e.g. 127.0.0.1:6443", args.api_listen)))?;
-    let grpc_addr = optional_listen("--authz-grpc-listen", &args.authz_grpc_listen)?;
-    let http_addr = optional_listen("--authz-http-listen", &args.authz_http_listen)?;
-    let metrics_addr = optional_listen("--metrics-listen", &args.metrics_listen)?;
-    let proxy = match (&args.proxy_listen, &args.proxy_upstream) {
-        (Some(listen), Some(upstream)) => {
-            let addr = optional_listen("--proxy-listen", listen)?.ok_or_else(|| usage("--proxy-listen may not be off"))?;
-            let uri: axum::http::Uri = upstream.parse().map_err(|_| usage(format!("invalid --proxy-upstream {upstream:?}")))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(usage(format!("invalid --proxy-upstream {upstream:?}: expected http://HOST:PORT")));
-            }
-            Some((addr, uri))
-        }
-        _ => None,
-    };
+    let authz_listeners = args.authz.plan()?;
     if let Some(issuer) = &args.issuer
         && (issuer.is_empty() || issuer.contains(char::is_whitespace))
     {
@@ -192,11 +162,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     issuer_config(&api_url(addr)).validate().map_err(usage)?;
 
     // --- Bind, then settle what depends on the bound address ---
-    let listener = bind(addr)?;
-    let grpc_listener = grpc_addr.map(bind).transpose()?;
-    let http_listener = http_addr.map(bind).transpose()?;
-    let metrics_listener = metrics_addr.map(bind).transpose()?;
-    let proxy_listener = proxy.map(|(addr, uri)| bind(addr).map(|listener| (listener, uri))).transpose()?;
+    let listener = listeners::bind(addr)?;
+    let authz_listeners = authz_listeners.bind()?;
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     let url = api_url(bound);
     let config = issuer_config(&url);
@@ -226,47 +193,16 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let state = Arc::new(ApiState { authority, admin: AdminCredential::from_token(&admin_token), external_url: url.clone() });
     drop(admin_token);
     let app = tokenwarden_apiserver::router(state);
+    let stop = listeners::shutdown_signal();
     let handle = axum_server::Handle::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(shutdown_on_signal(handle.clone(), stop_tx));
-
+    let api_handle = handle.clone();
+    let api_stop = stop.clone();
+    tokio::spawn(async move {
+        listeners::stopped(api_stop).await;
+        api_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
     let mut roles = vec![format!("Kubernetes API on {url}")];
-    if let Some(listener) = grpc_listener {
-        roles.push(format!("ext_authz gRPC on {}", local(&listener)?));
-        let incoming = tonic::transport::server::TcpIncoming::from(tokio_listener(listener)?);
-        let service = tokenwarden_authz::grpc::ExtAuthz::server(Arc::clone(&authorizer));
-        // grpc.health.v1, as Envoy's and Kubernetes' gRPC health checks expect.
-        let (health_reporter, health) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<tokenwarden_authz::grpc::ExtAuthzServer>().await;
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            let server = tonic::transport::Server::builder().add_service(health).add_service(service);
-            if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
-                tracing::error!(error = %e, "ext_authz gRPC server failed");
-            }
-        });
-    }
-    if let Some(listener) = http_listener {
-        roles.push(format!("HTTP checks on {}", local(&listener)?));
-        spawn_http(listener, tokenwarden_authz::http::check_router(Arc::clone(&authorizer)), stop_rx.clone())?;
-    }
-    if let Some((listener, upstream)) = proxy_listener {
-        roles.push(format!("proxy on {} to {upstream}", local(&listener)?));
-        let options = tokenwarden_authz::proxy::ProxyOptions { strip_credential: args.proxy_strip_credential };
-        let router = tokenwarden_authz::proxy::proxy_router(Arc::clone(&authorizer), upstream, options);
-        let listener = tokio_listener(listener)?;
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop).await {
-                tracing::error!(error = %e, "proxy listener failed");
-            }
-        });
-    }
-    if let Some(listener) = metrics_listener {
-        roles.push(format!("metrics on {}", local(&listener)?));
-        spawn_http(listener, tokenwarden_authz::observe::metrics_router(Arc::clone(&authorizer)), stop_rx.clone())?;
-    }
+    roles.extend(authz_listeners.spawn(&authorizer, &stop).await?);
 
     if args.insecure_http {
         tracing::warn!("serving plain HTTP (--insecure-http): tokens and the admin credential cross the network in clear text");
@@ -301,60 +237,6 @@ async fn bootstrap(authority: &Authority) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// `ADDR:PORT`, or `off`.
-fn optional_listen(flag: &str, value: &str) -> Result<Option<SocketAddr>, Failure> {
-    if value == "off" {
-        return Ok(None);
-    }
-    value.parse().map(Some).map_err(|_| usage(format!("invalid {flag} {value:?}: expected ADDR:PORT or off")))
-}
-
-fn bind(addr: SocketAddr) -> Result<TcpListener, Failure> {
-    TcpListener::bind(addr).map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))
-}
-
-fn local(listener: &TcpListener) -> Result<SocketAddr, Failure> {
-    listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))
-}
-
-fn tokio_listener(listener: TcpListener) -> Result<tokio::net::TcpListener, Failure> {
-    listener.set_nonblocking(true).map_err(|e| Failure::Runtime(e.to_string()))?;
-    tokio::net::TcpListener::from_std(listener).map_err(|e| Failure::Runtime(e.to_string()))
-}
-
-/// Resolves once shutdown was asked for.
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
-/// Serves a plain-HTTP router on `listener` until shutdown.
-fn spawn_http(listener: TcpListener, router: axum::Router, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), Failure> {
-    let listener = tokio_listener(listener)?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped(stop)).await {
-            tracing::error!(error = %e, "HTTP listener failed");
-        }
-    });
-    Ok(())
-}
-
-async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, stop: tokio::sync::watch::Sender<bool>) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    let _ = stop.send(true);
-    handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
 }
 
 #[cfg(test)]

@@ -1,0 +1,76 @@
+//! `tokenwarden authorize`: the authorizer alone, for a real cluster. AuthConfigs come from a
+//! directory of YAML files or are watched from an API server; ServiceAccount tokens are
+//! reviewed by TokenReview against that API server; JWTs are verified against their issuer's
+//! JWKS. An API server or JWKS endpoint that cannot answer makes checks fail closed (503).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokenwarden_authz::identity::{Identities, JwtVerifier, TokenReviewer};
+use tokenwarden_authz::jwks::{JwksOptions, JwksVerifier};
+use tokenwarden_authz::kubeconfig::ClusterAccess;
+use tokenwarden_authz::remote::{ApiClient, RemoteAuthConfigs, RemoteReviewer};
+use tokenwarden_authz::{Authorizer, dir};
+use tokenwarden_store::SystemClock;
+
+use crate::Failure;
+use crate::listeners::{self, AuthzArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct AuthorizeArgs {
+    /// Read AuthConfigs from the YAML files in this directory (reloaded on change) instead of
+    /// watching them on the API server.
+    #[arg(long)]
+    pub authconfig_dir: Option<PathBuf>,
+    /// kubeconfig of the API server that reviews tokens (and serves AuthConfigs); default:
+    /// $KUBECONFIG, then the in-cluster configuration, then ~/.kube/config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Use no API server: AuthConfigs from --authconfig-dir; `kubernetesTokenReview` identities
+    /// then fail closed (503).
+    #[arg(long, requires = "authconfig_dir", conflicts_with_all = ["kubeconfig", "context"])]
+    pub no_api_server: bool,
+    /// CA bundle trusted when fetching JWKS over HTTPS (default: the system bundle).
+    #[arg(long)]
+    pub jwks_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub authz: AuthzArgs,
+}
+
+pub async fn run(args: AuthorizeArgs) -> Result<(), Failure> {
+    let usage = |message: String| Failure::Usage(message);
+    let planned = args.authz.plan()?;
+    let api = if args.no_api_server {
+        None
+    } else {
+        let access = ClusterAccess::load(args.kubeconfig.as_deref(), args.context.as_deref()).map_err(|e| usage(e.0))?;
+        Some(ApiClient::new(access).map_err(|e| usage(e.0))?)
+    };
+    let jwks_options = JwksOptions { ca_file: args.jwks_ca_file.clone(), ..JwksOptions::default() };
+    let jwt: Arc<dyn JwtVerifier> = Arc::new(JwksVerifier::new(jwks_options, Arc::new(SystemClock)).map_err(|e| usage(e.0))?);
+    let reviewer = api.clone().map(|api| Arc::new(RemoteReviewer::new(api)) as Arc<dyn TokenReviewer>);
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(reviewer, Some(jwt))));
+
+    let bound = planned.bind()?;
+    let source = match (&args.authconfig_dir, api) {
+        (Some(dir), _) => {
+            dir::watch_dir_default(dir.clone(), Arc::clone(&authorizer)).map_err(|e| usage(format!("--authconfig-dir: {e}")))?;
+            format!("AuthConfigs from {}", dir.display())
+        }
+        (None, Some(api)) => {
+            let server = api.access().server().to_owned();
+            RemoteAuthConfigs::start(api, Arc::clone(&authorizer)).await.map_err(Failure::Runtime)?;
+            format!("AuthConfigs and TokenReviews from {server}")
+        }
+        (None, None) => return Err(usage("--no-api-server needs --authconfig-dir".into())),
+    };
+    let stop = listeners::shutdown_signal();
+    let roles = bound.spawn(&authorizer, &stop).await?;
+    tracing::info!(%source, "tokenwarden authorizing");
+    eprintln!("tokenwarden: authorizing ({source}); serving {}", roles.join(", "));
+    listeners::stopped(stop).await;
+    Ok(())
+}
