@@ -4,16 +4,18 @@
 
 use std::sync::{Arc, RwLock};
 
-use tokenwarden_core::authconfig::{AuthRequest, Decision, Evaluation, HostIndex, NoSubjectAccessReviewer, ReviewOutcome, Step, SubjectAccessReviewer};
+use tokenwarden_core::authconfig::{AuthRequest, Decision, Evaluation, HostIndex, Step};
 
 use tokenwarden_store::clock::Stopwatch;
 
+use crate::access::{AccessReviewer, NoAccessReviewer};
 use crate::identity::{CacheResult, Identities};
 use crate::metrics::{AuthConfigLabels, AuthConfigStatusLabels, CacheLabels, Metrics, StatusLabels};
 
 pub struct Authorizer {
     configs: RwLock<Arc<HostIndex>>,
     identities: Identities,
+    access: Arc<dyn AccessReviewer>,
     metrics: Metrics,
 }
 
@@ -33,7 +35,14 @@ fn code_name(code: i32) -> &'static str {
 
 impl Authorizer {
     pub fn new(identities: Identities) -> Self {
-        Self { configs: RwLock::new(Arc::new(HostIndex::new())), identities, metrics: Metrics::new() }
+        Self { configs: RwLock::new(Arc::new(HostIndex::new())), identities, access: Arc::new(NoAccessReviewer), metrics: Metrics::new() }
+    }
+
+    /// Answers `kubernetesSubjectAccessReview` policies with `access` (default: none, 503).
+    #[must_use]
+    pub fn with_access_reviewer(mut self, access: Arc<dyn AccessReviewer>) -> Self {
+        self.access = access;
+        self
     }
 
     pub fn identities(&self) -> &Identities {
@@ -95,7 +104,7 @@ impl Authorizer {
                     evaluation.provide_identity(outcome)
                 }
                 Step::SubjectAccessReview(review) => {
-                    let outcome: ReviewOutcome = NoSubjectAccessReviewer.review(&review);
+                    let outcome = self.access.review(&review).await;
                     evaluation.provide_review(outcome)
                 }
             };

@@ -4,6 +4,7 @@
 //! core's evaluation; the transports adapt it to Envoy ext_authz (gRPC), HTTP checks
 //! (Envoy `http_service`, nginx `auth_request`, Traefik ForwardAuth) and a reverse proxy.
 
+pub mod access;
 pub mod authorizer;
 pub mod dir;
 pub mod grpc;

@@ -1,11 +1,12 @@
 //! `tokenwarden authorize`: the authorizer alone, for a real cluster. AuthConfigs come from a
 //! directory of YAML files or are watched from an API server; ServiceAccount tokens are
-//! reviewed by TokenReview against that API server; JWTs are verified against their issuer's
-//! JWKS. An API server or JWKS endpoint that cannot answer makes checks fail closed (503).
+//! reviewed by TokenReview and `kubernetesSubjectAccessReview` policies answered by
+//! SubjectAccessReview against that API server; JWTs are verified against their issuer's JWKS. An API server or JWKS endpoint that cannot answer makes checks fail closed (503).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokenwarden_authz::access::RemoteAccessReviewer;
 use tokenwarden_authz::identity::{Identities, JwtVerifier, TokenReviewer};
 use tokenwarden_authz::jwks::{JwksOptions, JwksVerifier};
 use tokenwarden_authz::kubeconfig::ClusterAccess;
@@ -52,7 +53,11 @@ pub async fn run(args: AuthorizeArgs) -> Result<(), Failure> {
     let jwks_options = JwksOptions { ca_file: args.jwks_ca_file.clone(), ..JwksOptions::default() };
     let jwt: Arc<dyn JwtVerifier> = Arc::new(JwksVerifier::new(jwks_options, Arc::new(SystemClock)).map_err(|e| usage(e.0))?);
     let reviewer = api.clone().map(|api| Arc::new(RemoteReviewer::new(api)) as Arc<dyn TokenReviewer>);
-    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(reviewer, Some(jwt))));
+    let mut authorizer = Authorizer::new(Identities::with_backends(reviewer, Some(jwt)));
+    if let Some(api) = &api {
+        authorizer = authorizer.with_access_reviewer(Arc::new(RemoteAccessReviewer::new(api.clone())));
+    }
+    let authorizer = Arc::new(authorizer);
 
     let bound = planned.bind()?;
     let source = match (&args.authconfig_dir, api) {
