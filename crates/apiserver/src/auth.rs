@@ -46,12 +46,7 @@ impl AdminCredential {
     }
 }
 
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
+pub use tokenwarden_core::sha256;
 
 fn anonymous() -> Caller {
     Caller {

@@ -66,18 +66,18 @@ pub struct ApiKeySecret {
     pub key_sha256: [u8; 32],
 }
 
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
+pub use tokenwarden_core::sha256;
+
+/// Credentials longer than this are refused before any backend sees them (DESIGN: tokens ≤ 16 KiB).
+const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 
 /// The verifier the authorizer calls for every identity source that needs one.
 pub struct Identities {
     reviewer: Option<Arc<dyn TokenReviewer>>,
     jwt: Option<Arc<dyn JwtVerifier>>,
-    api_keys: RwLock<HashMap<String, ApiKeySecret>>,
+    /// `None` until a source of API-key Secrets feeds it: then `apiKey` identities are
+    /// unavailable (503), not a misleading "invalid".
+    api_keys: RwLock<Option<HashMap<String, ApiKeySecret>>>,
     negative: moka::sync::Cache<[u8; 32], Arc<str>>,
     key: hmac::Key,
 }
@@ -109,7 +109,9 @@ impl Identities {
 
     /// Replaces the API key index (`namespace/name` → secret).
     pub fn set_api_keys(&self, keys: HashMap<String, ApiKeySecret>) {
-        *self.api_keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *self.api_keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keys);
+        // A key refused a moment ago may exist now.
+        self.negative.invalidate_all();
     }
 
     fn negative_key(&self, request: &IdentityRequest) -> [u8; 32] {
@@ -129,6 +131,9 @@ impl Identities {
 
     /// Verifies one credential.
     pub async fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
+        if request.credential.len() > MAX_CREDENTIAL_BYTES {
+            return (IdentityOutcome::Invalid("credential too large".into()), CacheResult::Miss);
+        }
         let negative_key = self.negative_key(request);
         if let Some(reason) = self.negative.get(&negative_key) {
             return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
@@ -155,6 +160,9 @@ impl Identities {
     fn api_key(&self, request: &IdentityRequest, selector: &tokenwarden_core::selector::LabelSelector, all_namespaces: bool) -> IdentityOutcome {
         let presented = sha256(request.credential.as_bytes());
         let keys = self.api_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(keys) = keys.as_ref() else {
+            return IdentityOutcome::Unavailable("no source of API-key Secrets in this mode".into());
+        };
         let found = keys.values().find(|secret| {
             (all_namespaces || secret.namespace == request.authconfig_namespace)
                 && selector.matches(&secret.object)
@@ -164,7 +172,12 @@ impl Identities {
             // Authorino's identity for an API key is the Secret itself.
             Some(secret) => {
                 let mut object = secret.object.value().clone();
+                // Never the key itself, in any of the places a Secret can carry it.
                 object.remove("data");
+                object.remove("stringData");
+                if let Some(Value::Object(annotations)) = object.get_mut("metadata").and_then(|m| m.get_mut("annotations")) {
+                    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+                }
                 IdentityOutcome::Verified(Value::Object(object))
             }
             None => IdentityOutcome::Invalid("the API Key provided is invalid".into()),

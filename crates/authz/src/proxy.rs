@@ -43,11 +43,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProxyOptions {
     /// Remove the `Authorization` header before forwarding (the upstream then never sees the
     /// token; it gets the identity through the success headers).
     pub strip_credential: bool,
+    /// The AuthConfig host that guards the upstream. When set, every request is checked
+    /// against it whatever `Host` the client sends, so a client cannot pick a laxer AuthConfig
+    /// for the one upstream this proxy serves.
+    pub host: Option<String>,
 }
 
 struct Proxy {
@@ -122,6 +126,9 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let path_and_query = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str).to_owned();
 
     let mut auth = AuthRequest::new(parts.method.as_str(), &host, &path_and_query);
+    if let Some(pinned) = &proxy.options.host {
+        auth.context_extensions.insert("host".to_owned(), pinned.clone());
+    }
     auth.scheme = "http".to_owned();
     add_headers(&mut auth, &parts.headers);
     set_peer(&mut auth, &parts);

@@ -125,10 +125,11 @@ async fn subject_access_reviews_decide_and_an_unanswered_review_is_503() {
 async fn api_keys_come_from_labelled_secrets_in_the_authconfigs_namespace() {
     let authority = authority().await;
     authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "other"}}))).await.unwrap();
+    // As the Authorino guide creates them: `stringData`, through kubectl apply.
     let secret = |namespace: &str, name: &str, key: &str| {
-        let mut secret = obj(json!({"metadata": {"name": name, "namespace": namespace, "labels": {"group": "friends"}}}));
-        secret.set_secret_data("api_key", key.as_bytes());
-        secret
+        obj(json!({"metadata": {"name": name, "namespace": namespace, "labels": {"group": "friends"},
+                                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": format!("{{\"stringData\":{{\"api_key\":\"{key}\"}}}}")}},
+                   "stringData": {"api_key": key}}))
     };
     authority.create(&Resource::SECRETS, secret("ns", "friend-1", "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx")).await.unwrap();
     authority.create(&Resource::SECRETS, secret("other", "elsewhere", "key-in-another-namespace")).await.unwrap();
@@ -141,7 +142,10 @@ async fn api_keys_come_from_labelled_secrets_in_the_authconfigs_namespace() {
                     "apiKey": {"selector": {"matchLabels": {"group": "friends"}}},
                     "credentials": {"authorizationHeader": {"prefix": "APIKEY"}},
                 }},
-                "response": {"success": {"headers": {"x-key-name": {"plain": {"selector": "auth.identity.metadata.name"}}}}},
+                "response": {"success": {"headers": {
+                    "x-key-name": {"plain": {"selector": "auth.identity.metadata.name"}},
+                    "x-identity": {"json": {"properties": {"whole": {"selector": "auth.identity"}}}},
+                }}},
             }})),
         )
         .await
@@ -152,6 +156,8 @@ async fn api_keys_come_from_labelled_secrets_in_the_authconfigs_namespace() {
     let allowed = authorizer.check(&request("talker-api", "APIKEY ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx")).await;
     assert!(allowed.is_allowed(), "{allowed:?}");
     assert_eq!(allowed.header("x-key-name"), Some("friend-1"));
+    let identity = allowed.header("x-identity").unwrap();
+    assert!(!identity.contains("ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"), "the key leaked into the identity: {identity}");
 
     for wrong in ["APIKEY wrong", "APIKEY key-in-another-namespace"] {
         let denied = authorizer.check(&request("talker-api", wrong)).await;
@@ -159,4 +165,27 @@ async fn api_keys_come_from_labelled_secrets_in_the_authconfigs_namespace() {
         assert_eq!(denied.header("x-ext-auth-reason"), Some("the API Key provided is invalid"));
         assert_eq!(denied.header("www-authenticate"), Some(r#"APIKEY realm="friends""#));
     }
+}
+
+#[tokio::test]
+async fn api_keys_without_a_source_of_secrets_are_unavailable_not_invalid() {
+    let authority = authority().await;
+    authority
+        .create(
+            &Resource::AUTH_CONFIGS,
+            obj(json!({"metadata": {"name": "keys", "namespace": "ns"}, "spec": {
+                "hosts": ["talker-api"],
+                "authentication": {"friends": {"apiKey": {"selector": {"matchLabels": {"group": "friends"}}}}},
+            }})),
+        )
+        .await
+        .unwrap();
+    // As in `tokenwarden authorize`: AuthConfigs known, but nothing feeds API-key Secrets.
+    let authorizer = Authorizer::new(Identities::new(None));
+    let parsed = tokenwarden_core::authconfig::AuthConfig::parse(
+        &Value::Object(authority.store().get(&Resource::AUTH_CONFIGS, "ns", "keys").await.unwrap().value().clone()),
+    )
+    .unwrap();
+    authorizer.set_configs(tokenwarden_core::authconfig::HostIndex::build([Arc::new(parsed)]));
+    assert_eq!(authorizer.check(&request("talker-api", "Bearer some-key")).await.code(), 503);
 }

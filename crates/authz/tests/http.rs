@@ -507,7 +507,7 @@ fn upstream_saw(answer: &Answer) -> Value {
 async fn the_proxy_forwards_allowed_requests_with_the_identity_and_without_the_token() {
     let env = Env::new().await;
     let (echo_addr, echo) = echo_server(None).await;
-    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), ProxyOptions { strip_credential: true })).await;
+    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), ProxyOptions { strip_credential: true, host: None })).await;
     let token = env.token("api-consumer", "talker-api").await;
     let bearer = format!("Bearer {token}");
     let headers = [
@@ -561,7 +561,7 @@ async fn the_proxy_keeps_the_credential_unless_told_to_strip_it_and_streams_bodi
 async fn the_proxy_answers_denials_itself_and_never_reaches_the_upstream() {
     let env = Env::new().await;
     let (echo_addr, echo) = echo_server(None).await;
-    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), ProxyOptions { strip_credential: true })).await;
+    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), ProxyOptions { strip_credential: true, host: None })).await;
 
     let answer = send(proxy, "GET", "/", &[("host", HOST)], Body::empty()).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -616,4 +616,22 @@ async fn the_proxy_joins_the_upstream_base_path() {
     let proxy = serve(proxy_router(Arc::clone(&env.authorizer), base, ProxyOptions::default())).await;
     let saw = upstream_saw(&send(proxy, "GET", "/x?y=1", &[("host", ECHO_HOST)], Body::empty()).await);
     assert_eq!(saw["uri"], "/base/x?y=1");
+}
+
+#[tokio::test]
+async fn a_pinned_proxy_checks_its_own_authconfig_whatever_host_the_client_sends() {
+    let env = Env::new().await;
+    let (echo_addr, _) = echo_server(None).await;
+    let pinned = ProxyOptions { strip_credential: false, host: Some(HOST.to_owned()) };
+    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), pinned)).await;
+    // No token, another Host: still the pinned AuthConfig's 401, not that host's 404 or anything laxer.
+    let denied = send(proxy, "GET", "/hello", &[("host", "elsewhere.example")], Body::empty()).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{}", denied.body);
+    let token = env.token("api-consumer", "talker-api").await;
+    let bearer = format!("Bearer {token}");
+    upstream_saw(&send(proxy, "GET", "/hello", &[("host", "elsewhere.example"), ("authorization", bearer.as_str())], Body::empty()).await);
+
+    let unpinned = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), ProxyOptions::default())).await;
+    let other = send(unpinned, "GET", "/hello", &[("host", "elsewhere.example"), ("authorization", bearer.as_str())], Body::empty()).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
 }

@@ -29,6 +29,10 @@ pub struct AuthzArgs {
     /// Remove the credential (`Authorization`) before forwarding.
     #[arg(long)]
     pub proxy_strip_credential: bool,
+    /// The AuthConfig host that guards the upstream: every proxied request is checked against
+    /// it, whatever Host the client sends (required with --proxy-listen).
+    #[arg(long, requires = "proxy_listen")]
+    pub proxy_host: Option<String>,
     /// Prometheus `/metrics`, `/healthz` and `/readyz` of the authorizer (`off` disables it).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub metrics_listen: String,
@@ -64,7 +68,7 @@ pub struct Planned {
     grpc: Option<SocketAddr>,
     http: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
-    proxy: Option<(SocketAddr, axum::http::Uri)>,
+    proxy: Option<(SocketAddr, axum::http::Uri, String)>,
     strip_credential: bool,
 }
 
@@ -78,7 +82,8 @@ impl AuthzArgs {
                 if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                     return Err(usage(format!("invalid --proxy-upstream {upstream:?}: expected http://HOST:PORT")));
                 }
-                Some((addr, uri))
+                let host = self.proxy_host.clone().ok_or_else(|| usage("--proxy-listen needs --proxy-host: the AuthConfig host that guards the upstream"))?;
+                Some((addr, uri, host))
             }
             _ => None,
         };
@@ -97,7 +102,7 @@ pub struct Bound {
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
     metrics: Option<TcpListener>,
-    proxy: Option<(TcpListener, axum::http::Uri)>,
+    proxy: Option<(TcpListener, axum::http::Uri, String)>,
     strip_credential: bool,
 }
 
@@ -107,7 +112,7 @@ impl Planned {
             grpc: self.grpc.map(bind).transpose()?,
             http: self.http.map(bind).transpose()?,
             metrics: self.metrics.map(bind).transpose()?,
-            proxy: self.proxy.map(|(addr, uri)| bind(addr).map(|listener| (listener, uri))).transpose()?,
+            proxy: self.proxy.map(|(addr, uri, host)| bind(addr).map(|listener| (listener, uri, host))).transpose()?,
             strip_credential: self.strip_credential,
         })
     }
@@ -153,9 +158,9 @@ impl Bound {
             roles.push(format!("HTTP checks on {}", local(&listener)?));
             spawn_http(listener, tokenwarden_authz::http::check_router(Arc::clone(authorizer)), stop.clone())?;
         }
-        if let Some((listener, upstream)) = self.proxy {
-            roles.push(format!("proxy on {} to {upstream}", local(&listener)?));
-            let options = tokenwarden_authz::proxy::ProxyOptions { strip_credential: self.strip_credential };
+        if let Some((listener, upstream, host)) = self.proxy {
+            roles.push(format!("proxy on {} to {upstream} (AuthConfig host {host})", local(&listener)?));
+            let options = tokenwarden_authz::proxy::ProxyOptions { strip_credential: self.strip_credential, host: Some(host) };
             spawn_http(listener, tokenwarden_authz::proxy::proxy_router(Arc::clone(authorizer), upstream, options), stop.clone())?;
         }
         if let Some(listener) = self.metrics {

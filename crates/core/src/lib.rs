@@ -20,6 +20,14 @@ pub use error::{Error, FieldError, Result};
 pub use object::{Object, ObjectKey, Resource};
 pub use time::Timestamp;
 
+/// SHA-256 of `bytes`: the digest tokenwarden keeps in place of a secret.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// Formats 16 random bytes as a version-4 UUID (`8-4-4-4-12` lower-case hex).
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;

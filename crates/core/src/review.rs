@@ -85,9 +85,7 @@ pub fn verify(token: &str, keys: &KeySet, config: &IssuerConfig) -> Result<Verif
             Ok(user) => (user, None),
             Err(err) => (UserInfo::default(), Some(err)),
         };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut sha = [0u8; 32];
-        sha.copy_from_slice(digest.as_ref());
+        let sha = crate::sha256(token.as_bytes());
         return Ok(VerifiedToken { claims, legacy: true, token_sha256: Some(sha), legacy_claims_error, user });
     }
     let user = bound_user(&claims);

@@ -113,8 +113,8 @@ pub struct TokenRequestInput {
     pub spec: TokenRequestSpec,
 }
 
-/// A minted token and the response fields that go with it.
-#[derive(Clone, Debug)]
+/// A minted token and the response fields that go with it. `Debug` hides the token.
+#[derive(Clone)]
 pub struct IssuedToken {
     pub token: String,
     /// The spec after defaulting and clamping (`audiences` filled, `expirationSeconds` set).
@@ -129,6 +129,18 @@ pub struct IssuedToken {
     pub jti: String,
     /// The SA uid, for `metadata.uid`.
     pub service_account_uid: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<redacted>")
+            .field("spec", &self.spec)
+            .field("issued_at", &self.issued_at)
+            .field("expiration_timestamp", &self.expiration_timestamp)
+            .field("jti", &self.jti)
+            .finish_non_exhaustive()
+    }
 }
 
 fn invalid(name: &str, causes: Vec<FieldError>) -> Error {

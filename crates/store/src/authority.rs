@@ -106,8 +106,13 @@ impl Authority {
         &self.cache
     }
 
+    /// Returns a written object once the index has it (read-your-writes for reviews), or
+    /// after a bounded wait if the index follower lags: the write is durable either way.
     async fn settled(&self, object: Object) -> Object {
-        self.index.wait_for(revision_of(&object)).await;
+        let revision = revision_of(&object);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.index.wait_for(revision)).await.is_err() {
+            tracing::warn!(revision, "index follower lagging; answering the write without waiting");
+        }
         object
     }
 
@@ -115,6 +120,7 @@ impl Authority {
     /// namespace must exist; a new namespace gets its `default` ServiceAccount; a
     /// `kubernetes.io/service-account-token` Secret gets its legacy token.
     pub async fn create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+        fold_string_data(resource, &mut object);
         if resource.namespaced {
             let namespace = object.namespace().to_owned();
             if !namespace.is_empty() {
@@ -165,7 +171,8 @@ impl Authority {
         Ok(())
     }
 
-    pub async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+    pub async fn update(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+        fold_string_data(resource, &mut object);
         validate(resource, &object)?;
         let updated = self.store.update(resource, object).await?;
         Ok(self.settled(updated).await)
@@ -209,6 +216,21 @@ impl Authority {
         let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config))?;
         let audiences = review::authenticate(&verified, audiences, &self.config, &*self.index, now)?;
         Ok(Reviewed { token: verified, audiences, cached })
+    }
+}
+
+/// A Secret's `stringData` is written into `data` (base64) and never stored, as
+/// kube-apiserver does.
+fn fold_string_data(resource: &Resource, object: &mut Object) {
+    if *resource != Resource::SECRETS {
+        return;
+    }
+    if let Some(serde_json::Value::Object(strings)) = object.0.remove("stringData") {
+        for (key, value) in strings {
+            if let Some(text) = value.as_str() {
+                object.set_secret_data(&key, text.as_bytes());
+            }
+        }
     }
 }
 

@@ -59,12 +59,7 @@ fn secret_info(secret: &Object) -> SecretInfo {
     let token_sha256 = (secret.secret_type() == SERVICE_ACCOUNT_TOKEN_SECRET_TYPE)
         .then(|| secret.secret_data("token"))
         .flatten()
-        .map(|token| {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &token);
-            let mut out = [0u8; 32];
-            out.copy_from_slice(digest.as_ref());
-            out
-        });
+        .map(|token| tokenwarden_core::sha256(&token));
     SecretInfo {
         meta: meta(secret),
         token_sha256,

@@ -280,3 +280,13 @@ async fn authconfigs_the_authorizer_cannot_run_are_refused() {
     assert!(err.to_string().starts_with(r#"AuthConfig.authorino.kuadrant.io "bad" is invalid: spec.authentication.k.oauth2Introspection"#), "{err}");
     assert!(authority.store().list(&Resource::AUTH_CONFIGS, &Default::default()).await.unwrap().items.is_empty());
 }
+
+#[tokio::test]
+async fn secret_string_data_is_stored_as_data() {
+    let (authority, _) = authority().await;
+    let secret = obj(json!({"metadata": {"name": "k", "namespace": "ns"}, "stringData": {"api_key": "s3cr3t"}, "data": {"other": "eA=="}}));
+    let stored = authority.create(&Resource::SECRETS, secret).await.unwrap();
+    assert_eq!(stored.secret_data("api_key").as_deref(), Some(&b"s3cr3t"[..]));
+    assert_eq!(stored.secret_data("other").as_deref(), Some(&b"x"[..]));
+    assert!(stored.value().get("stringData").is_none(), "stringData is never stored");
+}

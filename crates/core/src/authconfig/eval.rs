@@ -407,8 +407,9 @@ enum Phase {
     Done,
 }
 
-/// One request's evaluation against one AuthConfig. See the module docs.
-#[derive(Clone, Debug)]
+/// One request's evaluation against one AuthConfig. See the module docs. `Debug` shows the
+/// progress, never the credentials or the authorization JSON (which holds every header).
+#[derive(Clone)]
 pub struct Evaluation {
     config: Arc<AuthConfig>,
     request_host: String,
@@ -419,6 +420,19 @@ pub struct Evaluation {
     phase: Phase,
     identity_errors: Vec<(String, String)>,
     identity_unavailable: bool,
+}
+
+impl fmt::Debug for Evaluation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evaluation")
+            .field("authconfig", &format_args!("{}/{}", self.config.namespace, self.config.name))
+            .field("request_host", &self.request_host)
+            .field("request_method", &self.request_method)
+            .field("request_path", &self.request_path)
+            .field("phase", &self.phase)
+            .field("identity_errors", &self.identity_errors)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Evaluation {
