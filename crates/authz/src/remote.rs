@@ -89,12 +89,18 @@ impl HttpClient {
         self.client.request(request).await.map_err(|e| one_line(&e))
     }
 
-    /// Sends a request and reads the whole response, all within `timeout`.
+    /// Sends a request and reads the whole response (at most [`MAX_RESPONSE_BYTES`]), all
+    /// within `timeout`.
     pub async fn fetch(&self, request: Request<Full<Bytes>>, timeout: Duration) -> Result<(StatusCode, Bytes), String> {
         let call = async {
             let response = self.send(request).await?;
             let status = response.status();
-            let body = response.into_body().collect().await.map_err(|e| one_line(&e))?.to_bytes();
+            let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
+            let body = limited
+                .collect()
+                .await
+                .map_err(|e| format!("reading the response: {}", e.to_string().lines().next().unwrap_or("failed")))?
+                .to_bytes();
             Ok((status, body))
         };
         match tokio::time::timeout(timeout, call).await {
@@ -103,6 +109,10 @@ impl HttpClient {
         }
     }
 }
+
+/// The largest response body read from a remote server (TokenReview, SubjectAccessReview,
+/// AuthConfig lists, JWKS): kube-apiserver's own request limit.
+pub const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
 /// An API server: its address and credentials, and a pooled client for it.
 #[derive(Clone)]
@@ -444,7 +454,8 @@ impl RemoteAuthConfigs {
         }
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let body = tokio::time::timeout(LIST_TIMEOUT, response.into_body().collect()).await.ok().and_then(Result::ok).map(|b| b.to_bytes()).unwrap_or_default();
+            let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
+            let body = tokio::time::timeout(LIST_TIMEOUT, limited.collect()).await.ok().and_then(Result::ok).map(|b| b.to_bytes()).unwrap_or_default();
             return Err(format!("watch {AUTHCONFIGS_PATH}: HTTP {status}: {}", status_message(&body)));
         }
         let mut body = response.into_body();
@@ -470,6 +481,10 @@ impl RemoteAuthConfigs {
                     Applied::Unchanged => {}
                     Applied::Gone => return Ok(WatchEnd::Gone),
                 }
+            }
+            // What is left is an unfinished event; one that never ends must not grow forever.
+            if buffer.len() > MAX_RESPONSE_BYTES {
+                return Err(format!("watch {AUTHCONFIGS_PATH}: an event longer than {MAX_RESPONSE_BYTES} bytes"));
             }
             if changed {
                 self.publish();

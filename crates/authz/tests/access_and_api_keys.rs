@@ -189,3 +189,25 @@ async fn api_keys_without_a_source_of_secrets_are_unavailable_not_invalid() {
     authorizer.set_configs(tokenwarden_core::authconfig::HostIndex::build([Arc::new(parsed)]));
     assert_eq!(authorizer.check(&request("talker-api", "Bearer some-key")).await.code(), 503);
 }
+
+#[tokio::test]
+async fn an_oversized_answer_from_the_api_server_is_unavailable_not_read_whole() {
+    use tokenwarden_authz::access::AccessReviewer as _;
+    let app = axum::Router::new().route(SUBJECT_ACCESS_REVIEW_PATH, post(|| async { "x".repeat(4 * 1024 * 1024) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = ApiClient::new(ClusterAccess::new(&url, Some("credential")).unwrap()).unwrap();
+    let review = tokenwarden_core::authconfig::SubjectAccessReviewRequest {
+        authconfig_namespace: "ns".into(),
+        authconfig_name: "a".into(),
+        policy: "p".into(),
+        user: "u".into(),
+        groups: vec![],
+        attributes: tokenwarden_core::authconfig::AccessAttributes::NonResource { path: "/".into(), verb: "get".into() },
+    };
+    match RemoteAccessReviewer::new(api).review(&review).await {
+        tokenwarden_core::authconfig::ReviewOutcome::Unavailable(reason) => assert!(reason.contains("reading the response"), "{reason}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
