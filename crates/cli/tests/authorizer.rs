@@ -96,3 +96,50 @@ fn applied_authconfigs_are_enforced_at_once_with_metrics_and_token_free_json_log
     assert!(!logs.contains(&token), "a ServiceAccount token reached the logs");
     assert!(!logs.contains(&server.admin_token()), "the admin credential reached the logs");
 }
+
+/// A one-request-at-a-time upstream that answers `hello` and keeps each request's head.
+fn upstream() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            recorded.lock().unwrap().push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_served_reverse_proxy_forwards_only_what_the_pinned_authconfig_allows() {
+    let (upstream_port, seen) = upstream();
+    let proxy_port = free_port();
+    let proxy_listen = format!("127.0.0.1:{proxy_port}");
+    let upstream_url = format!("http://127.0.0.1:{upstream_port}");
+    let server = Server::start_with(&["--proxy-listen", &proxy_listen, "--proxy-upstream", &upstream_url, "--proxy-host", HOST, "--proxy-strip-credential"]);
+    let file = server.write_file("authconfig.yaml", AUTHCONFIG);
+    server.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    server.kubectl_ok(&["wait", "--for=jsonpath={.status.summary.ready}=true", "authconfig/talker-api-protection"]);
+    server.kubectl_ok(&["create", "serviceaccount", "api-consumer-1"]);
+    let token = server.token("default", "api-consumer-1", &["--audience", "talker-api"]);
+
+    // Another Host does not escape the pinned AuthConfig.
+    let (status, head, _) = http(proxy_port, "/hello", "elsewhere.example", None);
+    assert_eq!(status, 401, "{head}");
+    assert!(seen.lock().unwrap().is_empty(), "a denied request reached the upstream");
+
+    let (status, head, body) = http(proxy_port, "/hello", HOST, Some(&token));
+    assert_eq!((status, body.as_str()), (200, "hello"), "{head}");
+    let forwarded = seen.lock().unwrap().clone();
+    assert_eq!(forwarded.len(), 1);
+    assert!(forwarded[0].contains("x-auth-user: system:serviceaccount:default:api-consumer-1"), "{}", forwarded[0]);
+    assert!(!forwarded[0].contains("authorization:"), "the credential was stripped: {}", forwarded[0]);
+}
