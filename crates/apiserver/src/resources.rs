@@ -322,14 +322,13 @@ impl Handler<'_> {
 
     /// What a create would store, without storing it: the checks the store and authority
     /// make (namespace exists, name free) and the fields they set (but no resourceVersion).
-    async fn dry_create(&self, mut object: Object) -> ApiResult<Object> {
+    async fn dry_create(&self, object: Object) -> ApiResult<Object> {
         let store = self.state.authority.store();
-        if self.resource.namespaced {
-            if object.namespace().is_empty() {
-                return Err(ApiError::bad_request("namespace is required"));
-            }
-            store.get(&Resource::NAMESPACES, "", object.namespace()).await?;
-        } else {
+        if self.resource.namespaced && object.namespace().is_empty() {
+            return Err(ApiError::bad_request("namespace is required"));
+        }
+        let mut object = self.state.authority.admit_create(&self.resource, object).await?;
+        if !self.resource.namespaced {
             object.metadata_mut().remove("namespace");
         }
         if object.name().is_empty() {
@@ -372,6 +371,7 @@ impl Handler<'_> {
             return Ok(self.state.authority.update(&self.resource, object).await?);
         }
         let current = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
+        object = self.state.authority.admit_update(&self.resource, object)?;
         let sent = object.resource_version();
         if !sent.is_empty() && sent != current.resource_version() {
             return Err(conflict(

@@ -185,3 +185,20 @@ async fn no_input_panics_the_server() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_is_admitted_like_a_real_write() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let bad = json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"name": "bad"},
+                     "spec": {"hosts": ["h"], "authentication": {"k": {"oauth2Introspection": {}}}}});
+    for uri in ["/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs?dryRun=All", "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs"] {
+        let reply = s.post(uri, bad.clone()).await;
+        assert_eq!(reply.status.as_u16(), 422, "{uri}: {}", reply.body);
+        assert_eq!(reply.body["reason"], "Invalid");
+    }
+    let secret = s.post("/api/v1/namespaces/ns/secrets?dryRun=All", json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}})).await;
+    assert_eq!(secret.status, StatusCode::CREATED, "{}", secret.body);
+    assert_eq!(secret.body["data"]["k"], "dg==", "stringData is folded into data on a dry run too");
+    assert!(secret.body.get("stringData").is_none());
+}

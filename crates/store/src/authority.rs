@@ -119,18 +119,11 @@ impl Authority {
     /// Creates an object, applying what Kubernetes' admission and controllers add: the
     /// namespace must exist; a new namespace gets its `default` ServiceAccount; a
     /// `kubernetes.io/service-account-token` Secret gets its legacy token.
-    pub async fn create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
-        fold_string_data(resource, &mut object);
-        if resource.namespaced {
-            let namespace = object.namespace().to_owned();
-            if !namespace.is_empty() {
-                self.store.get(&Resource::NAMESPACES, "", &namespace).await?;
-            }
-        }
+    pub async fn create(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        let mut object = self.admit_create(resource, object).await?;
         if *resource == Resource::SECRETS && object.secret_type() == SERVICE_ACCOUNT_TOKEN_SECRET_TYPE {
             self.fill_legacy_token(&mut object)?;
         }
-        validate(resource, &object)?;
         let created = self.store.create(resource, object).await?;
         if *resource == Resource::NAMESPACES {
             let sa = serde_json::json!({"metadata": {"name": "default", "namespace": created.name()}});
@@ -145,6 +138,27 @@ impl Authority {
             }
         }
         Ok(self.settled(created).await)
+    }
+
+    /// Admission of a create, without writing (a dry run stops here): the namespace must
+    /// exist, `stringData` is folded into `data`, and the kind's own checks pass.
+    pub async fn admit_create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+        fold_string_data(resource, &mut object);
+        if resource.namespaced {
+            let namespace = object.namespace().to_owned();
+            if !namespace.is_empty() {
+                self.store.get(&Resource::NAMESPACES, "", &namespace).await?;
+            }
+        }
+        validate(resource, &object)?;
+        Ok(object)
+    }
+
+    /// Admission of an update, without writing.
+    pub fn admit_update(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+        fold_string_data(resource, &mut object);
+        validate(resource, &object)?;
+        Ok(object)
     }
 
     /// The tokens controller's work, done at creation: the ServiceAccount's uid annotation and
@@ -171,9 +185,8 @@ impl Authority {
         Ok(())
     }
 
-    pub async fn update(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
-        fold_string_data(resource, &mut object);
-        validate(resource, &object)?;
+    pub async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        let object = self.admit_update(resource, object)?;
         let updated = self.store.update(resource, object).await?;
         Ok(self.settled(updated).await)
     }
