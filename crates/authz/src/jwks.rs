@@ -282,7 +282,15 @@ struct SourceState {
     kid_refetch_at: Option<i64>,
 }
 
-type SharedState = Arc<tokio::sync::Mutex<SourceState>>;
+/// One source's state. `fresh` is what the last fetch produced and when, read without waiting,
+/// so a fetch in flight (a refresh, an unknown `kid`) never holds up tokens whose key is known.
+#[derive(Default)]
+struct Source {
+    state: tokio::sync::Mutex<SourceState>,
+    fresh: std::sync::RwLock<Option<(Arc<Vec<Jwk>>, i64)>>,
+}
+
+type SharedState = Arc<Source>;
 
 /// `jwt` verification against JWKS fetched over HTTP(S).
 pub struct JwksVerifier {
@@ -363,15 +371,31 @@ impl JwksVerifier {
     /// The source's keys, fetched or refreshed as needed; `fetched` tells whether this call
     /// went to the network.
     async fn keys_for(&self, source: &JwtSource, kid: Option<&str>, fetched: &mut bool) -> Result<Arc<Vec<Jwk>>, String> {
-        let state = self.state(source);
-        // Held across a fetch: concurrent callers wait for the one fetch.
-        let mut state = state.lock().await;
+        let shared = self.state(source);
         let now = self.clock.now().unix();
+        // Fast path: fresh keys that have this `kid` (or the token names none).
+        let fresh = shared.fresh.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some((keys, fetched_at)) = fresh
+            && now.saturating_sub(fetched_at) < secs(self.options.refresh)
+            && (kid.is_none() || candidates(kid, &keys).next().is_some())
+        {
+            return Ok(keys);
+        }
+        // Held across a fetch: concurrent callers that need it wait for the one fetch.
+        let mut state = shared.state.lock().await;
+        let result = self.keys_locked(source, &mut state, kid, now, fetched).await;
+        if let Some(keys) = &state.keys {
+            *shared.fresh.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Arc::clone(keys), state.fetched_at));
+        }
+        result
+    }
+
+    async fn keys_locked(&self, source: &JwtSource, state: &mut SourceState, kid: Option<&str>, now: i64, fetched: &mut bool) -> Result<Arc<Vec<Jwk>>, String> {
         let stale = now.saturating_sub(state.fetched_at) >= secs(self.options.refresh);
         let retry_allowed = state.attempted_at.is_none_or(|at| now.saturating_sub(at) >= secs(self.options.unknown_kid_interval));
         if state.keys.is_none() || (stale && retry_allowed) {
             *fetched = true;
-            if let Err(e) = self.fetch(source, &mut state, true).await {
+            if let Err(e) = self.fetch(source, state, true).await {
                 if state.keys.is_none() {
                     return Err(e);
                 }
@@ -386,7 +410,7 @@ impl JwksVerifier {
             if allowed && !*fetched {
                 *fetched = true;
                 state.kid_refetch_at = Some(now);
-                self.fetch(source, &mut state, false).await?;
+                self.fetch(source, state, false).await?;
             }
         }
         Ok(state.keys.clone().unwrap_or_default())

@@ -35,6 +35,8 @@ struct Issuer {
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
     failing: std::sync::atomic::AtomicBool,
+    /// Held by a test to keep key fetches waiting.
+    hold: tokio::sync::Mutex<()>,
 }
 
 async fn discovery(State(issuer): State<Arc<Issuer>>) -> Response {
@@ -47,6 +49,7 @@ async fn discovery(State(issuer): State<Arc<Issuer>>) -> Response {
 
 async fn serve_keys(State(issuer): State<Arc<Issuer>>) -> Response {
     issuer.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let _held = issuer.hold.lock().await;
     if issuer.failing.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -73,6 +76,7 @@ impl Env {
             jwks_requests: AtomicUsize::new(0),
             discovery_requests: AtomicUsize::new(0),
             failing: std::sync::atomic::AtomicBool::new(false),
+            hold: tokio::sync::Mutex::new(()),
         });
         let app = Router::new()
             .route("/realms/test/.well-known/openid-configuration", get(discovery))
@@ -329,4 +333,30 @@ async fn a_valid_token_is_allowed_through_an_authorizer() {
     expired.exp = Some(NOW - 3600);
     let decision = authorizer.check(&request(&env.token(&expired))).await;
     assert!(matches!(&decision, Decision::Deny { code: 401, message, .. } if message == "token is expired"), "{decision:?}");
+}
+
+#[tokio::test]
+async fn a_fetch_in_flight_does_not_hold_up_tokens_whose_key_is_known() {
+    let env = Arc::new(Env::new().await);
+    let known = env.token(&env.claims());
+    assert!(matches!(env.verify(&known).await.0, IdentityOutcome::Verified(_)));
+
+    // An unknown kid starts a refetch that the JWKS server keeps waiting.
+    let held = env.issuer.hold.lock().await;
+    let stranger = KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), vec![]);
+    let unknown = tokenwarden_core::jwt::sign(stranger.signing(), &env.claims()).unwrap();
+    let waiting = {
+        let env = Arc::clone(&env);
+        tokio::spawn(async move { env.verify(&unknown).await })
+    };
+    while env.issuer.jwks_requests.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    // Meanwhile a token with a known kid verifies from the keys at hand (the guard only
+    // catches a hang: before the fix this waited for the held fetch).
+    let answer = tokio::time::timeout(Duration::from_secs(5), env.verify(&known)).await.expect("a known kid waited for the fetch in flight");
+    assert!(matches!(answer.0, IdentityOutcome::Verified(_)));
+    assert!(!waiting.is_finished());
+    drop(held);
+    assert!(invalid(&waiting.await.unwrap().0).contains("kid"));
 }
