@@ -148,10 +148,18 @@ async fn follow(authority: Arc<Authority>, authorizer: Arc<Authorizer>, mut obje
     loop {
         match tokenwarden_store::feed::watch(Arc::clone(authority.store()), revision).await {
             Ok(mut events) => {
-                while let Some(event) = events.next().await {
+                'feed: while let Some(event) = events.next().await {
                     let Ok(event) = event else { break };
                     revision = event.revision;
-                    if objects.apply(&event) {
+                    let mut changed = objects.apply(&event);
+                    // Take every event already waiting before rebuilding once: a burst of
+                    // writes (or our own status writes) costs one rebuild, not one each.
+                    while let Ok(Some(next)) = tokio::time::timeout(std::time::Duration::ZERO, events.next()).await {
+                        let Ok(next) = next else { break 'feed };
+                        revision = next.revision;
+                        changed |= objects.apply(&next);
+                    }
+                    if changed {
                         let statuses = rebuild(&objects, &authorizer);
                         write_statuses(&authority, statuses).await;
                     }
