@@ -10,9 +10,16 @@ use crate::error::{ApiError, ApiResult};
 /// kube-apiserver's request body limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// Reads a whole body; over the limit is 413.
+/// How long a client may take to send its body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a whole body; over the limit is 413, slower than [`BODY_READ_TIMEOUT`] is 408.
 pub async fn read(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(408, "Timeout", format!("the request body was not received within {} s", BODY_READ_TIMEOUT.as_secs())));
+    };
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.to_string().contains("length limit exceeded"))
             || e.to_string().contains("length limit exceeded");

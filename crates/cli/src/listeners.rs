@@ -123,12 +123,28 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// A client must send its request headers within this long (slow-loris connections are closed).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bounds what one connection may hold: header read time and header buffer size.
+pub fn limit(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_header_list_size(64 * 1024);
+}
+
 /// Serves a plain-HTTP router on `listener` until shutdown.
 fn spawn_http(listener: TcpListener, router: axum::Router, stop: watch::Receiver<bool>) -> Result<(), Failure> {
-    let listener = tokio_listener(listener)?;
+    let mut server = axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?;
+    limit(server.http_builder());
+    let handle = axum_server::Handle::new();
+    let on_stop = handle.clone();
+    tokio::spawn(async move {
+        stopped(stop).await;
+        on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stopped(stop)).await {
+        if let Err(e) = server.handle(handle).serve(service).await {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     });

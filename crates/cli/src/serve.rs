@@ -212,16 +212,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
 
     let service = app.into_make_service();
     let served = match tls {
-        None => axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?.handle(handle).serve(service).await,
+        None => {
+            let mut server = axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?;
+            listeners::limit(server.http_builder());
+            server.handle(handle).serve(service).await
+        }
         Some(tls) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem(tls.serving_cert_pem.into_bytes(), tls.serving_key_pem.into_bytes())
                 .await
                 .map_err(|e| Failure::Runtime(format!("TLS configuration: {e}")))?;
-            axum_server::tls_rustls::from_tcp_rustls(listener, config)
-                .map_err(|e| Failure::Runtime(e.to_string()))?
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(|e| Failure::Runtime(e.to_string()))?;
+            listeners::limit(server.http_builder());
+            server.handle(handle).serve(service).await
         }
     };
     served.map_err(|e| Failure::Runtime(format!("server: {e}")))

@@ -143,3 +143,20 @@ fn the_served_reverse_proxy_forwards_only_what_the_pinned_authconfig_allows() {
     assert!(forwarded[0].contains("x-auth-user: system:serviceaccount:default:api-consumer-1"), "{}", forwarded[0]);
     assert!(!forwarded[0].contains("authorization:"), "the credential was stripped: {}", forwarded[0]);
 }
+
+/// A client that never finishes its request headers is disconnected (slow loris), instead of
+/// holding a connection forever. The read below only guards against a hang.
+#[test]
+fn a_connection_that_never_finishes_its_headers_is_closed() {
+    let check_port = free_port();
+    let listen = format!("127.0.0.1:{check_port}");
+    let _server = Server::start_with(&["--authz-http-listen", &listen]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", check_port)).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: talker-api.127.0.0.1.nip.io\r\nX-Slow: ").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut rest = Vec::new();
+    let outcome = stream.read_to_end(&mut rest);
+    assert!(outcome.is_ok(), "the server kept the half-sent request open: {outcome:?}");
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
