@@ -1,10 +1,11 @@
 """One HTTPS request verifying the server against a CA file; prints JSON {status, headers, body}.
 
-usage: https_get.py URL CA_FILE [BEARER_TOKEN] [--method POST] [--data BODY]
+usage: https_get.py URL CA_FILE [--token=BEARER_TOKEN] [--method POST] [--data BODY]
 
 The CA must verify the serving certificate for the URL's host (IP SANs included): this is
 how the end-to-end tests check that admin.kubeconfig's CA really anchors the server. Without
-BEARER_TOKEN (or with an empty one) no Authorization header is sent: an anonymous request.
+--token (or with an empty one) no Authorization header is sent: an anonymous request. Pass it as
+--token=VALUE: a token may begin with '-'.
 Header names are lower-cased.
 """
 import argparse
@@ -19,7 +20,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("ca_file")
-    parser.add_argument("token", nargs="?", default="")
+    parser.add_argument("--token", default="")
     parser.add_argument("--method", default="GET")
     parser.add_argument("--data", default=None)
     args = parser.parse_args()

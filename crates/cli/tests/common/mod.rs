@@ -283,7 +283,10 @@ impl Server {
 
 /// See [`Server::https`]; headers are lower-cased.
 pub fn https_request(url: &str, ca: &Path, method: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
-    let mut args = vec![url, ca.to_str().unwrap(), token.unwrap_or(""), "--method", method];
+    // `--token=VALUE`: a base64url token may begin with '-', which a separate argument would
+    // turn into an unknown option.
+    let token = format!("--token={}", token.unwrap_or(""));
+    let mut args = vec![url, ca.to_str().unwrap(), token.as_str(), "--method", method];
     if let Some(body) = body {
         args.extend(["--data", body]);
     }
