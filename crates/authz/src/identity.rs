@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use serde_json::{Value, json};
 use tokenwarden_core::Object;
+use tokenwarden_core::cache_key::CacheKeyer;
 use tokenwarden_core::authconfig::{IdentityMethod, IdentityOutcome, IdentityRequest, JwtSource};
 use tokenwarden_store::Authority;
 
@@ -79,7 +79,7 @@ pub struct Identities {
     /// unavailable (503), not a misleading "invalid".
     api_keys: RwLock<Option<HashMap<String, ApiKeySecret>>>,
     negative: moka::sync::Cache<[u8; 32], Arc<str>>,
-    key: hmac::Key,
+    keyer: CacheKeyer,
 }
 
 /// Whether a verification came from a cache, for metrics.
@@ -97,13 +97,12 @@ impl Identities {
 
     /// Verifies with the given backends; a method without one is unavailable (503).
     pub fn with_backends(reviewer: Option<Arc<dyn TokenReviewer>>, jwt: Option<Arc<dyn JwtVerifier>>) -> Self {
-        let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
         Self {
             reviewer,
             jwt,
             api_keys: RwLock::default(),
             negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(NEGATIVE_TTL).build(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            keyer: CacheKeyer::new(tokenwarden_store::clock::random_bytes()),
         }
     }
 
@@ -114,27 +113,15 @@ impl Identities {
         self.negative.invalidate_all();
     }
 
-    fn negative_key(&self, request: &IdentityRequest) -> [u8; 32] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        for part in [request.authconfig_namespace.as_str(), request.authconfig_name.as_str(), request.source.as_str(), request.credential.as_str()] {
-            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-            ctx.update(part.as_bytes());
-        }
-        for audience in &request.audiences {
-            ctx.update(&u32::try_from(audience.len()).unwrap_or(u32::MAX).to_be_bytes());
-            ctx.update(audience.as_bytes());
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
-    }
-
     /// Verifies one credential.
     pub async fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
         if request.credential.len() > MAX_CREDENTIAL_BYTES {
             return (IdentityOutcome::Invalid("credential too large".into()), CacheResult::Miss);
         }
-        let negative_key = self.negative_key(request);
+        let negative_key = self.keyer.key(
+            &[&request.authconfig_namespace, &request.authconfig_name, &request.source, &request.credential],
+            &request.audiences,
+        );
         if let Some(reason) = self.negative.get(&negative_key) {
             return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
         }

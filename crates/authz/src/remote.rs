@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
+use tokenwarden_core::cache_key::CacheKeyer;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
@@ -220,7 +220,7 @@ pub struct RemoteReviewer {
     options: ReviewerOptions,
     slots: Semaphore,
     cache: moka::future::Cache<[u8; 32], Answer>,
-    key: hmac::Key,
+    keyer: CacheKeyer,
     clock: Arc<dyn Clock>,
 }
 
@@ -232,13 +232,12 @@ impl RemoteReviewer {
 
     /// `clock` is read for the token's remaining lifetime (the cache TTL).
     pub fn with_options(api: ApiClient, options: ReviewerOptions, clock: Arc<dyn Clock>) -> Self {
-        let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
         Self {
             api,
             slots: Semaphore::new(options.max_in_flight.max(1)),
             cache: moka::future::Cache::builder().max_capacity(options.cache_capacity).expire_after(AnswerExpiry).build(),
             options,
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            keyer: CacheKeyer::new(tokenwarden_store::clock::random_bytes()),
             clock,
         }
     }
@@ -246,17 +245,6 @@ impl RemoteReviewer {
     /// Drops every cached answer.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
-    }
-
-    fn cache_key(&self, token: &str, audiences: &[String]) -> [u8; 32] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        for part in std::iter::once(token).chain(audiences.iter().map(String::as_str)) {
-            ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
-            ctx.update(part.as_bytes());
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
     }
 
     /// One TokenReview call. `Err` is a reason for `Unavailable` (never cached).
@@ -309,7 +297,7 @@ impl RemoteReviewer {
 #[async_trait::async_trait]
 impl TokenReviewer for RemoteReviewer {
     async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult) {
-        let key = self.cache_key(token, audiences);
+        let key = self.keyer.key(&[token], audiences);
         // Concurrent misses on one key share one call; errors are not cached.
         match self.cache.entry(key).or_try_insert_with(self.call(token, audiences)).await {
             Ok(entry) => {

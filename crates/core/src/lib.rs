@@ -5,6 +5,7 @@
 //! parameters, so every rule is a pure function that tests can drive exactly.
 
 pub mod authconfig;
+pub mod cache_key;
 pub mod claims;
 pub mod error;
 pub mod jwt;

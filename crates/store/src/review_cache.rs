@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use tokenwarden_core::Timestamp;
+use tokenwarden_core::cache_key::CacheKeyer;
 use tokenwarden_core::review::{LEEWAY_SECONDS, ReviewError, VerifiedToken};
 
 /// Longest time an entry is kept (legacy tokens have no `exp`).
@@ -33,33 +33,16 @@ impl moka::Expiry<[u8; 32], Entry> for ByTokenExpiry {
 
 pub struct ReviewCache {
     entries: moka::sync::Cache<[u8; 32], Entry>,
-    key: hmac::Key,
+    keyer: CacheKeyer,
 }
 
 impl ReviewCache {
     /// A cache of at most `capacity` verified tokens, with a fresh random HMAC key.
     pub fn new(capacity: u64) -> Self {
-        let secret: [u8; 32] = crate::clock::random_bytes();
         Self {
             entries: moka::sync::Cache::builder().max_capacity(capacity).expire_after(ByTokenExpiry).build(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            keyer: CacheKeyer::new(crate::clock::random_bytes()),
         }
-    }
-
-    /// The cache key: HMAC over `len(token) token count(auds) (len(aud) aud)*`, lengths u32 BE.
-    fn key_for(&self, token: &str, audiences: &[String]) -> [u8; 32] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
-        ctx.update(&len(token.len()));
-        ctx.update(token.as_bytes());
-        ctx.update(&len(audiences.len()));
-        for audience in audiences {
-            ctx.update(&len(audience.len()));
-            ctx.update(audience.as_bytes());
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
     }
 
     /// The verified token for (`token`, `audiences`), running `verify` on a miss, and whether
@@ -72,7 +55,7 @@ impl ReviewCache {
         now: Timestamp,
         verify: impl FnOnce() -> Result<VerifiedToken, ReviewError>,
     ) -> Result<(Arc<VerifiedToken>, bool), ReviewError> {
-        let key = self.key_for(token, audiences);
+        let key = self.keyer.key(&[token], audiences);
         let mut verified_here = false;
         let entry = self.entries.try_get_with(key, || {
             verified_here = true;
