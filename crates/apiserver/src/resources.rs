@@ -307,13 +307,20 @@ impl Handler<'_> {
 
     // --- Writes ---
 
-    async fn create(&self) -> ApiResult<Response> {
-        let dry_run = self.call.dry_run()?;
+    /// The body of a create or update: its type checked, its fields validated (warnings
+    /// returned), placed in the URL's namespace.
+    fn body_object(&self) -> ApiResult<(Object, Vec<String>)> {
         let body = self.call.object()?;
         self.check_type(&body)?;
         let warnings = self.validate_fields(&Value::Object(body.clone()))?;
         let mut object = Object(body);
         self.place_namespace(&mut object)?;
+        Ok((object, warnings))
+    }
+
+    async fn create(&self) -> ApiResult<Response> {
+        let dry_run = self.call.dry_run()?;
+        let (mut object, warnings) = self.body_object()?;
         object.metadata_mut().remove("resourceVersion");
         validate_name(&self.resource, &object)?;
         let created = if dry_run { self.dry_create(object).await? } else { self.state.authority.create(&self.resource, object).await? };
@@ -355,11 +362,7 @@ impl Handler<'_> {
 
     async fn update(&self) -> ApiResult<Response> {
         let dry_run = self.call.dry_run()?;
-        let body = self.call.object()?;
-        self.check_type(&body)?;
-        let warnings = self.validate_fields(&Value::Object(body.clone()))?;
-        let mut object = Object(body);
-        self.place_namespace(&mut object)?;
+        let (object, warnings) = self.body_object()?;
         self.check_name_matches(&object)?;
         let updated = self.write(object, dry_run).await?;
         Ok(self.ok(StatusCode::OK, &updated, &warnings))
