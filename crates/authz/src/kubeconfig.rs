@@ -227,6 +227,20 @@ impl ClusterAccess {
         }
     }
 
+    /// The PEM CA bundle trusted for the server, if the configuration names one (what a
+    /// projected `ca.crt` must hold).
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The same server, authenticated by `token` instead (kubectl's `--token`).
+    #[must_use]
+    pub fn with_bearer_token(mut self, token: &str) -> Self {
+        self.credential = Credential::Token(Arc::from(token));
+        self.client_identity = None;
+        self
+    }
+
     /// The `tls-server-name` override, if any.
     pub fn tls_server_name(&self) -> Option<&str> {
         self.tls_server_name.as_deref()

@@ -133,7 +133,7 @@ pub fn limit(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::r
 }
 
 /// Serves a plain-HTTP router on `listener` until shutdown.
-fn spawn_http(listener: TcpListener, router: axum::Router, stop: watch::Receiver<bool>) -> Result<(), Failure> {
+pub fn spawn_http(listener: TcpListener, router: axum::Router, stop: watch::Receiver<bool>) -> Result<(), Failure> {
     let mut server = axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?;
     limit(server.http_builder());
     let handle = axum_server::Handle::new();

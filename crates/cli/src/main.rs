@@ -4,9 +4,12 @@
 
 mod admin;
 mod authorize;
+mod client;
+mod duration;
 mod listeners;
 mod pki;
 mod serve;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,30 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the authorizer alone, against a real cluster's API server or a directory of AuthConfigs.
     Authorize(authorize::AuthorizeArgs),
+    /// Create a resource; today a ServiceAccount token, as `kubectl create token`.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Ask the API server's TokenReview whether a token is valid (exit 0 only if it is).
+    Review(tools::review::ReviewArgs),
+    /// Show a token's header and claims, without verifying it.
+    Decode(tools::decode::DecodeArgs),
+    /// Who the API server thinks you are, as `kubectl auth whoami`.
+    Whoami(tools::review::WhoamiArgs),
+    /// Keep a ServiceAccount token file fresh, as the kubelet keeps a projected token.
+    Project(tools::project::ProjectArgs),
+    /// Call an endpoint with the token from a file, again and again, printing each status.
+    Consume(tools::consume::ConsumeArgs),
+    /// The echo API of the Authorino guides: answers every request with the request as JSON.
+    TalkerApi(tools::talker::TalkerArgs),
+    /// Sign a token offline with the authority's own key, as if at another time (for demos and
+    /// tests: an expired token without waiting).
+    SignToken(tools::create_token::SignTokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Request a ServiceAccount token (kubectl's flags and checks).
+    Token(tools::create_token::CreateTokenArgs),
 }
 
 /// How a command failed: bad flags or configuration (exit 64, as sysexits' EX_USAGE) or at run time (exit 1).
@@ -41,6 +68,8 @@ enum Command {
 pub enum Failure {
     Usage(String),
     Runtime(String),
+    /// The command already said why: exit with this code and print nothing more.
+    Silent(u8),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +114,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Authorize(args) => authorize::run(args).await,
+            Command::Create(CreateCommand::Token(args)) => tools::create_token::run(args).await,
+            Command::Review(args) => tools::review::run(args).await,
+            Command::Decode(args) => tools::decode::run(&args),
+            Command::Whoami(args) => tools::review::whoami(args).await,
+            Command::Project(args) => tools::project::run(args).await,
+            Command::Consume(args) => tools::consume::run(args).await,
+            Command::TalkerApi(args) => tools::talker::run(args).await,
+            Command::SignToken(args) => tools::create_token::sign(args).await,
         }
     });
     match result {
@@ -97,5 +134,6 @@ fn main() -> ExitCode {
             eprintln!("tokenwarden: {message}");
             ExitCode::from(1)
         }
+        Err(Failure::Silent(code)) => ExitCode::from(code),
     }
 }
