@@ -137,3 +137,12 @@ fn main() -> ExitCode {
         Err(Failure::Silent(code)) => ExitCode::from(code),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -15,7 +15,8 @@ pub enum Output {
 #[derive(Debug, clap::Args)]
 pub struct ReviewArgs {
     /// The token, or `-` (or nothing) to read it from stdin.
-    pub token: Option<String>,
+    #[arg(value_name = "TOKEN")]
+    pub reviewed: Option<String>,
     /// An audience the token must carry (repeatable); default: the API server's audiences.
     #[arg(long)]
     pub audience: Vec<String>,
@@ -27,7 +28,7 @@ pub struct ReviewArgs {
 }
 
 pub async fn run(args: ReviewArgs) -> Result<(), Failure> {
-    let token = token_argument(args.token.as_deref())?;
+    let token = token_argument(args.reviewed.as_deref())?;
     let api = args.client.api()?;
     let body = json!({
         "kind": "TokenReview",

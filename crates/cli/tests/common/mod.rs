@@ -267,6 +267,24 @@ impl Server {
         token
     }
 
+    /// A `tokenwarden` tool command against this server as admin, run in the scratch directory.
+    pub fn tool_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", &self.home).current_dir(self.root.path()).stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn tool(&self, args: &[&str]) -> Output {
+        self.tool_cmd(args).output().expect("run tokenwarden")
+    }
+
+    /// A tool command that must succeed; returns stdout.
+    pub fn tool_ok(&self, args: &[&str]) -> String {
+        let out = self.tool(args);
+        assert!(out.status.success(), "tokenwarden {args:?} failed\n{}\n--- server stderr ---\n{}", describe(&out), self.stderr());
+        text(&out.stdout)
+    }
+
     /// Runs a Python script of `tests/python/` with the test interpreter.
     pub fn python(&self, script: &str, args: &[&str]) -> Output {
         python_cmd(script, args).env("KUBECONFIG", self.kubeconfig()).env("HOME", &self.home).output().expect("run python")
