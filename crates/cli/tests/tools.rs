@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -288,10 +288,20 @@ fn consume_rereads_the_token_file_and_prints_each_status() {
             .output()
             .unwrap()
     };
-    let out = consume("1");
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(text(&out.stdout).contains(&format!("waiting for a token in {}", token_path.display())), "{}", describe(&out));
+    // No token file yet: it says what it waits for, and calls once the file appears.
+    let mut waiting = Command::new(BIN)
+        .args(["consume", "--endpoint", &endpoint, "--token-path", token_path.to_str().unwrap(), "--interval", "50ms", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufReader::new(waiting.stderr.take().unwrap()).read_line(&mut said).unwrap();
+    assert_eq!(said, format!("tokenwarden: waiting for a token in {} (no such file yet)\n", token_path.display()));
     std::fs::write(&token_path, "abc\n").unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stdout).ends_with("Z 200\n"), "{}", describe(&out));
     let out = consume("2");
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{}", describe(&out));

@@ -1,6 +1,7 @@
 //! `tokenwarden consume`: the Authorino guide's api-consumer. Every interval it re-reads the
 //! token file (so a projector's refreshes are picked up), calls the endpoint with the token as
-//! a bearer credential and prints the status code; SIGINT or SIGTERM stops it.
+//! a bearer credential and prints the status code; SIGINT or SIGTERM stops it. Until the
+//! file exists it waits, saying so.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct ConsumeArgs {
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a missing token file is looked for again.
+const TOKEN_POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let interval = duration::parse_positive(&args.interval).map_err(|e| Failure::Usage(format!("--interval: {e}")))?;
@@ -50,11 +53,11 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let mut stop = crate::listeners::shutdown_signal();
     let mut sent = 0_u64;
     loop {
-        let line = match read_token(&args.token_path) {
-            Ok(token) => call(&client, &uri, &token).await,
-            Err(waiting) => waiting,
+        let token = tokio::select! {
+            token = wait_for_token(&args.token_path) => token,
+            _ = stop.changed() => return Ok(()),
         };
-        println!("{} {line}", SystemClock.now());
+        println!("{} {}", SystemClock.now(), call(&client, &uri, &token).await);
         sent += 1;
         if args.count.is_some_and(|count| sent >= count) {
             return Ok(());
@@ -66,12 +69,20 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     }
 }
 
-/// The token, or the line that says what the consumer waits for.
-fn read_token(path: &std::path::Path) -> Result<String, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
-        Ok(_) => Err(format!("waiting for a token in {} (empty)", path.display())),
-        Err(e) => Err(format!("waiting for a token in {} ({e})", path.display())),
+/// The token in `path`; until there is one (a projector not started yet), says once on stderr
+/// what it waits for and polls.
+async fn wait_for_token(path: &std::path::Path) -> String {
+    let mut said = false;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => return text.trim().to_owned(),
+            Ok(_) | Err(_) if said => {}
+            Ok(_) => eprintln!("tokenwarden: waiting for a token in {} (the file is empty)", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("tokenwarden: waiting for a token in {} (no such file yet)", path.display()),
+            Err(e) => eprintln!("tokenwarden: waiting for a token in {} ({e})", path.display()),
+        }
+        said = true;
+        tokio::time::sleep(TOKEN_POLL).await;
     }
 }
 

@@ -73,12 +73,14 @@ fn scalar(value: &Value) -> String {
 /// `2026-11-23T16:10:00Z (expires in 9m12s)`.
 fn when(claim: &str, at: Timestamp, now: Timestamp) -> String {
     let delta = at.unix() - now.unix();
-    let relative = match (claim, delta >= 0) {
-        ("exp", true) => format!("expires in {}", format_seconds(delta)),
-        ("exp", false) => format!("expired {} ago", format_seconds(-delta)),
-        ("nbf", true) => format!("valid in {}", format_seconds(delta)),
-        (_, true) => format!("in {}", format_seconds(delta)),
-        (_, false) => format!("{} ago", format_seconds(-delta)),
+    let relative = match (claim, delta.signum()) {
+        ("exp", 1) => format!("expires in {}", format_seconds(delta)),
+        ("exp", 0) => "expires now".to_owned(),
+        ("exp", _) => format!("expired {} ago", format_seconds(-delta)),
+        ("nbf", 1) => format!("valid in {}", format_seconds(delta)),
+        (_, 1) => format!("in {}", format_seconds(delta)),
+        (_, 0) => "now".to_owned(),
+        (_, _) => format!("{} ago", format_seconds(-delta)),
     };
     format!("{at} ({relative})")
 }
@@ -105,7 +107,9 @@ mod tests {
         assert!(text.contains("  aud: talker-api\n"), "{text}");
         assert!(text.contains("    serviceaccount: bot (uid u1)\n    pod: p (uid u2)\n"), "{text}");
         assert!(text.contains("bound to: pod p\n"), "{text}");
-        let expired = describe(&json!({}), &json!({"exp": now.unix() - 180}), now);
+        let expired = describe(&json!({}), &json!({"exp": now.unix() - 180, "nbf": now.unix(), "iat": now.unix() + 5}), now);
         assert!(expired.contains("(expired 3m ago)"), "{expired}");
+        assert!(expired.contains("  nbf: 2026-11-23T16:00:48Z (now)\n"), "{expired}");
+        assert!(expired.contains("(in 5s)"), "{expired}");
     }
 }

@@ -1,0 +1,94 @@
+//! docs/tutorial.md, run as written: every ```sh block in order, in one bash, in an empty
+//! directory, with the real tokenwarden, kubectl, curl, python3 and nginx. Only the fixed
+//! ports are swapped for free ones so tests can run side by side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{BIN, describe, free_port, text, workspace};
+
+/// The ```sh blocks of a Markdown document, in order.
+fn shell_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut rest = markdown;
+    while let Some(start) = rest.find("```sh\n") {
+        let body = &rest[start + "```sh\n".len()..];
+        let end = body.find("\n```").expect("an sh block is closed");
+        blocks.push(body[..=end].to_owned());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+#[test]
+fn the_tutorial_runs_as_written() {
+    let tutorial = std::fs::read_to_string(workspace().join("docs/tutorial.md")).unwrap();
+    let blocks = shell_blocks(&tutorial);
+    assert!(blocks.len() >= 10, "the tutorial's commands: {} blocks", blocks.len());
+    let (api, check, proxy, talker, nginx) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let script = blocks
+        .join("")
+        .replace(
+            "tokenwarden serve ",
+            &format!(
+                "tokenwarden serve --api-listen 127.0.0.1:{api} --authz-http-listen 127.0.0.1:{check} --authz-grpc-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 "
+            ),
+        )
+        .replace("127.0.0.1:5001", &format!("127.0.0.1:{check}"))
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{proxy}"))
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{talker}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{nginx}"));
+    // Whatever happens, nothing the script started outlives it.
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:/usr/sbin:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the tutorial failed\n{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+
+    // What the document shows is what a user sees.
+    for expected in [
+        "authconfig.authorino.kuadrant.io/talker-api-protection created",
+        "authconfig.authorino.kuadrant.io/talker-api-protection condition met",
+        "serviceaccount/api-consumer-1 created",
+        "NOT VERIFIED: decoded without checking the signature",
+        "  sub: system:serviceaccount:default:api-consumer-1\n",
+        "authenticated: true\nuser: system:serviceaccount:default:api-consumer-1\n",
+        "\"path\":\"/hello\"",
+        "www-authenticate: Bearer realm=\"authorized-service-accounts\"",
+        "x-ext-auth-reason: credential not found",
+        "x-ext-auth-reason: not authenticated",
+        "error: [invalid bearer token, token audiences [\"other-api\"] is invalid for the target audiences [\"talker-api\"]]",
+        "error: [invalid bearer token, service account token has expired]",
+        "export KUBERNETES_SERVICE_HOST=127.0.0.1\n",
+        &format!("export KUBERNETES_SERVICE_PORT={api}\n"),
+        "serviceaccount \"api-consumer-1\" deleted",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?}\n{}", describe(&out));
+    }
+    assert_eq!(stdout.matches("HTTP/1.1 401 Unauthorized").count(), 3, "{stdout}");
+    assert!(stderr.contains("tokenwarden: wrote a token for serviceaccount default/api-consumer-1 to ./api-consumer-1/token"), "{stderr}");
+    // The in-cluster consumer: 200s while the ServiceAccount exists, then 401.
+    let statuses: Vec<&str> = stdout.lines().filter(|l| l.len() > 21 && l.as_bytes()[20] == b' ' && l.ends_with(|c: char| c.is_ascii_digit())).map(|l| &l[21..]).collect();
+    assert!(statuses.contains(&"200"), "{statuses:?}\n{stdout}");
+    assert_eq!(statuses.last(), Some(&"401"), "{statuses:?}\n{stdout}");
+    // nginx in front: 401 without a token, 200 with one.
+    assert!(stdout.trim_end().ends_with("401\n200"), "{stdout}");
+    // Nothing is left behind but what the user made.
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|name| name.starts_with('.')), "left behind: {left:?}");
+}
