@@ -312,3 +312,14 @@ fn consume_rereads_the_token_file_and_prints_each_status() {
     let out = Command::new(BIN).args(["consume", "--endpoint", &endpoint, "--token-path", "t", "--interval", "0"]).output().unwrap();
     assert_eq!(failure(&out), (64, "tokenwarden: --interval: duration \"0\" must be greater than 0".to_owned()));
 }
+
+#[test]
+fn talker_api_refuses_bad_addresses() {
+    let out = Command::new(BIN).args(["talker-api", "--listen", "nowhere"]).output().unwrap();
+    assert_eq!(failure(&out), (64, "tokenwarden: invalid --listen \"nowhere\": expected ADDR:PORT or off".to_owned()));
+    let (_talker, port) = talker_api();
+    let out = Command::new(BIN).args(["talker-api", "--listen", &format!("127.0.0.1:{port}")]).output().unwrap();
+    let (code, line) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(line.starts_with(&format!("tokenwarden: cannot listen on 127.0.0.1:{port}: ")), "{line}");
+}
