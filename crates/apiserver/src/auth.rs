@@ -1,9 +1,11 @@
-//! Who is calling (bearer token: the admin credential, a ServiceAccount token, or nobody) and
-//! whether they may. Until RBAC arrives the rule is fixed: the admin may do everything; any
-//! authenticated caller may create SelfSubjectReviews and read discovery and the OIDC
-//! documents; anyone may read the health and version endpoints.
+//! Who is calling (bearer token: the admin credential, a ServiceAccount token, or nobody; then
+//! impersonation headers) and whether RBAC lets them (`tokenwarden_core::rbac`, evaluated
+//! from the in-memory index). The admin is in `system:masters`, bound to `cluster-admin`.
+
+use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, header};
+use tokenwarden_core::rbac::Request;
 use tokenwarden_core::review::UserInfo;
 
 use crate::ApiState;
@@ -19,6 +21,8 @@ pub enum CallerKind {
     Admin,
     ServiceAccount,
     Anonymous,
+    /// Acting as another user through `Impersonate-*` headers.
+    Impersonated,
 }
 
 #[derive(Clone, Debug)]
@@ -88,42 +92,124 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Caller> 
     }
 }
 
-/// Non-resource paths anyone may read (kube's `system:public-info-viewer`).
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+/// The request's attributes as RBAC reads them.
+pub fn rbac_request(info: &RequestInfo) -> Request<'_> {
+    Request {
+        verb: info.verb,
+        is_resource: info.is_resource,
+        namespace: &info.namespace,
+        api_group: &info.group,
+        resource: &info.resource,
+        subresource: &info.subresource,
+        name: &info.name,
+        path: &info.path,
+    }
 }
 
-/// The fixed pre-RBAC policy; the error is kube-apiserver's Forbidden Status.
-pub fn authorize(caller: &Caller, info: &RequestInfo) -> ApiResult<()> {
-    if caller.kind == CallerKind::Admin {
-        return Ok(());
-    }
-    let authenticated = caller.kind != CallerKind::Anonymous;
-    let allowed = if info.is_resource {
-        authenticated
-            && info.verb == "create"
-            && info.group == "authentication.k8s.io"
-            && info.resource == "selfsubjectreviews"
+/// kube-apiserver's Forbidden Status for `user` asking `request`.
+pub fn forbidden(user: &str, request: &Request<'_>) -> ApiError {
+    let reason = request.forbidden_reason(user);
+    if request.is_resource {
+        ApiError::forbidden(Some((request.api_group, request.resource)), request.name, &reason)
     } else {
-        is_public(&info.path) || authenticated
-    };
-    if allowed {
-        return Ok(());
+        ApiError::forbidden(None, "", &reason)
     }
-    let user = tokenwarden_core::error::go_quote(&caller.user.username);
-    if !info.is_resource {
-        return Err(ApiError::forbidden(None, "", &format!("User {user} cannot {} path {}", info.verb, tokenwarden_core::error::go_quote(&info.path))));
+}
+
+/// RBAC decides (members of `system:masters` may do everything).
+pub fn authorize(state: &ApiState, caller: &Caller, info: &RequestInfo) -> ApiResult<()> {
+    let request = rbac_request(info);
+    match state.authority.index().authorize(&caller.user, &request) {
+        Some(_) => Ok(()),
+        None => Err(forbidden(&caller.user.username, &request)),
     }
-    let scope = if info.namespace.is_empty() {
-        "at the cluster scope".to_owned()
-    } else {
-        format!("in the namespace {}", tokenwarden_core::error::go_quote(&info.namespace))
+}
+
+/// `Impersonate-User`, `-Group`, `-Uid` and `-Extra-*`: act as someone else, if RBAC lets the
+/// caller `impersonate` each of them (kube-apiserver's impersonation filter). Returns the
+/// caller unchanged when no impersonation header is present.
+pub fn impersonate(state: &ApiState, caller: Caller, headers: &HeaderMap) -> ApiResult<Caller> {
+    let values = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect::<Vec<String>>();
+    let user = values("impersonate-user").into_iter().next();
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid").into_iter().next();
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
+            && let Ok(value) = value.to_str()
+        {
+            let key = percent_decode(key);
+            extra.entry(key).or_default().push(value.to_owned());
+        }
+    }
+    let Some(username) = user else {
+        if groups.is_empty() && uid.is_none() && extra.is_empty() {
+            return Ok(caller);
+        }
+        return Err(ApiError::new(400, "BadRequest", "requested impersonation of groups, extra or uid without impersonating a user"));
     };
-    let reason = format!(
-        "User {user} cannot {} resource {} in API group {} {scope}",
-        info.verb,
-        tokenwarden_core::error::go_quote(&info.resource_path()),
-        tokenwarden_core::error::go_quote(&info.group),
-    );
-    Err(ApiError::forbidden(Some((&info.group, &info.resource)), &info.name, &reason))
+    let index = state.authority.index();
+    let check = |request: Request<'_>| match index.authorize(&caller.user, &request) {
+        Some(_) => Ok(()),
+        None => Err(forbidden(&caller.user.username, &request)),
+    };
+    let mut impersonated_groups = groups.clone();
+    match tokenwarden_core::claims::split_username(&username) {
+        Some((namespace, name)) => {
+            check(impersonation("", "serviceaccounts", namespace, name))?;
+            if groups.is_empty() {
+                impersonated_groups = vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{namespace}")];
+            }
+        }
+        None => check(impersonation("", "users", "", &username))?,
+    }
+    for group in &groups {
+        check(impersonation("", "groups", "", group))?;
+    }
+    if let Some(uid) = &uid {
+        check(impersonation("authentication.k8s.io", "uids", "", uid))?;
+    }
+    for (key, values) in &extra {
+        for value in values {
+            check(Request { subresource: key, ..impersonation("authentication.k8s.io", "userextras", "", value) })?;
+        }
+    }
+    if username == "system:anonymous" {
+        if !impersonated_groups.iter().any(|g| g == "system:unauthenticated") {
+            impersonated_groups.push("system:unauthenticated".into());
+        }
+    } else if !impersonated_groups.iter().any(|g| g == "system:authenticated") {
+        impersonated_groups.push("system:authenticated".into());
+    }
+    Ok(Caller {
+        kind: CallerKind::Impersonated,
+        user: UserInfo { username, uid: uid.unwrap_or_default(), groups: impersonated_groups, extra },
+    })
+}
+
+/// `impersonate` on one resource: what acting as someone needs.
+fn impersonation<'a>(api_group: &'a str, resource: &'a str, namespace: &'a str, name: &'a str) -> Request<'a> {
+    Request { verb: "impersonate", is_resource: true, api_group, resource, namespace, name, ..Request::default() }
+}
+
+/// `%XX` escapes in an `Impersonate-Extra-` key (kube allows them for characters that are
+/// not legal in header names).
+fn percent_decode(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -14,10 +14,13 @@ use crate::registry::STORED;
 use crate::request::RequestInfo;
 
 const AUTHENTICATION: &str = "authentication.k8s.io";
+const AUTHORIZATION: &str = "authorization.k8s.io";
+const RBAC: &str = "rbac.authorization.k8s.io";
 const AUTHORINO: &str = "authorino.kuadrant.io";
 
 /// Every API group (not the core group) with its versions, preferred first.
-const GROUPS: [(&str, &[&str]); 2] = [(AUTHENTICATION, &["v1", "v1beta1"]), (AUTHORINO, &["v1beta3"])];
+const GROUPS: [(&str, &[&str]); 4] =
+    [(AUTHENTICATION, &["v1", "v1beta1"]), (AUTHORIZATION, &["v1"]), (RBAC, &["v1"]), (AUTHORINO, &["v1beta3"])];
 
 /// The discovery document at `info.path`, or `None` (404) for anything else.
 pub fn handle(info: &RequestInfo, pretty: bool) -> Option<Response> {
@@ -106,6 +109,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(review("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview"));
         }
         resources.push(review("tokenreviews", "tokenreview", "TokenReview"));
+    }
+    if group == AUTHORIZATION {
+        let review = |name: &str, singular: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": ["create"]})
+        };
+        resources.push(review("localsubjectaccessreviews", "localsubjectaccessreview", "LocalSubjectAccessReview", true));
+        resources.push(review("selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false));
+        resources.push(review("selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview", false));
+        resources.push(review("subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false));
     }
     let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))

@@ -74,6 +74,10 @@ pub const SECRET: Schema = top! {
     "immutable" => Schema::Any,
 };
 
+pub const ROLE: Schema = top! { "rules" => Schema::Any, "aggregationRule" => Schema::Any };
+
+pub const BINDING: Schema = top! { "roleRef" => Schema::Any, "subjects" => Schema::Any };
+
 /// Pods, Nodes and AuthConfigs: top level checked, specs kept as sent.
 pub const SPEC_AND_STATUS: Schema = top! { "spec" => Schema::Any, "status" => Schema::Any };
 

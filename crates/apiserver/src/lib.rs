@@ -5,6 +5,7 @@
 //! (TokenRequest, TokenReview, SelfSubjectReview), OIDC, or the generic object handlers.
 //! [`router`] returns a socket-less `Router` so tests can drive it with `oneshot`.
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod discovery;
@@ -133,8 +134,8 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, method: Method, uri: U
 async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
     let info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
-    let caller = auth::authenticate(state, &headers)?;
-    auth::authorize(&caller, &info)?;
+    let caller = auth::impersonate(state, auth::authenticate(state, &headers)?, &headers)?;
+    auth::authorize(state, &caller, &info)?;
     let body = body::read(body).await?;
     let call = Call { info, caller, query, headers, body };
 
@@ -144,6 +145,9 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
     match (call.info.group.as_str(), call.info.resource.as_str(), call.info.subresource.as_str()) {
         ("authentication.k8s.io", "tokenreviews", "") => tokens::token_review(state, &call),
         ("authentication.k8s.io", "selfsubjectreviews", "") => tokens::self_subject_review(&call),
+        ("authorization.k8s.io", "selfsubjectaccessreviews", "") => access::self_subject_access_review(state, &call),
+        ("authorization.k8s.io", "selfsubjectrulesreviews", "") => access::self_subject_rules_review(state, &call),
+        ("authorization.k8s.io", "subjectaccessreviews" | "localsubjectaccessreviews", "") => access::subject_access_review(state, &call),
         ("", "serviceaccounts", "token") => tokens::token_request(state, &call).await,
         _ => resources::handle(state, call).await,
     }

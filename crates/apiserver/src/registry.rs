@@ -22,13 +22,17 @@ impl ResourceDef {
 }
 
 /// Every stored resource, in discovery order.
-pub const STORED: [ResourceDef; 6] = [
+pub const STORED: [ResourceDef; 10] = [
     ResourceDef { resource: Resource::NAMESPACES, short_names: &["ns"], schema: fields::NAMESPACE },
     ResourceDef { resource: Resource::NODES, short_names: &["no"], schema: fields::SPEC_AND_STATUS },
     ResourceDef { resource: Resource::PODS, short_names: &["po"], schema: fields::SPEC_AND_STATUS },
     ResourceDef { resource: Resource::SECRETS, short_names: &[], schema: fields::SECRET },
     ResourceDef { resource: Resource::SERVICE_ACCOUNTS, short_names: &["sa"], schema: fields::SERVICE_ACCOUNT },
     ResourceDef { resource: Resource::AUTH_CONFIGS, short_names: &[], schema: fields::SPEC_AND_STATUS },
+    ResourceDef { resource: Resource::CLUSTER_ROLE_BINDINGS, short_names: &[], schema: fields::BINDING },
+    ResourceDef { resource: Resource::CLUSTER_ROLES, short_names: &[], schema: fields::ROLE },
+    ResourceDef { resource: Resource::ROLE_BINDINGS, short_names: &[], schema: fields::BINDING },
+    ResourceDef { resource: Resource::ROLES, short_names: &[], schema: fields::ROLE },
 ];
 
 /// The stored resource at `group/version/plural`.

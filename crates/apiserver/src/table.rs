@@ -128,8 +128,41 @@ pub fn columns(resource: &Resource) -> Vec<Value> {
             age,
         ],
         Resource::NAMESPACES => vec![name, column("Status", "string", "", "The status of the namespace"), age],
+        Resource::ROLES | Resource::CLUSTER_ROLES => vec![name, column("Created At", "date", "", "Time at which the object was created")],
+        Resource::ROLE_BINDINGS | Resource::CLUSTER_ROLE_BINDINGS => {
+            let wide = |title: &str, description: &str| {
+                let mut c = column(title, "string", "", description);
+                c["priority"] = json!(1);
+                c
+            };
+            vec![
+                name,
+                column("Role", "string", "", "Role references the Role or ClusterRole the subjects are bound to"),
+                age,
+                wide("Users", "Users in the binding"),
+                wide("Groups", "Groups in the binding"),
+                wide("ServiceAccounts", "ServiceAccounts in the binding"),
+            ]
+        }
         _ => vec![name, age],
     }
+}
+
+/// The subjects of `kind` in a binding, as kubectl's wide columns list them.
+fn subjects_of(object: &Object, kind: &str) -> String {
+    let subjects = object.value().get("subjects").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let names: Vec<String> = subjects
+        .iter()
+        .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+        .map(|s| {
+            let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+            match s.get("namespace").and_then(Value::as_str).filter(|_| kind == "ServiceAccount") {
+                Some(namespace) => format!("{namespace}/{name}"),
+                None => name.to_owned(),
+            }
+        })
+        .collect();
+    names.join(", ")
 }
 
 /// The cells of one object's row.
@@ -144,6 +177,16 @@ pub fn cells(resource: &Resource, object: &Object, now: Timestamp) -> Vec<Value>
         Resource::NAMESPACES => {
             let phase = object.str_at("status.phase").filter(|p| !p.is_empty()).unwrap_or("Active");
             vec![name, json!(phase), json!(age)]
+        }
+        Resource::ROLES | Resource::CLUSTER_ROLES => {
+            vec![name, json!(object.creation_timestamp().map(|t| t.to_string()).unwrap_or_default())]
+        }
+        Resource::ROLE_BINDINGS | Resource::CLUSTER_ROLE_BINDINGS => {
+            let role = format!("{}/{}", object.str_at("roleRef.kind").unwrap_or_default(), object.str_at("roleRef.name").unwrap_or_default());
+            let wide = ["User", "Group", "ServiceAccount"].map(|kind| json!(subjects_of(object, kind)));
+            let mut row = vec![name, json!(role), json!(age)];
+            row.extend(wide);
+            row
         }
         _ => vec![name, json!(age)],
     }

@@ -11,7 +11,7 @@ use crate::{ApiState, Call, body, fields};
 const AUTHENTICATION: &str = "authentication.k8s.io";
 
 /// A body's `apiVersion`/`kind`, if present, must name what the URL serves.
-fn check_type(object: &Map<String, Value>, api_version: &str, kind: &str) -> ApiResult<()> {
+pub(crate) fn check_type(object: &Map<String, Value>, api_version: &str, kind: &str) -> ApiResult<()> {
     let field = |name: &str| object.get(name).and_then(Value::as_str).unwrap_or("");
     let (sent_version, sent_kind) = (field("apiVersion"), field("kind"));
     if (!sent_version.is_empty() && sent_version != api_version) || (!sent_kind.is_empty() && sent_kind != kind) {

@@ -77,3 +77,30 @@ impl AccessReviewer for RemoteAccessReviewer {
         }
     }
 }
+
+/// SubjectAccessReviews answered in process from the authority's RBAC policy (`serve`).
+pub struct LocalAccessReviewer(pub std::sync::Arc<tokenwarden_store::Authority>);
+
+#[async_trait::async_trait]
+impl AccessReviewer for LocalAccessReviewer {
+    async fn review(&self, request: &SubjectAccessReviewRequest) -> ReviewOutcome {
+        let user = tokenwarden_core::review::UserInfo { username: request.user.clone(), groups: request.groups.clone(), ..Default::default() };
+        let attributes = match &request.attributes {
+            AccessAttributes::Resource { namespace, group, resource, name, subresource, verb } => tokenwarden_core::rbac::Request {
+                verb,
+                is_resource: true,
+                namespace,
+                api_group: group,
+                resource,
+                subresource,
+                name,
+                path: "",
+            },
+            AccessAttributes::NonResource { path, verb } => tokenwarden_core::rbac::Request { verb, path, ..Default::default() },
+        };
+        match self.0.index().authorize(&user, &attributes) {
+            Some(_) => ReviewOutcome::Allowed,
+            None => ReviewOutcome::Denied(String::new()),
+        }
+    }
+}

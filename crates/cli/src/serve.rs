@@ -8,13 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::json;
 use tokenwarden_apiserver::{AdminCredential, ApiState};
 use tokenwarden_core::keys::Algorithm;
 use tokenwarden_core::token_request::IssuerConfig;
-use tokenwarden_core::{Object, Resource};
 use tokenwarden_store::sqlite::SqliteStore;
-use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, StoreError, SystemClock};
+use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
 
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::{Authorizer, source};
@@ -180,12 +178,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let authority = Authority::start(Arc::clone(&store), keys, config, Arc::new(clock), ca_pem.clone())
         .await
         .map_err(|e| Failure::Runtime(format!("starting the authority: {e}")))?;
-    bootstrap(&authority).await.map_err(|e| Failure::Runtime(format!("bootstrapping: {e}")))?;
+    authority.bootstrap().await.map_err(|e| Failure::Runtime(format!("bootstrapping: {e}")))?;
     let kubeconfig = admin::write_kubeconfig(dir, &url, ca_pem.as_deref(), &admin_token)
         .map_err(|e| Failure::Runtime(format!("writing the admin kubeconfig: {e}")))?;
 
     // The authorizer, fed from the same store: AuthConfigs applied with kubectl take effect at once.
-    let authorizer = Arc::new(Authorizer::new(Identities::new(Some(Arc::clone(&authority)))));
+    let authorizer = Arc::new(
+        Authorizer::new(Identities::new(Some(Arc::clone(&authority))))
+            .with_access_reviewer(Arc::new(tokenwarden_authz::access::LocalAccessReviewer(Arc::clone(&authority)))),
+    );
     let _follower = source::follow_authority(Arc::clone(&authority), Arc::clone(&authorizer))
         .await
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
@@ -227,18 +228,6 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     served.map_err(|e| Failure::Runtime(format!("server: {e}")))
-}
-
-/// Namespaces `default` and `kube-system`, each with its `default` ServiceAccount.
-async fn bootstrap(authority: &Authority) -> Result<(), StoreError> {
-    for name in ["default", "kube-system"] {
-        let namespace = Object::from_value(json!({"metadata": {"name": name}})).unwrap_or_else(|| unreachable!("a JSON object"));
-        match authority.create(&Resource::NAMESPACES, namespace).await {
-            Ok(_) | Err(StoreError::Api(tokenwarden_core::Error::AlreadyExists { .. })) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod keys;
 pub mod lookup;
 pub mod object;
+pub mod rbac;
 pub mod review;
 pub mod selector;
 pub mod time;

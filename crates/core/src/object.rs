@@ -35,16 +35,38 @@ impl Resource {
         namespaced: true,
     };
 
+    pub const ROLES: Self = Self::rbac("roles", "role", "Role", true);
+    pub const CLUSTER_ROLES: Self = Self::rbac("clusterroles", "clusterrole", "ClusterRole", false);
+    pub const ROLE_BINDINGS: Self = Self::rbac("rolebindings", "rolebinding", "RoleBinding", true);
+    pub const CLUSTER_ROLE_BINDINGS: Self = Self::rbac("clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false);
+
+    /// The RBAC resource types (`rbac.authorization.k8s.io/v1`).
+    pub const RBAC: [Self; 4] = [Self::ROLES, Self::CLUSTER_ROLES, Self::ROLE_BINDINGS, Self::CLUSTER_ROLE_BINDINGS];
+
     /// The resource types of the authority core.
     pub const CORE: [Self; 5] =
         [Self::NAMESPACES, Self::SERVICE_ACCOUNTS, Self::PODS, Self::SECRETS, Self::NODES];
 
     /// Every resource type the authority stores (namespace deletion empties each of them).
-    pub const STORED: [Self; 6] =
-        [Self::NAMESPACES, Self::SERVICE_ACCOUNTS, Self::PODS, Self::SECRETS, Self::NODES, Self::AUTH_CONFIGS];
+    pub const STORED: [Self; 10] = [
+        Self::NAMESPACES,
+        Self::SERVICE_ACCOUNTS,
+        Self::PODS,
+        Self::SECRETS,
+        Self::NODES,
+        Self::AUTH_CONFIGS,
+        Self::ROLES,
+        Self::CLUSTER_ROLES,
+        Self::ROLE_BINDINGS,
+        Self::CLUSTER_ROLE_BINDINGS,
+    ];
 
     const fn core(plural: &'static str, singular: &'static str, kind: &'static str, namespaced: bool) -> Self {
         Self { group: "", version: "v1", plural, singular, kind, namespaced }
+    }
+
+    const fn rbac(plural: &'static str, singular: &'static str, kind: &'static str, namespaced: bool) -> Self {
+        Self { group: "rbac.authorization.k8s.io", version: "v1", plural, singular, kind, namespaced }
     }
 
     /// `apiVersion` as written in objects: `v1` or `group/version`.

@@ -185,8 +185,37 @@ impl Authority {
         Ok(())
     }
 
+    /// What a fresh cluster has: namespaces `default` and `kube-system` (each with its
+    /// `default` ServiceAccount) and the bootstrap RBAC policy. Objects that exist are left
+    /// as they are, so a restart keeps a user's edits.
+    pub async fn bootstrap(&self) -> Result<(), StoreError> {
+        let namespaces = ["default", "kube-system"].into_iter().filter_map(|name| Object::from_value(serde_json::json!({"metadata": {"name": name}})));
+        self.create_missing(namespaces.map(|namespace| (Resource::NAMESPACES, namespace))).await?;
+        self.bootstrap_policy().await
+    }
+
+    /// The bootstrap RBAC policy (`cluster-admin` for `system:masters`, `system:basic-user`,
+    /// `system:discovery`, ...), where missing.
+    pub async fn bootstrap_policy(&self) -> Result<(), StoreError> {
+        self.create_missing(tokenwarden_core::rbac::bootstrap_policy()).await
+    }
+
+    async fn create_missing(&self, objects: impl IntoIterator<Item = (Resource, Object)>) -> Result<(), StoreError> {
+        for (resource, object) in objects {
+            match self.create(&resource, object).await {
+                Ok(_) | Err(StoreError::Api(Error::AlreadyExists { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     pub async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
         let object = self.admit_update(resource, object)?;
+        if Resource::RBAC.contains(resource) {
+            let old = self.store.get(resource, object.namespace(), object.name()).await?;
+            tokenwarden_core::rbac::validate_update(resource, &old, &object)?;
+        }
         let updated = self.store.update(resource, object).await?;
         Ok(self.settled(updated).await)
     }
@@ -252,6 +281,7 @@ fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
     if *resource == Resource::AUTH_CONFIGS {
         tokenwarden_core::authconfig::AuthConfig::parse(&serde_json::Value::Object(object.value().clone()))?;
     }
+    tokenwarden_core::rbac::validate(resource, object)?;
     Ok(())
 }
 
@@ -260,7 +290,8 @@ async fn load_index(store: &dyn Store, index: &Index) -> Result<Revision, StoreE
     // The revision first: events after it are replayed, so nothing listed can be missed.
     let revision = store.current_revision().await?;
     let mut tables = Vec::new();
-    for resource in [Resource::SERVICE_ACCOUNTS, Resource::PODS, Resource::SECRETS, Resource::NODES] {
+    let indexed = [Resource::SERVICE_ACCOUNTS, Resource::PODS, Resource::SECRETS, Resource::NODES].into_iter().chain(Resource::RBAC);
+    for resource in indexed {
         tables.push((resource, store.list(&resource, &ListOptions::default()).await?.items));
     }
     index.reset(&tables, revision);

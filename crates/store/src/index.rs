@@ -1,11 +1,13 @@
-//! In-memory indexes of the objects tokens name, fed by the change feed, so a review or a
-//! TokenRequest never reads disk.
+//! In-memory indexes of the objects tokens name and of the RBAC policy, fed by the change
+//! feed, so a review, a TokenRequest or an authorization decision never reads disk.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tokenwarden_core::lookup::{ObjectLookup, ObjectMeta, PodInfo, SecretInfo};
 use tokenwarden_core::object::{LEGACY_TOKEN_INVALID_SINCE_LABEL, SERVICE_ACCOUNT_TOKEN_SECRET_TYPE};
+use tokenwarden_core::rbac::{Policy, PolicyRule, Request};
+use tokenwarden_core::review::UserInfo;
 use tokenwarden_core::{Object, Resource};
 use tokio::sync::watch;
 
@@ -20,6 +22,7 @@ struct Tables {
     pods: ByNamespace<PodInfo>,
     secrets: ByNamespace<SecretInfo>,
     nodes: HashMap<String, ObjectMeta>,
+    policy: Policy,
 }
 
 /// The objects tokens depend on, by namespace and name.
@@ -91,6 +94,8 @@ impl Index {
             } else {
                 tables.nodes.remove(object.name());
             }
+        } else if let Some(resource) = Resource::RBAC.iter().find(|r| r.key_prefix() == prefix) {
+            tables.policy.apply(resource, object, present);
         }
     }
 
@@ -129,6 +134,17 @@ impl Index {
         let mut rx = self.applied.subscribe();
         // The sender lives as long as `self`, so this only ends once the revision is reached.
         let _ = rx.wait_for(|applied| *applied >= revision).await;
+    }
+
+    /// `Some(reason)` when RBAC (or membership of `system:masters`) allows `user` to make
+    /// `request`.
+    pub fn authorize(&self, user: &UserInfo, request: &Request<'_>) -> Option<String> {
+        self.read().policy.decide(user, request)
+    }
+
+    /// The rules that apply to `user` in `namespace` (SelfSubjectRulesReview).
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Vec<PolicyRule> {
+        self.read().policy.rules_for(user, namespace)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
