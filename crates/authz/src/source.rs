@@ -114,7 +114,7 @@ async fn write_statuses(authority: &Authority, statuses: Vec<(Arc<Object>, Value
         }
         let mut updated = (*object).clone();
         updated.0.insert("status".into(), status);
-        match authority.update(&Resource::AUTH_CONFIGS, updated).await {
+        match authority.update_status(&Resource::AUTH_CONFIGS, updated).await {
             // A conflict means a newer version is on its way through the feed.
             Ok(_) | Err(StoreError::Api(tokenwarden_core::Error::Conflict { .. } | tokenwarden_core::Error::NotFound { .. })) => {}
             Err(e) => tracing::warn!(authconfig = %key(&object), error = %e, "cannot write AuthConfig status"),
