@@ -88,13 +88,16 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Caller> 
     }
 }
 
-/// Non-resource paths anyone may read (kube's `system:public-info-viewer`).
-fn is_public(path: &str) -> bool {
+/// Non-resource paths anyone may read (kube's `system:public-info-viewer`), and the OIDC
+/// documents when `public_discovery` is set.
+fn is_public(path: &str, public_discovery: bool) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+        || (public_discovery && matches!(path, "/.well-known/openid-configuration" | "/openid/v1/jwks"))
 }
 
 /// The fixed pre-RBAC policy; the error is kube-apiserver's Forbidden Status.
-pub fn authorize(caller: &Caller, info: &RequestInfo) -> ApiResult<()> {
+/// `public_discovery`: anonymous callers may read OIDC discovery and the JWKS.
+pub fn authorize(caller: &Caller, info: &RequestInfo, public_discovery: bool) -> ApiResult<()> {
     if caller.kind == CallerKind::Admin {
         return Ok(());
     }
@@ -105,7 +108,7 @@ pub fn authorize(caller: &Caller, info: &RequestInfo) -> ApiResult<()> {
             && info.group == "authentication.k8s.io"
             && info.resource == "selfsubjectreviews"
     } else {
-        is_public(&info.path) || authenticated
+        is_public(&info.path, public_discovery) || authenticated
     };
     if allowed {
         return Ok(());

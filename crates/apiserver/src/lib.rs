@@ -39,6 +39,10 @@ pub struct ApiState {
     pub admin: AdminCredential,
     /// The URL clients reach the API at (`https://127.0.0.1:6443`), for `jwks_uri`.
     pub external_url: String,
+    /// Anonymous callers may read OIDC discovery and the JWKS, so that verifiers can fetch the
+    /// keys without a credential (in a cluster: `system:service-account-issuer-discovery`
+    /// bound to `system:unauthenticated`).
+    pub public_discovery: bool,
 }
 
 /// The query string, decoded.
@@ -134,7 +138,7 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
     let query = Query::parse(uri.query())?;
     let info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
     let caller = auth::authenticate(state, &headers)?;
-    auth::authorize(&caller, &info)?;
+    auth::authorize(&caller, &info, state.public_discovery)?;
     let body = body::read(body).await?;
     let call = Call { info, caller, query, headers, body };
 

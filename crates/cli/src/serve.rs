@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Serve plain HTTP (development only: tokens cross the network in clear text).
     #[arg(long)]
     pub insecure_http: bool,
+    /// Let anonymous callers read /.well-known/openid-configuration and /openid/v1/jwks, so
+    /// token verifiers (e.g. `tokenwarden authorize` with a `jwt` identity) need no credential;
+    /// what binding system:service-account-issuer-discovery to system:unauthenticated does in a
+    /// cluster.
+    #[arg(long)]
+    pub public_oidc_discovery: bool,
     /// Algorithm of the signing key made on first start.
     #[arg(long, value_enum, default_value = "RS256")]
     pub signing_algorithm: SigningAlgorithm,
@@ -190,7 +196,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
 
-    let state = Arc::new(ApiState { authority, admin: AdminCredential::from_token(&admin_token), external_url: url.clone() });
+    let state = Arc::new(ApiState {
+        authority,
+        admin: AdminCredential::from_token(&admin_token),
+        external_url: url.clone(),
+        public_discovery: args.public_oidc_discovery,
+    });
     drop(admin_token);
     let app = tokenwarden_apiserver::router(state);
     let stop = listeners::shutdown_signal();

@@ -33,7 +33,7 @@ pub async fn server_with(keep_events: Option<usize>) -> Server {
     let authority = Authority::start(Arc::new(store), keys, IssuerConfig::new("https://127.0.0.1:6443"), Arc::new(clock.clone()), None)
         .await
         .unwrap();
-    let state = ApiState { authority, admin: AdminCredential::from_token(ADMIN), external_url: "https://127.0.0.1:6443".into() };
+    let state = ApiState { authority, admin: AdminCredential::from_token(ADMIN), external_url: "https://127.0.0.1:6443".into(), public_discovery: false };
     Server { router: router(Arc::new(state)), clock }
 }
 
