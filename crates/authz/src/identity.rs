@@ -66,6 +66,15 @@ pub struct ApiKeySecret {
     pub key_sha256: [u8; 32],
 }
 
+impl ApiKeySecret {
+    /// The API key a Secret holds (`data.api_key`, base64 as the API serves it; `stringData`
+    /// is folded into `data` when it is written), or None.
+    pub fn from_secret(secret: Arc<Object>) -> Option<Self> {
+        let api_key = secret.secret_data("api_key")?;
+        Some(Self { namespace: secret.namespace().to_owned(), key_sha256: sha256(&api_key), object: secret })
+    }
+}
+
 pub use tokenwarden_core::sha256;
 
 /// Credentials longer than this are refused before any backend sees them (DESIGN: tokens ≤ 16 KiB).
