@@ -38,17 +38,17 @@ fn obj(value: Value) -> Object {
     Object::from_value(value).unwrap()
 }
 
+/// The AuthConfig `name` in `NS` with `spec`.
+fn authconfig(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"namespace": NS, "name": name}, "spec": spec})
+}
+
 /// The Authorino TokenReview guide's AuthConfig for `host`.
 fn guide(name: &str, host: &str) -> Value {
-    json!({
-        "apiVersion": "authorino.kuadrant.io/v1beta3",
-        "kind": "AuthConfig",
-        "metadata": {"namespace": NS, "name": name},
-        "spec": {
-            "hosts": [host],
-            "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
-        },
-    })
+    authconfig(
+        name,
+        json!({"hosts": [host], "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}}}),
+    )
 }
 
 struct Api {
@@ -471,36 +471,38 @@ async fn token_review_over_tls_trusts_the_kubeconfig_ca_and_speaks_h2() {
 /// An AuthConfig accepting API keys from Secrets labelled `group: friends` (in its namespace,
 /// or in all of them).
 fn api_key_config(name: &str, host: &str, all_namespaces: bool) -> Value {
-    json!({
-        "apiVersion": "authorino.kuadrant.io/v1beta3",
-        "kind": "AuthConfig",
-        "metadata": {"namespace": NS, "name": name},
-        "spec": {
+    authconfig(
+        name,
+        json!({
             "hosts": [host],
             "authentication": {"friends": {
                 "apiKey": {"selector": {"matchLabels": {"group": "friends"}}, "allNamespaces": all_namespaces},
                 "credentials": {"authorizationHeader": {"prefix": "APIKEY"}},
             }},
             "response": {"success": {"headers": {"x-key-name": {"plain": {"selector": "auth.identity.metadata.name"}}}}},
-        },
-    })
+        }),
+    )
 }
 
 fn api_key_request(host: &str, key: &str) -> AuthRequest {
     AuthRequest::new("GET", host, "/hello").with_header("authorization", &format!("APIKEY {key}"))
 }
 
-/// Polls `check` on `request` until it answers `want`, for at most a second.
-async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest, want: u16) -> Decision {
+/// Polls `probe` until its answer is `wanted`, for at most a second; returns that answer.
+async fn within_a_second<T: std::fmt::Debug, F: std::future::Future<Output = T>>(what: &str, mut probe: impl FnMut() -> F, wanted: impl Fn(&T) -> bool) -> T {
     let started = tokio::time::Instant::now();
     loop {
-        let decision = authorizer.check(request).await;
-        if code(&decision) == want {
-            return decision;
+        let answer = probe().await;
+        if wanted(&answer) {
+            return answer;
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "not {want} within a second: {decision:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{what}: not within a second: {answer:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest, want: u16) -> Decision {
+    within_a_second(&format!("{want}"), move || authorizer.check(request), |decision| code(decision) == want).await
 }
 
 #[tokio::test]
@@ -567,16 +569,8 @@ async fn stored_status(api: &Api, name: &str) -> Value {
     object.value().get("status").cloned().unwrap_or(Value::Null)
 }
 
-async fn status_within_a_second(api: &Api, name: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let started = tokio::time::Instant::now();
-    loop {
-        let status = stored_status(api, name).await;
-        if check(&status) {
-            return status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(1), "{name}: status not as wanted within a second: {status}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn status_within_a_second(api: &Api, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    within_a_second(name, move || stored_status(api, name), wanted).await
 }
 
 #[tokio::test]
