@@ -6,7 +6,8 @@
 //!   remote API server.
 //! - `jwt` through a [`JwtVerifier`].
 //! - `apiKey`: Secrets holding `api_key`, selected by labels, compared by digest in constant
-//!   time, from an index kept by the AuthConfig follower (never a disk read per request).
+//!   time, from an index kept by the store's follower (`serve`) or a watch of the API server's
+//!   Secrets (`authorize`), never a read per request.
 //! - Invalid credentials are remembered briefly (negative cache), so a flood of one bad token
 //!   costs one verification per window.
 

@@ -38,8 +38,8 @@ use crate::kubeconfig::{ClusterAccess, ConfigError};
 
 /// The TokenReview endpoint.
 pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
-/// The AuthConfig group version.
-const AUTHCONFIGS_PATH_PREFIX: &str = "/apis/authorino.kuadrant.io/v1beta3";
+/// The AuthConfig group version (the status path is built under it).
+const AUTHORINO_API: &str = "/apis/authorino.kuadrant.io/v1beta3";
 /// The AuthConfig collection, all namespaces.
 pub const AUTHCONFIGS_PATH: &str = "/apis/authorino.kuadrant.io/v1beta3/authconfigs";
 /// The Secret collection, all namespaces.
@@ -559,7 +559,7 @@ impl RemoteAuthConfigs {
             // conflict, and that newer version is on its way as an event.
             let mut object = watched.object.clone();
             object.0.insert("status".into(), status.clone());
-            let path = format!("{AUTHCONFIGS_PATH_PREFIX}/namespaces/{}/authconfigs/{}/status", object.namespace(), object.name());
+            let path = format!("{AUTHORINO_API}/namespaces/{}/authconfigs/{}/status", object.namespace(), object.name());
             let error = match serde_json::to_vec(object.value()) {
                 Ok(body) => match self.api.fetch(Method::PUT, &path, Some(body), LIST_TIMEOUT).await {
                     Ok((code, _)) if code.is_success() => None,
