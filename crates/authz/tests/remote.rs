@@ -62,19 +62,36 @@ struct Api {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    /// The API, to serve it again after `stop` (plain HTTP only).
+    app: Router,
+}
+
+/// Serves `app` over plain HTTP, or over TLS with `tls`; the sender stops the server and drops
+/// its open connections (a watch in progress breaks, as when an API server goes away).
+fn serve_with(listener: TcpListener, app: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>) -> tokio::sync::oneshot::Sender<()> {
+    let handle = axum_server::Handle::new();
+    let listener = listener.into_std().unwrap();
+    let service = app.into_make_service();
+    match tls {
+        None => {
+            let server = axum_server::from_tcp(listener).unwrap().handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await.unwrap() });
+        }
+        Some(config) => {
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).unwrap().handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await.unwrap() });
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        rx.await.ok();
+        handle.shutdown();
+    });
+    tx
 }
 
 async fn serve(listener: TcpListener, app: Router) -> tokio::sync::oneshot::Sender<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                rx.await.ok();
-            })
-            .await
-            .unwrap();
-    });
-    tx
+    serve_with(listener, app, None)
 }
 
 fn write_kubeconfig(dir: &std::path::Path, server: &str, token: &str) -> PathBuf {
@@ -144,22 +161,14 @@ impl Api {
         let addr = listener.local_addr().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (shutdown, kubeconfig) = match tls {
-            None => (serve(listener, app).await, write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN)),
+            None => (serve(listener, app.clone()).await, write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN)),
             Some(pki) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem(pki.cert.clone().into_bytes(), pki.key.clone().into_bytes()).await.unwrap();
-                let handle = axum_server::Handle::new();
-                let server = axum_server::tls_rustls::from_tcp_rustls(listener.into_std().unwrap(), config).unwrap().handle(handle.clone());
-                tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                tokio::spawn(async move {
-                    rx.await.ok();
-                    handle.shutdown();
-                });
-                (tx, write_kubeconfig(dir.path(), &format!("https://{addr}"), ADMIN))
+                (serve_with(listener, app.clone(), Some(config)), write_kubeconfig(dir.path(), &format!("https://{addr}"), ADMIN))
             }
         };
-        Self { addr, authority, reviews, h2, refuse_status_writes, shutdown: Some(shutdown), _dir: dir, kubeconfig }
+        Self { addr, authority, reviews, h2, refuse_status_writes, shutdown: Some(shutdown), _dir: dir, kubeconfig, app }
     }
 
     fn client(&self) -> ApiClient {
@@ -186,6 +195,12 @@ impl Api {
     }
 
     /// Stops the server and waits until nothing accepts on its address.
+    /// Serves the same API on the same address again (after `stop`).
+    async fn resume(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.shutdown = Some(serve(listener, self.app.clone()).await);
+    }
+
     async fn stop(&mut self) {
         self.shutdown.take().unwrap().send(()).unwrap();
         for _ in 0..100 {
@@ -488,21 +503,26 @@ fn api_key_request(host: &str, key: &str) -> AuthRequest {
     AuthRequest::new("GET", host, "/hello").with_header("authorization", &format!("APIKEY {key}"))
 }
 
-/// Polls `probe` until its answer is `wanted`, for at most a second; returns that answer.
-async fn within_a_second<T: std::fmt::Debug, F: std::future::Future<Output = T>>(what: &str, mut probe: impl FnMut() -> F, wanted: impl Fn(&T) -> bool) -> T {
+/// Polls `probe` until its answer is `wanted`, for at most `bound`; returns that answer.
+async fn within<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    bound: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    wanted: impl Fn(&T) -> bool,
+) -> T {
     let started = tokio::time::Instant::now();
     loop {
         let answer = probe().await;
         if wanted(&answer) {
             return answer;
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "{what}: not within a second: {answer:?}");
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}: {answer:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest, want: u16) -> Decision {
-    within_a_second(&format!("{want}"), move || authorizer.check(request), |decision| code(decision) == want).await
+    within(Duration::from_secs(1), &format!("{want}"), move || authorizer.check(request), |decision| code(decision) == want).await
 }
 
 #[tokio::test]
@@ -563,6 +583,34 @@ async fn api_key_secrets_are_listed_and_watched_and_revoked_within_a_second() {
     configs.abort();
 }
 
+#[tokio::test]
+async fn the_api_key_watch_survives_an_api_server_outage() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let mut api = Api::start().await;
+    let secret = |name: &str, key: &str| obj(json!({"metadata": {"name": name, "namespace": NS, "labels": {"group": "friends"}}, "stringData": {"api_key": key}}));
+    api.authority.create(&Resource::SECRETS, secret("before", "key-before")).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let _configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-before"), 200).await;
+
+    // The watch breaks; what changes meanwhile is seen once the API server answers again. The
+    // keys known before the outage keep working through it.
+    api.stop().await;
+    api.authority.delete(&Resource::SECRETS, NS, "before", &Preconditions::default()).await.unwrap();
+    api.authority.create(&Resource::SECRETS, secret("during", "key-during")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-before")).await), 200, "the watch should be broken");
+    api.resume().await;
+    // Within the follower's backoff (it doubles from 200 ms while the server is away).
+    let during = api_key_request("keys.example.com", "key-during");
+    within(Duration::from_secs(5), "re-listed", || authorizer.check(&during), |d| code(d) == 200).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-before")).await), 401);
+    assert!(!keys.is_finished());
+    keys.abort();
+}
+
 /// The status the AuthConfig `name` has on the API server.
 async fn stored_status(api: &Api, name: &str) -> Value {
     let object = api.authority.store().get(&Resource::AUTH_CONFIGS, NS, name).await.unwrap();
@@ -570,7 +618,7 @@ async fn stored_status(api: &Api, name: &str) -> Value {
 }
 
 async fn status_within_a_second(api: &Api, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-    within_a_second(name, move || stored_status(api, name), wanted).await
+    within(Duration::from_secs(1), name, move || stored_status(api, name), wanted).await
 }
 
 #[tokio::test]
