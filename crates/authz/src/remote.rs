@@ -321,6 +321,8 @@ const WATCH_SECONDS: u64 = 290;
 /// A watch with no data (not even a bookmark) for this long is presumed dead.
 const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS + 30);
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per AuthConfig status write: the watch waits while statuses are written.
+const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Objects per list page, so a large collection never makes one oversized response.
 const LIST_PAGE: usize = 500;
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -561,7 +563,7 @@ impl RemoteAuthConfigs {
             object.0.insert("status".into(), status.clone());
             let path = format!("{AUTHORINO_API}/namespaces/{}/authconfigs/{}/status", object.namespace(), object.name());
             let error = match serde_json::to_vec(object.value()) {
-                Ok(body) => match self.api.fetch(Method::PUT, &path, Some(body), LIST_TIMEOUT).await {
+                Ok(body) => match self.api.fetch(Method::PUT, &path, Some(body), STATUS_WRITE_TIMEOUT).await {
                     Ok((code, _)) if code.is_success() => None,
                     Ok((code, body)) => Some(format!("HTTP {}: {}", code.as_u16(), status_message(&body))),
                     Err(e) => Some(e),
