@@ -61,18 +61,25 @@ pub async fn run(args: AuthorizeArgs) -> Result<(), Failure> {
     let authorizer = Arc::new(authorizer);
 
     let bound = planned.bind()?;
-    let source = match (&args.authconfig_dir, api) {
+    let source = match (&args.authconfig_dir, &api) {
         (Some(dir), _) => {
             dir::watch_dir_default(dir.clone(), Arc::clone(&authorizer)).map_err(|e| usage(format!("--authconfig-dir: {e}")))?;
             format!("AuthConfigs from {}", dir.display())
         }
         (None, Some(api)) => {
-            let server = api.access().server().to_owned();
             RemoteAuthConfigs::start(api.clone(), Arc::clone(&authorizer)).await.map_err(Failure::Runtime)?;
-            RemoteApiKeys::start(api, Arc::clone(&authorizer));
-            format!("AuthConfigs, API-key Secrets and TokenReviews from {server}")
+            format!("AuthConfigs from {}", api.access().server())
         }
         (None, None) => return Err(usage("--no-api-server needs --authconfig-dir".into())),
+    };
+    // With an API server, `apiKey` identities read its Secrets, wherever AuthConfigs come from.
+    let source = match api {
+        Some(api) => {
+            let server = api.access().server().to_owned();
+            RemoteApiKeys::start(api, Arc::clone(&authorizer));
+            format!("{source}; TokenReviews and API-key Secrets from {server}")
+        }
+        None => source,
     };
     let stop = listeners::shutdown_signal();
     let roles = bound.spawn(&authorizer, &stop).await?;
