@@ -389,7 +389,10 @@ impl<T: Followed> Follower<T> {
         let path = T::PATH;
         let mut items = Vec::new();
         let mut next: Option<String> = None;
-        let version = loop {
+        // The first page's version: kube-apiserver serves every page from that snapshot, and a
+        // server that does not replays, from there, the changes to pages already read.
+        let mut version: Option<String> = None;
+        loop {
             let mut query = vec![("limit", LIST_PAGE.to_string())];
             if let Some(token) = next.take() {
                 query.push(("continue", token));
@@ -405,12 +408,13 @@ impl<T: Followed> Follower<T> {
                 items.extend(page.into_iter().filter_map(Object::from_value));
             }
             let text = |pointer: &str| list.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+            version.get_or_insert_with(|| text("/metadata/resourceVersion"));
             match text("/metadata/continue") {
-                token if token.is_empty() => break text("/metadata/resourceVersion"),
+                token if token.is_empty() => break,
                 token => next = Some(token),
             }
-        };
-        self.resource_version = version;
+        }
+        self.resource_version = version.unwrap_or_default();
         self.state.reset(items);
         self.state.settle().await;
         Ok(())

@@ -667,3 +667,23 @@ async fn authconfig_statuses_are_written_back_through_the_status_subresource() {
     assert!(!watcher.is_finished());
     watcher.abort();
 }
+
+#[tokio::test]
+async fn secrets_are_listed_page_by_page() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let api = Api::start().await;
+    // More than one page (500): the keys on every page are found.
+    for i in 0..510 {
+        let secret = json!({"metadata": {"name": format!("key-{i:03}"), "namespace": NS, "labels": {"group": "friends"}}, "stringData": {"api_key": format!("key-{i}")}});
+        api.authority.create(&Resource::SECRETS, obj(secret)).await.unwrap();
+    }
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let last = api_key_request("keys.example.com", "key-509");
+    within(Duration::from_secs(5), "listed", || authorizer.check(&last), |d| code(d) == 200).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-0")).await), 200);
+    keys.abort();
+    configs.abort();
+}
