@@ -89,6 +89,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             entry["shortNames"] = json!(def.short_names);
         }
         resources.push(entry);
+        if r.has_status_subresource() {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if r.plural == "serviceaccounts" && group.is_empty() {
             resources.push(json!({
                 "name": "serviceaccounts/token",
@@ -139,6 +148,9 @@ mod tests {
         assert!(resources.iter().all(|r| r.get("verbs").is_some() && r.get("singularName").is_some()));
         assert!(resource_list("", "v2").is_none());
         assert!(resource_list("authentication.k8s.io", "v1alpha1").is_none());
+        let authorino = resource_list(AUTHORINO, "v1beta3").unwrap();
+        let status = authorino["resources"].as_array().unwrap().iter().find(|r| r["name"] == "authconfigs/status").unwrap();
+        assert_eq!((status["kind"].as_str(), &status["verbs"]), (Some("AuthConfig"), &json!(["get", "patch", "update"])));
         let beta = resource_list(AUTHENTICATION, "v1beta1").unwrap();
         assert_eq!(beta["resources"].as_array().unwrap().len(), 1);
     }

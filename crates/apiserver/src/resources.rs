@@ -1,7 +1,8 @@
 //! Generic object handlers for every stored resource (`registry::STORED`): get, list, watch,
 //! create, update (PUT), patch (JSON, merge, strategic-as-merge, server-side apply), delete and
-//! deletecollection. Writes go through the authority (Kubernetes' controller rules); reads go
-//! to its store.
+//! deletecollection; and get, update and patch of the `status` subresource of the kinds that
+//! have one. Writes go through the authority (Kubernetes' controller rules); reads go to its
+//! store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde_json::{Map, Value, json};
 use tokenwarden_core::error::go_quote;
 use tokenwarden_core::selector::{FieldRequirement, FieldSelector, LabelSelector};
 use tokenwarden_core::{Error, FieldError, Object, Resource};
-use tokenwarden_store::{ListOptions, Preconditions, StoreError};
+use tokenwarden_store::{ListOptions, Part, Preconditions, StoreError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::patch::{self, PatchType};
@@ -29,10 +30,12 @@ pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
     let Some(def) = registry::find(&info.group, &info.version, &info.resource) else {
         return Err(ApiError::path_not_found());
     };
-    if !info.subresource.is_empty() {
-        return Err(ApiError::path_not_found());
-    }
     let resource = def.resource;
+    let part = match info.subresource.as_str() {
+        "" => Part::Object,
+        "status" if resource.has_status_subresource() => Part::Status,
+        _ => return Err(ApiError::path_not_found()),
+    };
     let namespace = if resource.namespaced {
         info.namespace.clone()
     } else if info.namespace.is_empty() || resource == Resource::NAMESPACES {
@@ -46,7 +49,11 @@ pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
     if resource.namespaced && namespace.is_empty() && !matches!(verb, "list" | "watch") {
         return Err(if info.name.is_empty() { ApiError::method_not_allowed(method_of(verb)) } else { ApiError::path_not_found() });
     }
-    let handler = Handler { state, call: &call, def, resource, namespace };
+    if part == Part::Status && !matches!(verb, "get" | "update" | "patch") {
+        // kube-apiserver's status subresource serves get, update and patch only.
+        return Err(ApiError::method_not_allowed(method_of(verb)));
+    }
+    let handler = Handler { state, call: &call, def, resource, namespace, part };
     match verb {
         "get" => handler.get().await,
         "list" => handler.list().await,
@@ -142,6 +149,8 @@ struct Handler<'a> {
     resource: Resource,
     /// The request namespace; empty for cluster-scoped resources and all-namespace lists.
     namespace: String,
+    /// The object, or its status subresource.
+    part: Part,
 }
 
 impl Handler<'_> {
@@ -371,10 +380,10 @@ impl Handler<'_> {
     /// Stores an updated object, or (dry run) checks what the store would and returns it.
     async fn write(&self, mut object: Object, dry_run: bool) -> ApiResult<Object> {
         if !dry_run {
-            return Ok(self.state.authority.update(&self.resource, object).await?);
+            return Ok(self.state.authority.update_part(&self.resource, object, self.part).await?);
         }
         let current = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
-        object = self.state.authority.admit_update(&self.resource, object)?;
+        object = self.state.authority.admit_update(&self.resource, &current, object, self.part)?;
         let sent = object.resource_version();
         if !sent.is_empty() && sent != current.resource_version() {
             return Err(conflict(
@@ -416,7 +425,7 @@ impl Handler<'_> {
             attempt += 1;
             let current = match store.get(&self.resource, &self.namespace, self.name()).await {
                 Ok(current) => current,
-                Err(err) if not_found(&err) && patch_type == PatchType::Apply => return self.apply_create(&patch, dry_run, warnings).await,
+                Err(err) if not_found(&err) && patch_type == PatchType::Apply && self.part == Part::Object => return self.apply_create(&patch, dry_run, warnings).await,
                 Err(err) => return Err(err.into()),
             };
             let mut doc = current.clone().into_value();

@@ -76,7 +76,11 @@ async fn discovery_serves_legacy_documents_to_every_accept() {
     let beta = s.get("/apis/authentication.k8s.io/v1beta1").await;
     assert_eq!(names_of_resources(&beta.body), vec!["tokenreviews"]);
     let authconfigs = s.get("/apis/authorino.kuadrant.io/v1beta3").await;
-    assert_eq!(names_of_resources(&authconfigs.body), vec!["authconfigs"]);
+    assert_eq!(names_of_resources(&authconfigs.body), vec!["authconfigs", "authconfigs/status"]);
+    assert_eq!(
+        authconfigs.body["resources"][1],
+        json!({"name": "authconfigs/status", "singularName": "", "namespaced": true, "kind": "AuthConfig", "verbs": ["get", "patch", "update"]})
+    );
     assert_eq!(authconfigs.body["resources"][0]["kind"], "AuthConfig");
 
     assert_status(&s.get("/apis/example.com/v1").await, 404, "NotFound", "the server could not find the requested resource");
@@ -293,6 +297,100 @@ async fn update_checks_resource_version_and_name() {
         .call(Method::PUT, "/api/v1/namespaces/ns/serviceaccounts/nope", &[("content-type", "application/json")], Some(json!({"metadata": {"name": "nope"}})))
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+/// As kube-apiserver serves a CRD with `subresources.status`: writes to the object keep the
+/// stored status, writes to `/status` change only the status.
+#[tokio::test]
+async fn authconfig_status_is_a_subresource() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let uri = "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs/talker";
+    let status_uri = format!("{uri}/status");
+    let spec = json!({"hosts": ["talker-api"], "authentication": {"anon": {"anonymous": {}}}});
+    let created = s
+        .post(
+            "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs",
+            json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"name": "talker"},
+                   "spec": spec, "status": {"summary": {"ready": true}}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(created.body.get("status").is_none(), "a create drops the status: {}", created.body);
+
+    // PUT /status: only the status changes, whatever else the body says.
+    let mut body = created.body.clone();
+    body["status"] = json!({"summary": {"ready": true}});
+    body["spec"]["hosts"] = json!(["elsewhere"]);
+    body["metadata"]["labels"] = json!({"sneaky": "yes"});
+    let put = s.call(Method::PUT, &status_uri, &[("content-type", "application/json")], Some(body.clone())).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(put.body["status"], json!({"summary": {"ready": true}}));
+    assert_eq!(put.body["spec"], spec);
+    assert!(put.body["metadata"].get("labels").is_none());
+    assert_ne!(put.body.body_rv(), created.body.body_rv());
+    // With the old resourceVersion: a conflict.
+    let stale = s.call(Method::PUT, &status_uri, &[("content-type", "application/json")], Some(body)).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+
+    // PUT and merge PATCH of the object keep the stored status.
+    let mut object = put.body.clone();
+    object["status"] = json!({"summary": {"ready": false}});
+    object["spec"]["hosts"] = json!(["talker-api", "second"]);
+    let updated = s.call(Method::PUT, uri, &[("content-type", "application/json")], Some(object)).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["spec"]["hosts"], json!(["talker-api", "second"]));
+    assert_eq!(updated.body["status"], json!({"summary": {"ready": true}}));
+    let patched = s.patch(uri, "application/merge-patch+json", json!({"status": null, "metadata": {"labels": {"a": "1"}}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!((&patched.body["status"], &patched.body["metadata"]["labels"]), (&json!({"summary": {"ready": true}}), &json!({"a": "1"})));
+
+    // PATCH /status (merge and JSON patch, no resourceVersion): only the status.
+    let merged = s.patch(&status_uri, "application/merge-patch+json", json!({"status": {"summary": {"numHostsReady": "2/2"}}, "spec": null})).await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.body);
+    assert_eq!(merged.body["status"], json!({"summary": {"ready": true, "numHostsReady": "2/2"}}));
+    assert_eq!(merged.body["spec"]["hosts"], json!(["talker-api", "second"]));
+    let replaced = s.patch(&status_uri, "application/json-patch+json", json!([{"op": "add", "path": "/status", "value": {"conditions": []}}])).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(replaced.body["status"], json!({"conditions": []}));
+
+    // GET /status is the whole object, as stored.
+    let got = s.get(&status_uri).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, s.get(uri).await.body);
+    assert_eq!(got.body["status"], json!({"conditions": []}));
+
+    // Errors as kube-apiserver's.
+    let renamed = s
+        .call(Method::PUT, &status_uri, &[("content-type", "application/json")], Some(json!({"metadata": {"name": "other"}, "status": {}})))
+        .await;
+    assert_status(&renamed, 400, "BadRequest", "the name of the object (other) does not match the name on the URL (talker)");
+    let missing = s
+        .call(
+            Method::PUT,
+            "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs/nope/status",
+            &[("content-type", "application/json")],
+            Some(json!({"metadata": {"name": "nope"}, "status": {}})),
+        )
+        .await;
+    assert_status(&missing, 404, "NotFound", r#"authconfigs.authorino.kuadrant.io "nope" not found"#);
+    let applied = s
+        .send(request(
+            Method::PATCH,
+            "/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs/nope/status?fieldManager=x",
+            Some(ADMIN),
+            &[("content-type", "application/apply-patch+yaml")],
+            Some(r#"{"metadata":{"name":"nope"},"status":{}}"#),
+        ))
+        .await;
+    assert_eq!(applied.status, StatusCode::NOT_FOUND, "server-side apply of a status does not create: {}", applied.body);
+    assert_eq!(s.call(Method::DELETE, &status_uri, &[], None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(s.get(uri).await.status, StatusCode::OK);
+    s.service_account("ns", "bot", json!({})).await;
+    let no_status = s.get("/api/v1/namespaces/ns/serviceaccounts/bot/status").await;
+    assert_status(&no_status, 404, "NotFound", "the server could not find the requested resource");
+    let no_status = s.patch("/api/v1/namespaces/ns/serviceaccounts/bot/status", "application/merge-patch+json", json!({"status": {}})).await;
+    assert_eq!(no_status.status, StatusCode::NOT_FOUND);
 }
 
 trait Rv {

@@ -6,7 +6,8 @@
 //!   remote API server.
 //! - `jwt` through a [`JwtVerifier`].
 //! - `apiKey`: Secrets holding `api_key`, selected by labels, compared by digest in constant
-//!   time, from an index kept by the AuthConfig follower (never a disk read per request).
+//!   time, from an index kept by the store's follower (`serve`) or a watch of the API server's
+//!   Secrets (`authorize`), never a read per request.
 //! - Invalid credentials are remembered briefly (negative cache), so a flood of one bad token
 //!   costs one verification per window.
 
@@ -64,6 +65,15 @@ pub struct ApiKeySecret {
     pub namespace: String,
     pub object: Arc<Object>,
     pub key_sha256: [u8; 32],
+}
+
+impl ApiKeySecret {
+    /// The API key a Secret holds (`data.api_key`, base64 as the API serves it; `stringData`
+    /// is folded into `data` when it is written), or None.
+    pub fn from_secret(secret: Arc<Object>) -> Option<Self> {
+        let api_key = secret.secret_data("api_key")?;
+        Some(Self { namespace: secret.namespace().to_owned(), key_sha256: sha256(&api_key), object: secret })
+    }
 }
 
 pub use tokenwarden_core::sha256;

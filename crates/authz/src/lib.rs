@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod authorizer;
+mod configs;
 pub mod dir;
 pub mod grpc;
 pub mod http;

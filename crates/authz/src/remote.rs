@@ -7,10 +7,11 @@
 //!   coalesced. An API server that cannot answer (down, slow, throttling, 5xx, or refusing the
 //!   authorizer's own credential) is `Unavailable` — a 503, never a 401.
 //! - [`RemoteAuthConfigs`]: lists and watches `authconfigs.authorino.kuadrant.io` in all
-//!   namespaces and feeds the authorizer's host index.
+//!   namespaces, feeds the authorizer's host index and writes each AuthConfig's status back.
+//! - [`RemoteApiKeys`]: lists and watches Secrets in all namespaces for `apiKey` identities.
 //! - [`HttpClient`] / [`ApiClient`]: the HTTP client both use (and the JWKS fetcher).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,18 +26,24 @@ use hyper_util::rt::TokioExecutor;
 use moka::Expiry;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use tokenwarden_core::authconfig::{AuthConfig, HostIndex, IdentityOutcome};
+use tokenwarden_core::Object;
+use tokenwarden_core::authconfig::{AuthConfig, IdentityOutcome};
 use tokenwarden_store::{Clock, SystemClock};
 use tokio::sync::Semaphore;
 
 use crate::Authorizer;
-use crate::identity::{CacheResult, TokenReviewer};
+use crate::configs::{self, Read};
+use crate::identity::{ApiKeySecret, CacheResult, TokenReviewer};
 use crate::kubeconfig::{ClusterAccess, ConfigError};
 
 /// The TokenReview endpoint.
 pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// The AuthConfig group version (the status path is built under it).
+const AUTHORINO_API: &str = "/apis/authorino.kuadrant.io/v1beta3";
 /// The AuthConfig collection, all namespaces.
 pub const AUTHCONFIGS_PATH: &str = "/apis/authorino.kuadrant.io/v1beta3/authconfigs";
+/// The Secret collection, all namespaces.
+pub const SECRETS_PATH: &str = "/api/v1/secrets";
 
 /// An error as one line: the error and its sources, joined.
 fn one_line(error: &dyn std::error::Error) -> String {
@@ -314,15 +321,12 @@ const WATCH_SECONDS: u64 = 290;
 /// A watch with no data (not even a bookmark) for this long is presumed dead.
 const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS + 30);
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per AuthConfig status write: the watch waits while statuses are written.
+const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Objects per list page, so a large collection never makes one oversized response.
+const LIST_PAGE: usize = 500;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-/// One AuthConfig as watched: when it was created, and the parsed form when it is valid.
-struct Watched {
-    created: String,
-    spec: Value,
-    config: Option<Arc<AuthConfig>>,
-}
 
 enum WatchEnd {
     /// 410 Gone or an `ERROR` event with code 410: the resource version is too old.
@@ -331,111 +335,97 @@ enum WatchEnd {
     Ended,
 }
 
-/// AuthConfigs listed and watched from an API server (all namespaces).
-pub struct RemoteAuthConfigs {
+/// What one list + watch of a collection (all namespaces) keeps up to date.
+trait Followed: Send + 'static {
+    /// The collection, all namespaces.
+    const PATH: &'static str;
+    /// Replaces everything with a complete list.
+    fn reset(&mut self, items: Vec<Object>);
+    /// An object was added or modified.
+    fn upsert(&mut self, object: Object);
+    /// An object was deleted.
+    fn remove(&mut self, object: &Object);
+    /// A list or a batch of events has been taken in: publish what changed.
+    fn settle(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Lists and watches `T::PATH`, feeding `T`; re-lists on `410 Gone` or a closed stream and
+/// backs off on errors.
+struct Follower<T> {
     api: ApiClient,
-    authorizer: Arc<Authorizer>,
-    configs: BTreeMap<String, Watched>,
+    state: T,
     resource_version: String,
 }
 
-impl RemoteAuthConfigs {
-    /// Lists the AuthConfigs into `authorizer` (so it is ready when this returns), then watches
-    /// for changes in a background task that re-lists on `410 Gone` or a closed stream and backs
-    /// off on errors. Fails if the first list fails.
-    pub async fn start(api: ApiClient, authorizer: Arc<Authorizer>) -> Result<tokio::task::JoinHandle<()>, String> {
-        let mut this = Self { api, authorizer, configs: BTreeMap::new(), resource_version: String::new() };
-        this.list().await?;
-        Ok(tokio::spawn(this.run()))
-    }
-
-    async fn run(mut self) {
+impl<T: Followed> Follower<T> {
+    /// Runs forever; `listed`: the first list was already taken in.
+    async fn run(mut self, mut listed: bool) {
         let mut backoff = BACKOFF_START;
         loop {
+            if !listed {
+                while let Err(e) = self.list().await {
+                    tracing::warn!(error = %e, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "list failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                // A good list ends the outage.
+                backoff = BACKOFF_START;
+            }
+            listed = false;
             match self.watch().await {
-                Ok(WatchEnd::Gone) => tracing::debug!("authconfigs watch: resource version gone; re-listing"),
-                Ok(WatchEnd::Ended) => tracing::debug!("authconfigs watch ended; re-listing"),
+                Ok(WatchEnd::Gone) => tracing::debug!(path = T::PATH, "watch: resource version gone; re-listing"),
+                Ok(WatchEnd::Ended) => tracing::debug!(path = T::PATH, "watch ended; re-listing"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "authconfigs watch failed; re-listing");
+                    tracing::warn!(error = %e, "watch failed; re-listing");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
-            loop {
-                match self.list().await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "authconfigs list failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                    }
-                }
-            }
-            // A good list ends the outage.
-            backoff = BACKOFF_START;
         }
     }
 
+    /// Lists the whole collection, page by page, then hands it over at once.
     async fn list(&mut self) -> Result<(), String> {
-        let (status, body) = self.api.fetch(Method::GET, AUTHCONFIGS_PATH, None, LIST_TIMEOUT).await.map_err(|e| format!("list {AUTHCONFIGS_PATH}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("list {AUTHCONFIGS_PATH}: HTTP {}: {}", status.as_u16(), status_message(&body)));
-        }
-        let list: Value = serde_json::from_slice(&body).map_err(|e| format!("list {AUTHCONFIGS_PATH}: malformed response: {e}"))?;
-        let mut old = std::mem::take(&mut self.configs);
-        for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
-            // An unchanged AuthConfig keeps its parsed form (and is not logged again).
-            if let Some(previous) = old.remove(&object_key(item)) {
-                self.configs.insert(object_key(item), previous);
+        let path = T::PATH;
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        // The first page's version: kube-apiserver serves every page from that snapshot, and a
+        // server that does not replays, from there, the changes to pages already read.
+        let mut version: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", LIST_PAGE.to_string())];
+            if let Some(token) = next.take() {
+                query.push(("continue", token));
             }
-            self.upsert(item);
+            let query = serde_urlencoded::to_string(&query).map_err(|e| format!("list {path}: {e}"))?;
+            let (status, body) =
+                self.api.fetch(Method::GET, &format!("{path}?{query}"), None, LIST_TIMEOUT).await.map_err(|e| format!("list {path}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("list {path}: HTTP {}: {}", status.as_u16(), status_message(&body)));
+            }
+            let mut list: Value = serde_json::from_slice(&body).map_err(|e| format!("list {path}: malformed response: {e}"))?;
+            if let Some(Value::Array(page)) = list.get_mut("items").map(Value::take) {
+                items.extend(page.into_iter().filter_map(Object::from_value));
+            }
+            let text = |pointer: &str| list.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+            version.get_or_insert_with(|| text("/metadata/resourceVersion"));
+            match text("/metadata/continue") {
+                token if token.is_empty() => break,
+                token => next = Some(token),
+            }
         }
-        self.resource_version = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
-        self.publish();
+        self.resource_version = version.unwrap_or_default();
+        self.state.reset(items);
+        self.state.settle().await;
         Ok(())
     }
 
-    /// Records an added or modified AuthConfig; false when its spec did not change (a status
-    /// write, say).
-    fn upsert(&mut self, object: &Value) -> bool {
-        let key = object_key(object);
-        let created = object.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let spec = object.get("spec").cloned().unwrap_or(Value::Null);
-        if let Some(existing) = self.configs.get(&key)
-            && existing.created == created
-            && existing.spec == spec
-        {
-            return false;
-        }
-        let config = match AuthConfig::parse(object) {
-            Ok(config) => Some(Arc::new(config)),
-            Err(e) => {
-                tracing::warn!(authconfig = %key, error = %e, "invalid AuthConfig skipped");
-                None
-            }
-        };
-        self.configs.insert(key, Watched { created, spec, config });
-        true
-    }
-
-    /// Rebuilds the host index, oldest AuthConfig first (as host collisions are resolved).
-    fn publish(&self) {
-        let mut configs: Vec<(&str, &str, &Arc<AuthConfig>)> =
-            self.configs.iter().filter_map(|(key, w)| w.config.as_ref().map(|c| (w.created.as_str(), key.as_str(), c))).collect();
-        configs.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let index = HostIndex::build(configs.into_iter().map(|(_, _, c)| Arc::clone(c)));
-        tracing::debug!(authconfigs = index.len(), "authconfigs updated");
-        self.authorizer.set_configs(index);
-    }
-
     async fn watch(&mut self) -> Result<WatchEnd, String> {
-        let path = format!(
-            "{AUTHCONFIGS_PATH}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
-            self.resource_version
-        );
-        let response = match tokio::time::timeout(LIST_TIMEOUT, self.api.send(Method::GET, &path, None)).await {
-            Ok(result) => result.map_err(|e| format!("watch {AUTHCONFIGS_PATH}: {e}"))?,
-            Err(_) => return Err(format!("watch {AUTHCONFIGS_PATH}: timed out")),
+        let path = T::PATH;
+        let query = format!("watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}", self.resource_version);
+        let response = match tokio::time::timeout(LIST_TIMEOUT, self.api.send(Method::GET, &format!("{path}?{query}"), None)).await {
+            Ok(result) => result.map_err(|e| format!("watch {path}: {e}"))?,
+            Err(_) => return Err(format!("watch {path}: timed out")),
         };
         if response.status() == StatusCode::GONE {
             return Ok(WatchEnd::Gone);
@@ -444,15 +434,15 @@ impl RemoteAuthConfigs {
             let status = response.status().as_u16();
             let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
             let body = tokio::time::timeout(LIST_TIMEOUT, limited.collect()).await.ok().and_then(Result::ok).map(|b| b.to_bytes()).unwrap_or_default();
-            return Err(format!("watch {AUTHCONFIGS_PATH}: HTTP {status}: {}", status_message(&body)));
+            return Err(format!("watch {path}: HTTP {status}: {}", status_message(&body)));
         }
         let mut body = response.into_body();
         let mut buffer: Vec<u8> = Vec::new();
         loop {
             let frame = match tokio::time::timeout(WATCH_IDLE, body.frame()).await {
-                Err(_) => return Err(format!("watch {AUTHCONFIGS_PATH}: no data for {} s", WATCH_IDLE.as_secs())),
+                Err(_) => return Err(format!("watch {path}: no data for {} s", WATCH_IDLE.as_secs())),
                 Ok(None) => return Ok(WatchEnd::Ended),
-                Ok(Some(Err(e))) => return Err(format!("watch {AUTHCONFIGS_PATH}: {}", one_line(&e))),
+                Ok(Some(Err(e))) => return Err(format!("watch {path}: {}", one_line(&e))),
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else { continue };
@@ -463,8 +453,8 @@ impl RemoteAuthConfigs {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let event: Value = serde_json::from_slice(&line).map_err(|e| format!("watch {AUTHCONFIGS_PATH}: malformed event: {e}"))?;
-                match self.apply(&event)? {
+                let event: Value = serde_json::from_slice(&line).map_err(|e| format!("watch {path}: malformed event: {e}"))?;
+                match self.apply(event)? {
                     Applied::Changed => changed = true,
                     Applied::Unchanged => {}
                     Applied::Gone => return Ok(WatchEnd::Gone),
@@ -472,31 +462,34 @@ impl RemoteAuthConfigs {
             }
             // What is left is an unfinished event; one that never ends must not grow forever.
             if buffer.len() > MAX_RESPONSE_BYTES {
-                return Err(format!("watch {AUTHCONFIGS_PATH}: an event longer than {MAX_RESPONSE_BYTES} bytes"));
+                return Err(format!("watch {path}: an event longer than {MAX_RESPONSE_BYTES} bytes"));
             }
+            // Every event that arrived together is taken in before publishing once.
             if changed {
-                self.publish();
+                self.state.settle().await;
             }
         }
     }
 
-    fn apply(&mut self, event: &Value) -> Result<Applied, String> {
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
-        let object = event.get("object").unwrap_or(&Value::Null);
+    fn apply(&mut self, mut event: Value) -> Result<Applied, String> {
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let object = event.get_mut("object").map(Value::take).unwrap_or(Value::Null);
         if kind == "ERROR" {
             if object.get("code").and_then(Value::as_u64) == Some(410) {
                 return Ok(Applied::Gone);
             }
-            return Err(format!("watch {AUTHCONFIGS_PATH}: error event: {}", status_message(object.to_string().as_bytes())));
+            return Err(format!("watch {}: error event: {}", T::PATH, status_message(object.to_string().as_bytes())));
         }
         if let Some(version) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
             version.clone_into(&mut self.resource_version);
         }
-        match kind {
-            "ADDED" | "MODIFIED" => Ok(if self.upsert(object) { Applied::Changed } else { Applied::Unchanged }),
-            "DELETED" => Ok(if self.configs.remove(&object_key(object)).is_some() { Applied::Changed } else { Applied::Unchanged }),
-            _ => Ok(Applied::Unchanged),
+        let Some(object) = Object::from_value(object) else { return Ok(Applied::Unchanged) };
+        match kind.as_str() {
+            "ADDED" | "MODIFIED" => self.state.upsert(object),
+            "DELETED" => self.state.remove(&object),
+            _ => return Ok(Applied::Unchanged),
         }
+        Ok(Applied::Changed)
     }
 }
 
@@ -506,7 +499,191 @@ enum Applied {
     Gone,
 }
 
-fn object_key(object: &Value) -> String {
-    let field = |name: &str| object.pointer(&format!("/metadata/{name}")).and_then(Value::as_str).unwrap_or_default().to_owned();
-    format!("{}/{}", field("namespace"), field("name"))
+fn object_key(object: &Object) -> String {
+    format!("{}/{}", object.namespace(), object.name())
+}
+
+/// One AuthConfig as watched, and its parsed form or why it is invalid.
+struct Watched {
+    object: Object,
+    parsed: Result<Arc<AuthConfig>, String>,
+}
+
+/// AuthConfigs listed and watched from an API server (all namespaces): they feed the
+/// authorizer's host index, and each gets its status written back through the `status`
+/// subresource, as Authorino writes it.
+pub struct RemoteAuthConfigs {
+    api: ApiClient,
+    authorizer: Arc<Authorizer>,
+    configs: BTreeMap<String, Watched>,
+    /// A spec was added, changed or removed since the host index was built.
+    dirty: bool,
+    /// The status each AuthConfig should have, as of the last build.
+    statuses: BTreeMap<String, Value>,
+    /// The last status write error per AuthConfig, so a lasting refusal is logged once.
+    failures: BTreeMap<String, String>,
+}
+
+impl RemoteAuthConfigs {
+    /// Lists the AuthConfigs into `authorizer` (so it is ready when this returns), then watches
+    /// for changes in a background task. Fails if the first list fails.
+    pub async fn start(api: ApiClient, authorizer: Arc<Authorizer>) -> Result<tokio::task::JoinHandle<()>, String> {
+        let state = Self { api: api.clone(), authorizer, configs: BTreeMap::new(), dirty: true, statuses: BTreeMap::new(), failures: BTreeMap::new() };
+        let mut follower = Follower { api, state, resource_version: String::new() };
+        follower.list().await?;
+        Ok(tokio::spawn(follower.run(true)))
+    }
+
+    /// Rebuilds the host index and the wanted statuses.
+    fn publish(&mut self) {
+        let read = self
+            .configs
+            .iter()
+            .map(|(key, watched)| Read {
+                item: key.clone(),
+                order: (watched.object.creation_timestamp(), watched.object.namespace().to_owned(), watched.object.name().to_owned()),
+                parsed: watched.parsed.clone(),
+            })
+            .collect();
+        let (index, statuses) = configs::index_and_statuses(read);
+        tracing::debug!(authconfigs = index.len(), "authconfigs updated");
+        self.authorizer.set_configs(index);
+        self.statuses = statuses.into_iter().collect();
+    }
+
+    /// Writes each status that differs from the one last seen on the AuthConfig. Our own write
+    /// comes back as an event carrying the wanted status, so it settles; a refused write is
+    /// retried on the next change.
+    async fn write_statuses(&mut self) {
+        for (key, status) in &self.statuses {
+            let Some(watched) = self.configs.get(key) else { continue };
+            if watched.object.value().get("status") == Some(status) {
+                self.failures.remove(key);
+                continue;
+            }
+            // The object as watched: its resourceVersion makes a write over a newer version a
+            // conflict, and that newer version is on its way as an event.
+            let mut object = watched.object.clone();
+            object.0.insert("status".into(), status.clone());
+            let path = format!("{AUTHORINO_API}/namespaces/{}/authconfigs/{}/status", object.namespace(), object.name());
+            let error = match serde_json::to_vec(object.value()) {
+                Ok(body) => match self.api.fetch(Method::PUT, &path, Some(body), STATUS_WRITE_TIMEOUT).await {
+                    Ok((code, _)) if code.is_success() => None,
+                    Ok((code, body)) => Some(format!("HTTP {}: {}", code.as_u16(), status_message(&body))),
+                    Err(e) => Some(e),
+                },
+                Err(e) => Some(e.to_string()),
+            };
+            match error {
+                None => {
+                    self.failures.remove(key);
+                }
+                Some(error) if self.failures.get(key) == Some(&error) => tracing::debug!(authconfig = %key, %error, "cannot write AuthConfig status"),
+                Some(error) => {
+                    tracing::warn!(authconfig = %key, %error, "cannot write AuthConfig status; retrying on the next change");
+                    self.failures.insert(key.clone(), error);
+                }
+            }
+        }
+        self.failures.retain(|key, _| self.configs.contains_key(key));
+    }
+}
+
+impl Followed for RemoteAuthConfigs {
+    const PATH: &'static str = AUTHCONFIGS_PATH;
+
+    fn reset(&mut self, items: Vec<Object>) {
+        let mut old = std::mem::take(&mut self.configs);
+        for object in items {
+            // An unchanged AuthConfig keeps its parsed form (and is not logged again).
+            if let Some(previous) = old.remove(&object_key(&object)) {
+                self.configs.insert(object_key(&object), previous);
+            }
+            self.upsert(object);
+        }
+        self.dirty = true;
+    }
+
+    fn upsert(&mut self, object: Object) {
+        let key = object_key(&object);
+        if let Some(existing) = self.configs.get_mut(&key)
+            && existing.object.creation_timestamp() == object.creation_timestamp()
+            && existing.object.value().get("spec") == object.value().get("spec")
+        {
+            // A status or metadata change: nothing to rebuild, but its status is compared.
+            existing.object = object;
+            return;
+        }
+        let parsed = AuthConfig::parse(&Value::Object(object.value().clone())).map(Arc::new).map_err(|e| {
+            tracing::warn!(authconfig = %key, error = %e, "invalid AuthConfig skipped");
+            e.to_string()
+        });
+        self.configs.insert(key, Watched { object, parsed });
+        self.dirty = true;
+    }
+
+    fn remove(&mut self, object: &Object) {
+        self.dirty |= self.configs.remove(&object_key(object)).is_some();
+    }
+
+    async fn settle(&mut self) {
+        if std::mem::take(&mut self.dirty) {
+            self.publish();
+        }
+        self.write_statuses().await;
+    }
+}
+
+/// API-key Secrets (those with `api_key` in their data) listed and watched from an API server
+/// in all namespaces, for `apiKey` identities (`allNamespaces` and the label selectors are
+/// applied per AuthConfig when a key is checked, as in `serve`).
+pub struct RemoteApiKeys {
+    authorizer: Arc<Authorizer>,
+    keys: HashMap<String, ApiKeySecret>,
+    dirty: bool,
+}
+
+impl RemoteApiKeys {
+    /// Lists and watches Secrets in a background task. Until the first list succeeds, `apiKey`
+    /// identities are unavailable (503); a failing list is retried with a backoff.
+    pub fn start(api: ApiClient, authorizer: Arc<Authorizer>) -> tokio::task::JoinHandle<()> {
+        let state = Self { authorizer, keys: HashMap::new(), dirty: false };
+        tokio::spawn(Follower { api, state, resource_version: String::new() }.run(false))
+    }
+}
+
+impl Followed for RemoteApiKeys {
+    const PATH: &'static str = SECRETS_PATH;
+
+    fn reset(&mut self, items: Vec<Object>) {
+        self.keys.clear();
+        for object in items {
+            self.upsert(object);
+        }
+        // Even an empty list publishes: API keys are known (none), no longer unavailable.
+        self.dirty = true;
+    }
+
+    fn upsert(&mut self, object: Object) {
+        let key = object_key(&object);
+        // Only Secrets that hold an API key are kept; one that no longer does is dropped.
+        match ApiKeySecret::from_secret(Arc::new(object)) {
+            Some(secret) => {
+                self.keys.insert(key, secret);
+                self.dirty = true;
+            }
+            None => self.dirty |= self.keys.remove(&key).is_some(),
+        }
+    }
+
+    fn remove(&mut self, object: &Object) {
+        self.dirty |= self.keys.remove(&object_key(object)).is_some();
+    }
+
+    async fn settle(&mut self) {
+        if std::mem::take(&mut self.dirty) {
+            tracing::debug!(api_keys = self.keys.len(), "API-key Secrets updated");
+            self.authorizer.identities().set_api_keys(self.keys.clone());
+        }
+    }
 }

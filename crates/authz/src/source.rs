@@ -2,16 +2,17 @@
 //! index the moment an event arrives, so `kubectl apply` takes effect at once) and API-key
 //! Secrets. Each AuthConfig's status says whether its hosts are linked, and why not.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use tokenwarden_core::authconfig::{AuthConfig, HostIndex, HostStatus};
+use serde_json::Value;
+use tokenwarden_core::authconfig::AuthConfig;
 use tokenwarden_core::{Object, Resource};
 use tokenwarden_store::{Authority, Event, EventType, ListOptions, Revision, StoreError};
 
 use crate::Authorizer;
-use crate::identity::{ApiKeySecret, sha256};
+use crate::configs::{self, Read};
+use crate::identity::ApiKeySecret;
 
 /// `namespace/name` → object, for the kinds the authorizer reads.
 #[derive(Default)]
@@ -42,66 +43,21 @@ impl Objects {
     }
 }
 
-/// The `status` Authorino writes: conditions and a summary of linked hosts.
-fn status_of(config: &AuthConfig, host_status: Option<&HostStatus>) -> Value {
-    let (ready, reason, message, linked, count) = match host_status {
-        Some(status) => (status.ready(), status.reason(), status.message().unwrap_or_default(), status.linked.clone(), status.num_hosts_ready()),
-        None => (false, "HostsNotLinked", "no hosts".to_owned(), Vec::new(), format!("0/{}", config.hosts.len())),
-    };
-    let flag = if ready { "True" } else { "False" };
-    json!({
-        "conditions": [
-            {"type": "Available", "status": flag, "reason": reason, "message": message},
-            {"type": "Ready", "status": flag, "reason": if ready { "Reconciled" } else { reason }},
-        ],
-        "summary": {
-            "ready": ready,
-            "hostsReady": linked,
-            "numHostsReady": count,
-            "numIdentitySources": config.authentication.len(),
-            "numAuthorizationPolicies": config.authorization.len(),
-        },
-    })
-}
-
-fn invalid_status(message: &str) -> Value {
-    json!({
-        "conditions": [
-            {"type": "Available", "status": "False", "reason": "Invalid", "message": message},
-            {"type": "Ready", "status": "False", "reason": "Invalid"},
-        ],
-        "summary": {"ready": false, "hostsReady": [], "numHostsReady": "0/0"},
-    })
-}
-
-/// Rebuilds the host index (oldest AuthConfig first, as host collisions are resolved) and the
-/// API-key index; returns the status each AuthConfig should have.
+/// Rebuilds the host index and the API-key index; returns the status each AuthConfig should
+/// have.
 fn rebuild(objects: &Objects, authorizer: &Authorizer) -> Vec<(Arc<Object>, Value)> {
-    let mut parsed = Vec::new();
-    let mut statuses = Vec::new();
-    for object in objects.authconfigs.values() {
-        match AuthConfig::parse(&Value::Object(object.value().clone())) {
-            Ok(config) => parsed.push((Arc::clone(object), Arc::new(config))),
-            Err(err) => statuses.push((Arc::clone(object), invalid_status(&err.to_string()))),
-        }
-    }
-    parsed.sort_by(|(a, _), (b, _)| {
-        (a.creation_timestamp(), a.namespace(), a.name()).cmp(&(b.creation_timestamp(), b.namespace(), b.name()))
-    });
-    let index = HostIndex::build(parsed.iter().map(|(_, config)| Arc::clone(config)));
-    for (object, config) in &parsed {
-        statuses.push((Arc::clone(object), status_of(config, index.status(&config.namespace, &config.name))));
-    }
-    authorizer.set_configs(index);
-
-    let api_keys: HashMap<String, ApiKeySecret> = objects
-        .secrets
-        .iter()
-        .filter_map(|(key, secret)| {
-            let api_key = secret.secret_data("api_key")?;
-            Some((key.clone(), ApiKeySecret { namespace: secret.namespace().to_owned(), object: Arc::clone(secret), key_sha256: sha256(&api_key) }))
+    let read = objects
+        .authconfigs
+        .values()
+        .map(|object| Read {
+            item: Arc::clone(object),
+            order: (object.creation_timestamp(), object.namespace().to_owned(), object.name().to_owned()),
+            parsed: AuthConfig::parse(&Value::Object(object.value().clone())).map(Arc::new).map_err(|e| e.to_string()),
         })
         .collect();
+    let (index, statuses) = configs::index_and_statuses(read);
+    authorizer.set_configs(index);
+    let api_keys = objects.secrets.iter().filter_map(|(key, secret)| Some((key.clone(), ApiKeySecret::from_secret(Arc::clone(secret))?))).collect();
     authorizer.identities().set_api_keys(api_keys);
     statuses
 }
@@ -114,7 +70,7 @@ async fn write_statuses(authority: &Authority, statuses: Vec<(Arc<Object>, Value
         }
         let mut updated = (*object).clone();
         updated.0.insert("status".into(), status);
-        match authority.update(&Resource::AUTH_CONFIGS, updated).await {
+        match authority.update_status(&Resource::AUTH_CONFIGS, updated).await {
             // A conflict means a newer version is on its way through the feed.
             Ok(_) | Err(StoreError::Api(tokenwarden_core::Error::Conflict { .. } | tokenwarden_core::Error::NotFound { .. })) => {}
             Err(e) => tracing::warn!(authconfig = %key(&object), error = %e, "cannot write AuthConfig status"),

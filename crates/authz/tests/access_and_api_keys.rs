@@ -180,7 +180,8 @@ async fn api_keys_without_a_source_of_secrets_are_unavailable_not_invalid() {
         )
         .await
         .unwrap();
-    // As in `tokenwarden authorize`: AuthConfigs known, but nothing feeds API-key Secrets.
+    // As in `tokenwarden authorize --no-api-server`: AuthConfigs known, but nothing feeds
+    // API-key Secrets.
     let authorizer = Authorizer::new(Identities::new(None));
     let parsed = tokenwarden_core::authconfig::AuthConfig::parse(
         &Value::Object(authority.store().get(&Resource::AUTH_CONFIGS, "ns", "keys").await.unwrap().value().clone()),

@@ -1,12 +1,13 @@
 //! The remote backends against a real tokenwarden API server served over HTTP in-process:
-//! TokenReview (verified, invalid, cached, coalesced, outages as 503) and AuthConfigs watched.
+//! TokenReview (verified, invalid, cached, coalesced, outages as 503), AuthConfigs watched with
+//! their statuses written back, and API-key Secrets watched.
 
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,17 +38,17 @@ fn obj(value: Value) -> Object {
     Object::from_value(value).unwrap()
 }
 
+/// The AuthConfig `name` in `NS` with `spec`.
+fn authconfig(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"namespace": NS, "name": name}, "spec": spec})
+}
+
 /// The Authorino TokenReview guide's AuthConfig for `host`.
 fn guide(name: &str, host: &str) -> Value {
-    json!({
-        "apiVersion": "authorino.kuadrant.io/v1beta3",
-        "kind": "AuthConfig",
-        "metadata": {"namespace": NS, "name": name},
-        "spec": {
-            "hosts": [host],
-            "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
-        },
-    })
+    authconfig(
+        name,
+        json!({"hosts": [host], "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}}}),
+    )
 }
 
 struct Api {
@@ -56,22 +57,41 @@ struct Api {
     reviews: Arc<AtomicUsize>,
     /// Requests that arrived over HTTP/2.
     h2: Arc<AtomicUsize>,
+    /// While set, writes to a `/status` subresource are refused with 403.
+    refuse_status_writes: Arc<AtomicBool>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    /// The API, to serve it again after `stop` (plain HTTP only).
+    app: Router,
+}
+
+/// Serves `app` over plain HTTP, or over TLS with `tls`; the sender stops the server and drops
+/// its open connections (a watch in progress breaks, as when an API server goes away).
+fn serve_with(listener: TcpListener, app: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>) -> tokio::sync::oneshot::Sender<()> {
+    let handle = axum_server::Handle::new();
+    let listener = listener.into_std().unwrap();
+    let service = app.into_make_service();
+    match tls {
+        None => {
+            let server = axum_server::from_tcp(listener).unwrap().handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await.unwrap() });
+        }
+        Some(config) => {
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).unwrap().handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await.unwrap() });
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        rx.await.ok();
+        handle.shutdown();
+    });
+    tx
 }
 
 async fn serve(listener: TcpListener, app: Router) -> tokio::sync::oneshot::Sender<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                rx.await.ok();
-            })
-            .await
-            .unwrap();
-    });
-    tx
+    serve_with(listener, app, None)
 }
 
 fn write_kubeconfig(dir: &std::path::Path, server: &str, token: &str) -> PathBuf {
@@ -119,10 +139,15 @@ impl Api {
         let state = ApiState::new(Arc::clone(&authority), AdminCredential::from_token(ADMIN), ISSUER);
         let reviews = Arc::new(AtomicUsize::new(0));
         let h2 = Arc::new(AtomicUsize::new(0));
-        let (counter, h2_counter) = (Arc::clone(&reviews), Arc::clone(&h2));
+        let refuse_status_writes = Arc::new(AtomicBool::new(false));
+        let (counter, h2_counter, refuse) = (Arc::clone(&reviews), Arc::clone(&h2), Arc::clone(&refuse_status_writes));
         let app = router(Arc::new(state)).layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let (counter, h2_counter) = (Arc::clone(&counter), Arc::clone(&h2_counter));
+            let (counter, h2_counter, refuse) = (Arc::clone(&counter), Arc::clone(&h2_counter), Arc::clone(&refuse));
             async move {
+                if refuse.load(Ordering::SeqCst) && request.method() != axum::http::Method::GET && request.uri().path().ends_with("/status") {
+                    let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,"message":"cannot update resource \"authconfigs/status\""}"#;
+                    return axum::response::IntoResponse::into_response((StatusCode::FORBIDDEN, status));
+                }
                 if request.uri().path() == TOKEN_REVIEW_PATH {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
@@ -136,22 +161,14 @@ impl Api {
         let addr = listener.local_addr().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (shutdown, kubeconfig) = match tls {
-            None => (serve(listener, app).await, write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN)),
+            None => (serve(listener, app.clone()).await, write_kubeconfig(dir.path(), &format!("http://{addr}"), ADMIN)),
             Some(pki) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem(pki.cert.clone().into_bytes(), pki.key.clone().into_bytes()).await.unwrap();
-                let handle = axum_server::Handle::new();
-                let server = axum_server::tls_rustls::from_tcp_rustls(listener.into_std().unwrap(), config).unwrap().handle(handle.clone());
-                tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                tokio::spawn(async move {
-                    rx.await.ok();
-                    handle.shutdown();
-                });
-                (tx, write_kubeconfig(dir.path(), &format!("https://{addr}"), ADMIN))
+                (serve_with(listener, app.clone(), Some(config)), write_kubeconfig(dir.path(), &format!("https://{addr}"), ADMIN))
             }
         };
-        Self { addr, authority, reviews, h2, shutdown: Some(shutdown), _dir: dir, kubeconfig }
+        Self { addr, authority, reviews, h2, refuse_status_writes, shutdown: Some(shutdown), _dir: dir, kubeconfig, app }
     }
 
     fn client(&self) -> ApiClient {
@@ -178,6 +195,12 @@ impl Api {
     }
 
     /// Stops the server and waits until nothing accepts on its address.
+    /// Serves the same API on the same address again (after `stop`).
+    async fn resume(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.shutdown = Some(serve(listener, self.app.clone()).await);
+    }
+
     async fn stop(&mut self) {
         self.shutdown.take().unwrap().send(()).unwrap();
         for _ in 0..100 {
@@ -377,9 +400,10 @@ async fn authconfigs_applied_to_the_api_server_are_picked_up_within_a_second() {
     let configs = || authorizer.configs();
     eventually("added", Duration::from_secs(1), || configs().lookup("second.example.com").is_some()).await;
 
-    // Changed hosts.
+    // Changed hosts (unpinned: the authorizer writes statuses meanwhile).
     let mut moved = second.clone();
     moved.0.get_mut("spec").unwrap()["hosts"] = json!(["moved.example.com"]);
+    moved.metadata_mut().remove("resourceVersion");
     api.authority.update(&Resource::AUTH_CONFIGS, moved).await.unwrap();
     eventually("moved", Duration::from_secs(1), || {
         configs().lookup("moved.example.com").is_some() && configs().lookup("second.example.com").is_none()
@@ -457,4 +481,209 @@ async fn token_review_over_tls_trusts_the_kubeconfig_ca_and_speaks_h2() {
     let outcome = review(with_cluster_field(&api.kubeconfig, "insecure-skip-tls-verify: true")).await;
     assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
     assert_eq!(api.reviews(), 3);
+}
+
+/// An AuthConfig accepting API keys from Secrets labelled `group: friends` (in its namespace,
+/// or in all of them).
+fn api_key_config(name: &str, host: &str, all_namespaces: bool) -> Value {
+    authconfig(
+        name,
+        json!({
+            "hosts": [host],
+            "authentication": {"friends": {
+                "apiKey": {"selector": {"matchLabels": {"group": "friends"}}, "allNamespaces": all_namespaces},
+                "credentials": {"authorizationHeader": {"prefix": "APIKEY"}},
+            }},
+            "response": {"success": {"headers": {"x-key-name": {"plain": {"selector": "auth.identity.metadata.name"}}}}},
+        }),
+    )
+}
+
+fn api_key_request(host: &str, key: &str) -> AuthRequest {
+    AuthRequest::new("GET", host, "/hello").with_header("authorization", &format!("APIKEY {key}"))
+}
+
+/// Polls `probe` until its answer is `wanted`, for at most `bound`; returns that answer.
+async fn within<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    bound: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    wanted: impl Fn(&T) -> bool,
+) -> T {
+    let started = tokio::time::Instant::now();
+    loop {
+        let answer = probe().await;
+        if wanted(&answer) {
+            return answer;
+        }
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest, want: u16) -> Decision {
+    within(Duration::from_secs(1), &format!("{want}"), move || authorizer.check(request), |decision| code(decision) == want).await
+}
+
+#[tokio::test]
+async fn api_key_secrets_are_listed_and_watched_and_revoked_within_a_second() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let api = Api::start().await;
+    api.authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "other"}}))).await.unwrap();
+    let secret = |namespace: &str, name: &str, key: &str| {
+        obj(json!({"metadata": {"name": name, "namespace": namespace, "labels": {"group": "friends"}}, "stringData": {"api_key": key}}))
+    };
+    api.authority.create(&Resource::SECRETS, secret(NS, "friend-1", "key-one")).await.unwrap();
+    api.authority.create(&Resource::SECRETS, secret("other", "far-friend", "key-far")).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("all-keys", "all.example.com", true))).await.unwrap();
+
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    // No source of Secrets yet: unavailable, not a misleading 401.
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-one")).await), 503);
+
+    // A credential the API server refuses cannot list Secrets: still 503.
+    let refused = write_kubeconfig(api._dir.path(), &format!("http://{}", api.addr), "wrong-credential");
+    let refused = ApiClient::new(ClusterAccess::from_kubeconfig_files(&[refused], None).unwrap()).unwrap();
+    let refused = RemoteApiKeys::start(refused, Arc::clone(&authorizer));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-one")).await), 503);
+    refused.abort();
+
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let allowed = answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-one"), 200).await;
+    let Decision::Allow { headers, .. } = &allowed else { panic!("{allowed:?}") };
+    assert!(headers.iter().any(|(name, value)| name == "x-key-name" && value == "friend-1"), "{headers:?}");
+    // Another namespace's key: only where `allNamespaces` is set.
+    let far = authorizer.check(&api_key_request("keys.example.com", "key-far")).await;
+    assert_eq!(code(&far), 401, "{far:?}");
+    assert_eq!(code(&authorizer.check(&api_key_request("all.example.com", "key-far")).await), 200);
+    assert_eq!(code(&authorizer.check(&api_key_request("all.example.com", "wrong")).await), 401);
+
+    // A new Secret, written with base64 `data`, is accepted within a second.
+    api.authority
+        .create(
+            &Resource::SECRETS,
+            obj(json!({"metadata": {"name": "friend-2", "namespace": NS, "labels": {"group": "friends"}}, "data": {"api_key": "a2V5LXR3bw=="}})),
+        )
+        .await
+        .unwrap();
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-two"), 200).await;
+
+    // Relabelled out of the selector, then deleted: refused within a second.
+    let mut relabelled = api.authority.store().get(&Resource::SECRETS, NS, "friend-2").await.unwrap();
+    relabelled.metadata_mut().insert("labels".into(), json!({"group": "strangers"}));
+    api.authority.update(&Resource::SECRETS, relabelled).await.unwrap();
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-two"), 401).await;
+    api.authority.delete(&Resource::SECRETS, NS, "friend-1", &Preconditions::default()).await.unwrap();
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-one"), 401).await;
+    assert!(!keys.is_finished());
+    keys.abort();
+    configs.abort();
+}
+
+#[tokio::test]
+async fn the_api_key_watch_survives_an_api_server_outage() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let mut api = Api::start().await;
+    let secret = |name: &str, key: &str| obj(json!({"metadata": {"name": name, "namespace": NS, "labels": {"group": "friends"}}, "stringData": {"api_key": key}}));
+    api.authority.create(&Resource::SECRETS, secret("before", "key-before")).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let _configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-before"), 200).await;
+
+    // The watch breaks; what changes meanwhile is seen once the API server answers again. The
+    // keys known before the outage keep working through it.
+    api.stop().await;
+    api.authority.delete(&Resource::SECRETS, NS, "before", &Preconditions::default()).await.unwrap();
+    api.authority.create(&Resource::SECRETS, secret("during", "key-during")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-before")).await), 200, "the watch should be broken");
+    api.resume().await;
+    // Within the follower's backoff (it doubles from 200 ms while the server is away).
+    let during = api_key_request("keys.example.com", "key-during");
+    within(Duration::from_secs(5), "re-listed", || authorizer.check(&during), |d| code(d) == 200).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-before")).await), 401);
+    assert!(!keys.is_finished());
+    keys.abort();
+}
+
+/// The status the AuthConfig `name` has on the API server.
+async fn stored_status(api: &Api, name: &str) -> Value {
+    let object = api.authority.store().get(&Resource::AUTH_CONFIGS, NS, name).await.unwrap();
+    object.value().get("status").cloned().unwrap_or(Value::Null)
+}
+
+async fn status_within_a_second(api: &Api, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    within(Duration::from_secs(1), name, move || stored_status(api, name), wanted).await
+}
+
+#[tokio::test]
+async fn authconfig_statuses_are_written_back_through_the_status_subresource() {
+    let api = Api::start().await;
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("first", "first.example.com"))).await.unwrap();
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let watcher = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+
+    let ready = |status: &Value| status["summary"]["ready"] == true;
+    let status = status_within_a_second(&api, "first", ready).await;
+    assert_eq!(status["conditions"][0], json!({"type": "Available", "status": "True", "reason": "HostsLinked", "message": ""}));
+    assert_eq!(status["summary"]["hostsReady"], json!(["first.example.com"]));
+
+    // A younger AuthConfig claiming the same host is told why it is not ready.
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("younger", "first.example.com"))).await.unwrap();
+    let status = status_within_a_second(&api, "younger", |s| s["summary"]["ready"] == false).await;
+    assert_eq!(status["conditions"][0]["reason"], "HostsNotLinked", "{status}");
+
+    // Settled: our own writes come back as events and cause no further writes.
+    let settled = api.authority.store().current_revision().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.authority.store().current_revision().await.unwrap(), settled, "status writes did not settle");
+
+    // Someone overwrites a status: the next change puts it right.
+    let mut wrong = api.authority.store().get(&Resource::AUTH_CONFIGS, NS, "first").await.unwrap();
+    wrong.0.insert("status".into(), json!({"summary": {"ready": false}}));
+    api.authority.update_status(&Resource::AUTH_CONFIGS, wrong).await.unwrap();
+    status_within_a_second(&api, "first", ready).await;
+
+    // The older one goes: the younger gets the host.
+    api.authority.delete(&Resource::AUTH_CONFIGS, NS, "first", &Preconditions::default()).await.unwrap();
+    status_within_a_second(&api, "younger", ready).await;
+
+    // Status writes refused (as RBAC without `authconfigs/status` would): never fatal, the
+    // AuthConfig is enforced all the same, and the write is retried on the next change.
+    api.refuse_status_writes.store(true, Ordering::SeqCst);
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("refused", "refused.example.com"))).await.unwrap();
+    eventually("enforced", Duration::from_secs(1), || authorizer.configs().lookup("refused.example.com").is_some()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(stored_status(&api, "refused").await, Value::Null);
+    api.refuse_status_writes.store(false, Ordering::SeqCst);
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("later", "later.example.com"))).await.unwrap();
+    status_within_a_second(&api, "refused", ready).await;
+    status_within_a_second(&api, "later", ready).await;
+    assert!(!watcher.is_finished());
+    watcher.abort();
+}
+
+#[tokio::test]
+async fn secrets_are_listed_page_by_page() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let api = Api::start().await;
+    // More than one page (500): the keys on every page are found.
+    for i in 0..510 {
+        let secret = json!({"metadata": {"name": format!("key-{i:03}"), "namespace": NS, "labels": {"group": "friends"}}, "stringData": {"api_key": format!("key-{i}")}});
+        api.authority.create(&Resource::SECRETS, obj(secret)).await.unwrap();
+    }
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let last = api_key_request("keys.example.com", "key-509");
+    within(Duration::from_secs(5), "listed", || authorizer.check(&last), |d| code(d) == 200).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-0")).await), 200);
+    keys.abort();
+    configs.abort();
 }

@@ -1,5 +1,6 @@
 //! `tokenwarden authorize`: the authorizer alone, for a real cluster. AuthConfigs come from a
-//! directory of YAML files or are watched from an API server; ServiceAccount tokens are
+//! directory of YAML files or are watched from an API server (with the API-key Secrets, and
+//! each AuthConfig's status written back); ServiceAccount tokens are
 //! reviewed by TokenReview and `kubernetesSubjectAccessReview` policies answered by
 //! SubjectAccessReview against that API server; JWTs are verified against their issuer's JWKS. An API server or JWKS endpoint that cannot answer makes checks fail closed (503).
 
@@ -10,7 +11,7 @@ use tokenwarden_authz::access::RemoteAccessReviewer;
 use tokenwarden_authz::identity::{Identities, JwtVerifier, TokenReviewer};
 use tokenwarden_authz::jwks::{JwksOptions, JwksVerifier};
 use tokenwarden_authz::kubeconfig::ClusterAccess;
-use tokenwarden_authz::remote::{ApiClient, RemoteAuthConfigs, RemoteReviewer};
+use tokenwarden_authz::remote::{ApiClient, RemoteApiKeys, RemoteAuthConfigs, RemoteReviewer};
 use tokenwarden_authz::{Authorizer, dir};
 use tokenwarden_store::SystemClock;
 
@@ -60,17 +61,25 @@ pub async fn run(args: AuthorizeArgs) -> Result<(), Failure> {
     let authorizer = Arc::new(authorizer);
 
     let bound = planned.bind()?;
-    let source = match (&args.authconfig_dir, api) {
+    let source = match (&args.authconfig_dir, &api) {
         (Some(dir), _) => {
             dir::watch_dir_default(dir.clone(), Arc::clone(&authorizer)).map_err(|e| usage(format!("--authconfig-dir: {e}")))?;
             format!("AuthConfigs from {}", dir.display())
         }
         (None, Some(api)) => {
-            let server = api.access().server().to_owned();
-            RemoteAuthConfigs::start(api, Arc::clone(&authorizer)).await.map_err(Failure::Runtime)?;
-            format!("AuthConfigs and TokenReviews from {server}")
+            RemoteAuthConfigs::start(api.clone(), Arc::clone(&authorizer)).await.map_err(Failure::Runtime)?;
+            format!("AuthConfigs from {}", api.access().server())
         }
         (None, None) => return Err(usage("--no-api-server needs --authconfig-dir".into())),
+    };
+    // With an API server, `apiKey` identities read its Secrets, wherever AuthConfigs come from.
+    let source = match api {
+        Some(api) => {
+            let server = api.access().server().to_owned();
+            RemoteApiKeys::start(api, Arc::clone(&authorizer));
+            format!("{source}; TokenReviews and API-key Secrets from {server}")
+        }
+        None => source,
     };
     let stop = listeners::shutdown_signal();
     let roles = bound.spawn(&authorizer, &stop).await?;

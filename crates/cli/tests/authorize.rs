@@ -1,6 +1,7 @@
 //! `tokenwarden authorize`: the authorizer alone against an API server (here a `tokenwarden
-//! serve`, playing the cluster) or a directory of AuthConfigs. An API server that stops
-//! answering makes checks fail closed with 503, never 401 and never allow.
+//! serve`, playing the cluster) or a directory of AuthConfigs, and `jwt` identities verified
+//! against the issuer's JWKS. An API server that stops answering makes checks fail closed with
+//! 503, never 401 and never allow.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -18,6 +19,14 @@ const AUTHCONFIG: &str = r#"{"apiVersion": "authorino.kuadrant.io/v1beta3", "kin
  "metadata": {"name": "talker-api-protection"},
  "spec": {"hosts": ["talker-api.127.0.0.1.nip.io"],
           "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}}}}"#;
+
+const API_KEYS: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
+ {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-key-1", "labels": {"group": "friends"}},
+  "stringData": {"api_key": "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"}},
+ {"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"name": "keys"},
+  "spec": {"hosts": ["keys.127.0.0.1.nip.io"],
+           "authentication": {"friends": {"apiKey": {"selector": {"matchLabels": {"group": "friends"}}},
+                                          "credentials": {"authorizationHeader": {"prefix": "APIKEY"}}}}}}]}"#;
 
 struct Authorizer(Child);
 
@@ -51,10 +60,14 @@ fn authorize(args: &[&str], check_port: u16) -> Authorizer {
 
 /// A check as nginx auth_request sends it; returns the status code and lower-cased head.
 fn check(port: u16, token: Option<&str>) -> (u16, String) {
+    check_host(port, HOST, token.map(|t| format!("Bearer {t}")).as_deref())
+}
+
+fn check_host(port: u16, host: &str, authorization: Option<&str>) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Original-URI: /hello\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(stream, "GET / HTTP/1.1\r\nHost: {host}\r\nX-Original-URI: /hello\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
     let head = raw.split("\r\n\r\n").next().unwrap_or("").to_ascii_lowercase();
@@ -90,6 +103,27 @@ fn against_an_api_server_tokens_are_reviewed_remotely_and_an_outage_is_503() {
     let (status, head) = check(port, None);
     assert_eq!(status, 401, "{head}");
     assert!(head.contains(r#"www-authenticate: bearer realm="authorized-service-accounts""#), "{head}");
+
+    // API keys from labelled Secrets on the API server (applied as the Authorino guide does,
+    // with stringData); a deleted Secret is refused within a second.
+    cluster.kubectl_stdin_ok(&["apply", "-f", "-"], API_KEYS);
+    let key_host = "keys.127.0.0.1.nip.io";
+    let mut last = (0, String::new());
+    for _ in 0..100 {
+        last = check_host(port, key_host, Some("APIKEY ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"));
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+    assert_eq!(check_host(port, key_host, Some("APIKEY wrong")).0, 401);
+    cluster.kubectl_ok(&["delete", "secret", "api-key-1"]);
+    let deleted = tokenwarden_store::clock::Stopwatch::start();
+    while check_host(port, key_host, Some("APIKEY ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx")).0 != 401 {
+        assert!(deleted.elapsed_seconds() < 1.0, "a deleted API key was still accepted after a second");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // The API server goes away: a token never seen before cannot be reviewed: 503.
     cluster.kill();
@@ -132,4 +166,59 @@ fn bad_flags_exit_64_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("tokenwarden: "), "{args:?}: {stderr}");
     }
+}
+
+/// The issuer's own signing key (the one PEM in the data directory), re-signing `token`'s
+/// claims with `exp` an hour ago: a token the issuer did sign, but expired.
+fn expired_copy(cluster: &Server, token: &str) -> String {
+    use tokenwarden_core::claims::Claims;
+    let keys: Vec<_> = std::fs::read_dir(cluster.data_dir.join("keys")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "pem")).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = tokenwarden_core::keys::SigningKey::from_pem(&std::fs::read_to_string(&keys[0]).unwrap()).unwrap();
+    let mut claims: Claims = serde_json::from_value(common::jwt_payload(token)).unwrap();
+    let issued = claims.iat.unwrap() - 7200;
+    (claims.iat, claims.nbf, claims.exp) = (Some(issued), Some(issued), Some(issued + 3600));
+    tokenwarden_core::jwt::sign(&key, &claims).unwrap()
+}
+
+#[test]
+fn jwt_identities_verify_service_account_tokens_against_the_issuers_jwks() {
+    // The discovery documents readable without a credential, as a verifier fetches them: what
+    // a cluster admin grants with this binding.
+    let cluster = Server::start();
+    cluster.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "oidc-reviewer",
+        "--clusterrole=system:service-account-issuer-discovery",
+        "--group=system:unauthenticated",
+    ]);
+    cluster.kubectl_ok(&["create", "serviceaccount", "api-consumer-1"]);
+    let token = cluster.token("default", "api-consumer-1", &["--audience", "talker-api"]);
+    let wrong_audience = cluster.token("default", "api-consumer-1", &["--audience", "other-api"]);
+    let expired = expired_copy(&cluster, &token);
+
+    // No API server at all: the keys come from the issuer's OIDC discovery over HTTPS (its CA
+    // given with --jwks-ca-file), and the audience is checked on the verified claims.
+    let dir = tempfile::tempdir().unwrap();
+    let authconfig = format!(
+        "apiVersion: authorino.kuadrant.io/v1beta3\nkind: AuthConfig\nmetadata:\n  name: talker-api-protection\n  namespace: demo\nspec:\n  hosts: [{HOST}]\n  authentication:\n    service-accounts:\n      jwt:\n        issuerUrl: {}\n  authorization:\n    audience:\n      patternMatching:\n        patterns:\n        - {{selector: auth.identity.aud, operator: incl, value: talker-api}}\n  response:\n    success:\n      headers:\n        x-auth-user:\n          plain: {{selector: auth.identity.sub}}\n",
+        cluster.url
+    );
+    std::fs::write(dir.path().join("talker-api.yaml"), authconfig).unwrap();
+    let ca = cluster.ca_file();
+    let port = free_port();
+    let _authorizer =
+        authorize(&["--authconfig-dir", dir.path().to_str().unwrap(), "--no-api-server", "--jwks-ca-file", ca.to_str().unwrap()], port);
+
+    let (status, head) = eventually(port, Some(&token), 200);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("x-auth-user: system:serviceaccount:default:api-consumer-1"), "{head}");
+    let (status, head) = check(port, Some(&wrong_audience));
+    assert_eq!(status, 403, "a token for another audience: {head}");
+    let (status, head) = check(port, Some(&expired));
+    assert_eq!(status, 401, "an expired token: {head}");
+    assert!(head.contains(r#"www-authenticate: bearer realm="service-accounts""#), "{head}");
+    let (status, head) = check(port, Some(&format!("{token}x")));
+    assert_eq!(status, 401, "a forged signature: {head}");
 }

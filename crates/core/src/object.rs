@@ -69,6 +69,13 @@ impl Resource {
         Self { group: "rbac.authorization.k8s.io", version: "v1", plural, singular, kind, namespaced }
     }
 
+    /// Whether the kind has a `status` subresource (as the AuthConfig CRD declares
+    /// `subresources.status`): its status is written only through `.../status`, and writes to
+    /// the object itself keep the stored status.
+    pub fn has_status_subresource(&self) -> bool {
+        *self == Self::AUTH_CONFIGS
+    }
+
     /// `apiVersion` as written in objects: `v1` or `group/version`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

@@ -368,14 +368,15 @@ pub fn validate(resource: &Resource, object: &Object) -> crate::Result<()> {
     }
 }
 
-/// A binding's `roleRef` may not change (kube-apiserver: `cannot change roleRef`).
+/// What an update must keep, beyond [`validate`]: a binding's `roleRef` may not change
+/// (kube-apiserver: `cannot change roleRef`).
 pub fn validate_update(resource: &Resource, old: &Object, new: &Object) -> crate::Result<()> {
     if matches!(resource.plural, "rolebindings" | "clusterrolebindings") && old.value().get("roleRef") != new.value().get("roleRef") {
         let rendered = new.value().get("roleRef").map(Value::to_string).unwrap_or_default();
         let cause = FieldError::invalid("roleRef", rendered, "cannot change roleRef");
         return Err(Error::Invalid { kind: resource.kind.to_owned(), group: GROUP.to_owned(), name: new.name().to_owned(), causes: vec![cause] });
     }
-    validate(resource, new)
+    Ok(())
 }
 
 // --- the bootstrap policy ---------------------------------------------------------------

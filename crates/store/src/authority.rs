@@ -19,6 +19,54 @@ use crate::{ListOptions, Preconditions, Revision, Store, StoreError};
 /// Verified tokens the review cache holds at most.
 pub const REVIEW_CACHE_CAPACITY: u64 = 1_000_000;
 
+/// Attempts of an update that did not pin a resourceVersion, retried on a conflict as
+/// kube-apiserver's `GuaranteedUpdate` does.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// What an update writes (kube-apiserver's strategies for a CRD with `subresources.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object (`PUT .../NAME`): a kind with a status subresource keeps its stored status.
+    Object,
+    /// Only the status (`PUT .../NAME/status`): everything else is kept as stored.
+    Status,
+}
+
+impl Part {
+    /// `object` as it may be stored over `current`. The sent resourceVersion and uid stay: they
+    /// are the write's preconditions.
+    pub fn apply(self, resource: &Resource, current: &Object, mut object: Object) -> Object {
+        let keep_status = |target: &mut Object, source: &Object| match source.0.get("status") {
+            Some(status) => {
+                target.0.insert("status".into(), status.clone());
+            }
+            None => {
+                target.0.remove("status");
+            }
+        };
+        match self {
+            Self::Object if resource.has_status_subresource() => {
+                keep_status(&mut object, current);
+                object
+            }
+            Self::Object => object,
+            Self::Status => {
+                let mut merged = current.clone();
+                keep_status(&mut merged, &object);
+                for field in ["resourceVersion", "uid"] {
+                    match object.value().get("metadata").and_then(|m| m.get(field)) {
+                        Some(value) => merged.set_meta(field, value.clone()),
+                        None => {
+                            merged.metadata_mut().remove(field);
+                        }
+                    }
+                }
+                merged
+            }
+        }
+    }
+}
+
 /// A successful review.
 #[derive(Clone, Debug)]
 pub struct Reviewed {
@@ -141,9 +189,13 @@ impl Authority {
     }
 
     /// Admission of a create, without writing (a dry run stops here): the namespace must
-    /// exist, `stringData` is folded into `data`, and the kind's own checks pass.
+    /// exist, `stringData` is folded into `data`, a status written only through its
+    /// subresource is dropped, and the kind's own checks pass.
     pub async fn admit_create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
         fold_string_data(resource, &mut object);
+        if resource.has_status_subresource() {
+            object.0.remove("status");
+        }
         if resource.namespaced {
             let namespace = object.namespace().to_owned();
             if !namespace.is_empty() {
@@ -154,10 +206,12 @@ impl Authority {
         Ok(object)
     }
 
-    /// Admission of an update, without writing.
-    pub fn admit_update(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+    /// Admission of an update of `part` of `current`, without writing: the object to store.
+    pub fn admit_update(&self, resource: &Resource, current: &Object, object: Object, part: Part) -> Result<Object, StoreError> {
+        let mut object = part.apply(resource, current, object);
         fold_string_data(resource, &mut object);
         validate(resource, &object)?;
+        tokenwarden_core::rbac::validate_update(resource, current, &object)?;
         Ok(object)
     }
 
@@ -210,14 +264,35 @@ impl Authority {
         Ok(())
     }
 
+    /// Replaces an object (for a kind with a status subresource, all but its status).
     pub async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
-        let object = self.admit_update(resource, object)?;
-        if Resource::RBAC.contains(resource) {
-            let old = self.store.get(resource, object.namespace(), object.name()).await?;
-            tokenwarden_core::rbac::validate_update(resource, &old, &object)?;
+        self.update_part(resource, object, Part::Object).await
+    }
+
+    /// Replaces an object's status, and nothing else.
+    pub async fn update_status(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        self.update_part(resource, object, Part::Status).await
+    }
+
+    /// Writes `part` of the stored object. Without a resourceVersion the write is applied to
+    /// the current version and retried if that changes meanwhile, so the part it keeps is
+    /// never an older copy.
+    pub async fn update_part(&self, resource: &Resource, object: Object, part: Part) -> Result<Object, StoreError> {
+        let namespace = if resource.namespaced { object.namespace().to_owned() } else { String::new() };
+        let pinned = !object.resource_version().is_empty();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.store.get(resource, &namespace, object.name()).await?;
+            let mut next = self.admit_update(resource, &current, object.clone(), part)?;
+            if !pinned {
+                next.set_meta("resourceVersion", current.resource_version());
+            }
+            match self.store.update(resource, next).await {
+                Err(StoreError::Api(Error::Conflict { .. })) if !pinned && attempt < UPDATE_ATTEMPTS => {}
+                result => return Ok(self.settled(result?).await),
+            }
         }
-        let updated = self.store.update(resource, object).await?;
-        Ok(self.settled(updated).await)
     }
 
     /// Deletes an object; deleting a namespace first deletes everything in it, so every token
