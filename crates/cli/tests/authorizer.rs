@@ -160,3 +160,39 @@ fn a_connection_that_never_finishes_its_headers_is_closed() {
     let answer = String::from_utf8_lossy(&rest);
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[test]
+fn kubernetes_subject_access_review_policies_follow_the_authoritys_rbac() {
+    let check_port = free_port();
+    let check_listen = format!("127.0.0.1:{check_port}");
+    let server = Server::start_with(&["--authz-http-listen", &check_listen]);
+    server.kubectl_ok(&["create", "serviceaccount", "reader"]);
+    server.kubectl_ok(&["create", "serviceaccount", "stranger"]);
+    let reader = server.token("default", "reader", &["--audience", "talker-api"]);
+    let stranger = server.token("default", "stranger", &["--audience", "talker-api"]);
+    // Authorino's SubjectAccessReview policy: the caller may `get` the request's path.
+    let authconfig = AUTHCONFIG.replace(
+        "  response:\n",
+        "  authorization:\n    k8s-rbac:\n      kubernetesSubjectAccessReview:\n        user:\n          selector: auth.identity.user.username\n  response:\n",
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &authconfig);
+    server.kubectl_ok(&["create", "clusterrole", "hello-reader", "--verb=get", "--non-resource-url=/hello"]);
+    server.kubectl_ok(&["create", "clusterrolebinding", "hello-reader", "--clusterrole=hello-reader", "--serviceaccount=default:reader"]);
+
+    let applied = Stopwatch::start();
+    let status = loop {
+        let status = http(check_port, "/hello", HOST, Some(&reader)).0;
+        if status == 200 || applied.elapsed_seconds() > 2.0 {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status, 200, "RBAC grants reader GET /hello");
+    let (status, head, _) = http(check_port, "/hello", HOST, Some(&stranger));
+    assert_eq!(status, 403, "{head}");
+    assert!(head.contains("x-ext-auth-reason"), "{head}");
+    assert_eq!(http(check_port, "/other", HOST, Some(&reader)).0, 403, "only the granted path");
+    // Revoking the binding revokes access.
+    server.kubectl_ok(&["delete", "clusterrolebinding", "hello-reader"]);
+    assert_eq!(http(check_port, "/hello", HOST, Some(&reader)).0, 403);
+}
