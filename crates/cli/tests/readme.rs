@@ -79,6 +79,9 @@ fn the_readme_walkthrough_runs_as_written() {
         "authconfig.authorino.kuadrant.io/talker-api-protection created",
         "authconfig.authorino.kuadrant.io/talker-api-protection condition met",
         "401\n200\n",
+        "role.rbac.authorization.k8s.io/mint-api-consumer created",
+        "rolebinding.rbac.authorization.k8s.io/minter created",
+        "\nyes\nno\n",
         r#"serviceaccount "api-consumer-1" deleted"#,
     ] {
         assert!(stdout.contains(expected), "walkthrough output lacks {expected:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
