@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokenwarden_core::error::go_quote;
 use tokenwarden_core::selector::{FieldRequirement, FieldSelector, LabelSelector};
 use tokenwarden_core::{Error, FieldError, Object, Resource};
+use tokenwarden_store::clock::random_bytes;
 use tokenwarden_store::{ListOptions, Part, Preconditions, StoreError};
 
 use crate::error::{ApiError, ApiResult};
@@ -24,6 +25,15 @@ use crate::{ApiState, Call, body};
 
 /// Attempts of a patch that did not pin a resourceVersion, as kube-apiserver retries on conflict.
 const PATCH_ATTEMPTS: usize = 5;
+/// kube-apiserver's default `--min-request-timeout`: the shortest a watch with no
+/// `timeoutSeconds` lasts (and half the longest).
+const MIN_REQUEST_TIMEOUT_SECONDS: u64 = 1800;
+
+/// How long a watch lasts: `timeoutSeconds` if given, else — as kube-apiserver with its default
+/// `--min-request-timeout` — a random 30 to 60 minutes, so clients spread their re-watches.
+fn watch_seconds(requested: u64, random: u16) -> u64 {
+    if requested > 0 { requested } else { MIN_REQUEST_TIMEOUT_SECONDS + u64::from(random) % MIN_REQUEST_TIMEOUT_SECONDS }
+}
 
 pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
     let info = &call.info;
@@ -284,13 +294,13 @@ impl Handler<'_> {
     }
 
     async fn watch(&self) -> ApiResult<Response> {
-        let timeout = match self.call.query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
-            None => None,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(secs) => Some(Duration::from_secs(secs)),
-                Err(_) => return Err(ApiError::bad_request(format!("timeoutSeconds: Invalid value: {}: must be an integer", go_quote(raw)))),
-            },
+        let requested = match self.call.query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(raw) => raw
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("timeoutSeconds: Invalid value: {}: must be an integer", go_quote(raw))))?,
         };
+        let timeout = Duration::from_secs(watch_seconds(requested, u16::from_le_bytes(random_bytes())));
         let mut field_selector = self.field_selector()?;
         if !self.name().is_empty() {
             let mut requirements = field_selector.requirements().to_vec();
@@ -574,6 +584,13 @@ impl Handler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_without_a_timeout_end_within_30_to_60_minutes() {
+        assert_eq!(watch_seconds(5, 0), 5);
+        assert_eq!(watch_seconds(0, 0), 1800);
+        assert!((0..=u16::MAX).step_by(97).all(|r| (1800..3600).contains(&watch_seconds(0, r))));
+    }
 
     #[test]
     fn names_follow_dns_1123() {

@@ -30,8 +30,8 @@ pub struct WatchSpec {
     pub field_selector: FieldSelector,
     pub rendering: Rendering,
     pub include: IncludeObject,
-    /// `timeoutSeconds`: the stream ends after this long.
-    pub timeout: Option<Duration>,
+    /// The stream ends after this long (`timeoutSeconds`, or the server's cap).
+    pub timeout: Duration,
     /// `sendInitialEvents=true` (client-go's WatchList): ADDED for every current object, then
     /// (with `allowWatchBookmarks`) a BOOKMARK annotated `k8s.io/initial-events-end`.
     pub send_initial_events: bool,
@@ -193,7 +193,7 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
         }
         Err(err) => return Err(err.into()),
     };
-    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = tokio::time::Instant::now() + spec.timeout;
     let end_bookmark = (spec.send_initial_events && spec.allow_bookmarks).then(|| {
         event_line(
             "BOOKMARK",
@@ -216,12 +216,7 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
         {
             return;
         }
-        let sleep = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = tokio::time::sleep_until(deadline);
         tokio::pin!(sleep);
         loop {
             let next = tokio::select! {
