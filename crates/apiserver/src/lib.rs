@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod discovery;
 pub mod error;
+pub mod exposure;
 pub mod fields;
 pub mod oidc;
 pub mod patch;
