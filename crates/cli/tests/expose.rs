@@ -369,14 +369,20 @@ impl Drop for Expose {
 
 /// A CA and a serving certificate for 127.0.0.1 signed by it: (ca.crt, tls.crt, tls.key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "expose test CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params.distinguished_name.push(DnType::CommonName, "expose");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
     let paths = (dir.join("expose-ca.crt"), dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
@@ -391,12 +397,22 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 #[test]
 fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream() {
     let server = Server::start_with(&["--insecure-http"]);
-    let credential = {
-        // The harness talks HTTPS; this server speaks HTTP, so set it up with a kubeconfig for that.
-        let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
-        assert!(kubeconfig.contains("server: http://"), "{kubeconfig}");
-        bots(&server)
+    let admin = format!("Bearer {}", server.admin_token());
+    // kubectl sends no credential over plain HTTP, so the setup goes straight to the API.
+    let api = |path: &str, object: Value| {
+        let got = send(server.port, None, &request("POST", path, &[("Authorization", &admin), ("Content-Type", "application/json")], &object.to_string()));
+        assert_eq!(got.status, 201, "{path}: {got:?}");
+        got.json()
     };
+    api("/api/v1/namespaces", json!({"metadata": {"name": "bots"}}));
+    for sa in ["bot", "other", "ci"] {
+        api("/api/v1/namespaces/bots/serviceaccounts", json!({"metadata": {"name": sa}}));
+    }
+    let manifests: Vec<Value> = RBAC_AND_SECRET.split("---\n").map(|doc| serde_saphyr::from_str(doc).unwrap()).collect();
+    let secret = api("/api/v1/namespaces/bots/secrets", manifests[0].clone());
+    api("/apis/rbac.authorization.k8s.io/v1/namespaces/bots/roles", manifests[1].clone());
+    api("/apis/rbac.authorization.k8s.io/v1/namespaces/bots/rolebindings", manifests[2].clone());
+    let credential = text(&base64::engine::general_purpose::STANDARD.decode(secret["data"]["token"].as_str().unwrap()).unwrap());
     let relay = Relay::start(server.port);
     let (ca, cert, key) = certificates(server.root.path());
     let listen = format!("127.0.0.1:{}", free_port());
@@ -408,7 +424,6 @@ fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream
     let port = expose.port;
     let ca = Some(ca.as_path());
     let bearer = format!("Bearer {credential}");
-    let admin = format!("Bearer {}", server.admin_token());
     let big = "x".repeat(100 * 1024);
     let chunk = format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len());
 
