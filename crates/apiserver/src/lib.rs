@@ -6,6 +6,7 @@
 //! [`router`] returns a socket-less `Router` so tests can drive it with `oneshot`.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod discovery;
@@ -41,6 +42,27 @@ pub struct ApiState {
     pub admin: AdminCredential,
     /// The URL clients reach the API at (`https://127.0.0.1:6443`), for `jwks_uri`.
     pub external_url: String,
+    /// Where TokenRequests and TokenReviews are recorded, if anywhere.
+    pub audit: Option<audit::AuditLog>,
+}
+
+impl ApiState {
+    pub fn new(authority: Arc<Authority>, admin: AdminCredential, external_url: impl Into<String>) -> Self {
+        Self { authority, admin, external_url: external_url.into(), audit: None }
+    }
+
+    #[must_use]
+    pub fn with_audit(mut self, audit: audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Records an audit event built by `event`, if auditing is on (nothing is built otherwise).
+    pub fn audit(&self, event: impl FnOnce() -> audit::AuditEvent) {
+        if let Some(log) = &self.audit {
+            log.record(&event());
+        }
+    }
 }
 
 /// The query string, decoded.
@@ -135,8 +157,24 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, method: Method, uri: U
 async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
     let info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
-    let caller = auth::impersonate(state, auth::authenticate(state, &headers)?, &headers)?;
-    auth::authorize(state, &caller, &info)?;
+    let caller = match admit(state, &info, &headers) {
+        Ok(caller) => caller,
+        Err((caller, error)) => {
+            if let Some(kind) = audited(&info) {
+                state.audit(|| {
+                    let decision = if error.code == 401 { "unauthorized" } else { "forbidden" };
+                    let mut event = audit::AuditEvent::new(kind, state.authority.clock().now(), decision);
+                    event.caller = caller.unwrap_or_default();
+                    if kind == "TokenRequest" {
+                        event.service_account = format!("{}/{}", info.namespace, info.name);
+                    }
+                    event.reason.clone_from(&error.message);
+                    event
+                });
+            }
+            return Err(error);
+        }
+    };
     let body = body::read(body).await?;
     let call = Call { info, caller, query, headers, body };
 
@@ -151,6 +189,25 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
         ("authorization.k8s.io", "subjectaccessreviews" | "localsubjectaccessreviews", "") => access::subject_access_review(state, &call),
         ("", "serviceaccounts", "token") => tokens::token_request(state, &call).await,
         _ => resources::handle(state, call).await,
+    }
+}
+
+/// Authenticates (with impersonation) and authorizes; on refusal, the caller's name if known.
+fn admit(state: &ApiState, info: &RequestInfo, headers: &HeaderMap) -> Result<Caller, (Option<String>, ApiError)> {
+    let caller = auth::authenticate(state, headers).map_err(|e| (None, e))?;
+    let caller = auth::impersonate(state, caller.clone(), headers).map_err(|e| (Some(caller.user.username.clone()), e))?;
+    match auth::authorize(state, &caller, info) {
+        Ok(()) => Ok(caller),
+        Err(e) => Err((Some(caller.user.username), e)),
+    }
+}
+
+/// The audited calls: TokenRequest and TokenReview.
+fn audited(info: &RequestInfo) -> Option<&'static str> {
+    match (info.group.as_str(), info.resource.as_str(), info.subresource.as_str()) {
+        ("", "serviceaccounts", "token") => Some("TokenRequest"),
+        ("authentication.k8s.io", "tokenreviews", "") => Some("TokenReview"),
+        _ => None,
     }
 }
 

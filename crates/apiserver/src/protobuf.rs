@@ -1,7 +1,7 @@
 //! Kubernetes protobuf request bodies, turned into the JSON the handlers read.
 //!
-//! kubectl's typed clients (`create token`, `auth whoami`, `create serviceaccount|namespace|
-//! secret`) send `application/vnd.kubernetes.protobuf` while accepting JSON answers, so only
+//! kubectl's typed clients (`create token`, `auth whoami`, `auth can-i`, `create
+//! serviceaccount|namespace|secret|role|rolebinding|clusterrole|clusterrolebinding`) send `application/vnd.kubernetes.protobuf` while accepting JSON answers, so only
 //! decoding is needed, and only for the kinds those commands send. The envelope is the magic
 //! `k8s\0` followed by a `runtime.Unknown {typeMeta{apiVersion, kind}, raw}`; `raw` is the
 //! object in the field numbering of k8s.io/api's generated.proto.
@@ -108,6 +108,59 @@ const SECRET: &[F] = &[
     F(5, "immutable", Kind::Bool),
 ];
 
+const RESOURCE_ATTRIBUTES: &[F] = &[
+    F(1, "namespace", Kind::Str),
+    F(2, "verb", Kind::Str),
+    F(3, "group", Kind::Str),
+    F(4, "version", Kind::Str),
+    F(5, "resource", Kind::Str),
+    F(6, "subresource", Kind::Str),
+    F(7, "name", Kind::Str),
+];
+
+const NON_RESOURCE_ATTRIBUTES: &[F] = &[F(1, "path", Kind::Str), F(2, "verb", Kind::Str)];
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[F] = &[
+    F(1, "metadata", Kind::Msg(OBJECT_META)),
+    F(2, "spec", Kind::Msg(&[F(1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)), F(2, "nonResourceAttributes", Kind::Msg(NON_RESOURCE_ATTRIBUTES))])),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[F] = &[F(1, "metadata", Kind::Msg(OBJECT_META)), F(2, "spec", Kind::Msg(&[F(1, "namespace", Kind::Str)]))];
+
+/// SubjectAccessReview and LocalSubjectAccessReview (`extra` is not decoded).
+const SUBJECT_ACCESS_REVIEW: &[F] = &[
+    F(1, "metadata", Kind::Msg(OBJECT_META)),
+    F(
+        2,
+        "spec",
+        Kind::Msg(&[
+            F(1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
+            F(2, "nonResourceAttributes", Kind::Msg(NON_RESOURCE_ATTRIBUTES)),
+            F(3, "user", Kind::Str),
+            F(4, "groups", Kind::RepeatedStr),
+            F(6, "uid", Kind::Str),
+        ]),
+    ),
+];
+
+const POLICY_RULE: &[F] = &[
+    F(1, "verbs", Kind::RepeatedStr),
+    F(2, "apiGroups", Kind::RepeatedStr),
+    F(3, "resources", Kind::RepeatedStr),
+    F(4, "resourceNames", Kind::RepeatedStr),
+    F(5, "nonResourceURLs", Kind::RepeatedStr),
+];
+
+/// Role and ClusterRole (`aggregationRule` is not decoded).
+const ROLE: &[F] = &[F(1, "metadata", Kind::Msg(OBJECT_META)), F(2, "rules", Kind::RepeatedMsg(POLICY_RULE))];
+
+/// RoleBinding and ClusterRoleBinding.
+const BINDING: &[F] = &[
+    F(1, "metadata", Kind::Msg(OBJECT_META)),
+    F(2, "subjects", Kind::RepeatedMsg(&[F(1, "kind", Kind::Str), F(2, "apiGroup", Kind::Str), F(3, "name", Kind::Str), F(4, "namespace", Kind::Str)])),
+    F(3, "roleRef", Kind::Msg(&[F(1, "apiGroup", Kind::Str), F(2, "kind", Kind::Str), F(3, "name", Kind::Str)])),
+];
+
 fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (api_version, kind) {
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
@@ -116,6 +169,11 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "Secret") => SECRET,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => SUBJECT_ACCESS_REVIEW,
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => BINDING,
         _ => return None,
     })
 }

@@ -5,6 +5,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tokenwarden_core::token_request::{TokenRequestInput, TokenRequestSpec};
 
+use crate::audit::{AuditEvent, BoundObject};
 use crate::error::{ApiError, ApiResult};
 use crate::{ApiState, Call, body, fields};
 
@@ -48,8 +49,29 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
         metadata_namespace: meta_str(&object, "namespace").to_owned(),
         spec,
     };
-    let issued = state.authority.request_token(input).await?;
+    let bound = input.spec.bound_object_ref.clone();
+    let record = |decision: &'static str| {
+        let mut event = AuditEvent::new("TokenRequest", state.authority.clock().now(), decision);
+        event.caller.clone_from(&call.caller.user.username);
+        event.service_account = format!("{}/{}", call.info.namespace, call.info.name);
+        event
+    };
+    let issued = match state.authority.request_token(input).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            let error = ApiError::from(e);
+            state.audit(|| AuditEvent { reason: error.message.clone(), ..record("failed") });
+            return Err(error);
+        }
+    };
     tracing::info!(namespace = %call.info.namespace, serviceaccount = %call.info.name, jti = %issued.jti, "issued token");
+    state.audit(|| AuditEvent {
+        audiences: issued.spec.audiences.clone(),
+        expiration_timestamp: issued.expiration_timestamp.to_string(),
+        bound_object: bound.map(|b| BoundObject { kind: b.kind, name: b.name, uid: b.uid }),
+        jti: issued.jti.clone(),
+        ..record("issued")
+    });
     warnings.extend(issued.warnings.iter().cloned());
     let response = json!({
         "kind": "TokenRequest",
@@ -92,7 +114,29 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         Some(value) => serde_json::from_value(value.clone())
             .map_err(|e| ApiError::bad_request(format!("TokenReview in version {api_version:?} cannot be handled as a TokenReview: {e}")))?,
     };
-    let status = match state.authority.review(token, &audiences) {
+    let reviewed = state.authority.review(token, &audiences);
+    state.audit(|| {
+        let now = state.authority.clock().now();
+        let mut event = match &reviewed {
+            Ok(reviewed) => {
+                let claims = &reviewed.token.claims;
+                let kubernetes = claims.kubernetes.as_ref();
+                let mut event = AuditEvent::new("TokenReview", now, "authenticated");
+                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user.username) {
+                    event.service_account = format!("{namespace}/{name}");
+                }
+                event.audiences.clone_from(&reviewed.audiences);
+                event.expiration_timestamp = claims.exp.map(|exp| tokenwarden_core::Timestamp::from_unix(exp).to_string()).unwrap_or_default();
+                event.bound_object = kubernetes.and_then(|k| BoundObject::from_claims(k.pod.as_ref(), k.secret.as_ref(), k.node.as_ref()));
+                event.jti = claims.jti.clone().unwrap_or_default();
+                event
+            }
+            Err(err) => AuditEvent { reason: err.status_error(), audiences: audiences.clone(), ..AuditEvent::new("TokenReview", now, "unauthenticated") },
+        };
+        event.caller.clone_from(&call.caller.user.username);
+        event
+    });
+    let status = match reviewed {
         Ok(reviewed) => json!({
             "authenticated": true,
             "user": reviewed.token.user,

@@ -116,7 +116,7 @@ impl Api {
         let authority = Authority::start(store, keys, IssuerConfig::new(ISSUER), Arc::new(clock), None).await.unwrap();
         authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": NS}}))).await.unwrap();
         authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "api-consumer", "namespace": NS}}))).await.unwrap();
-        let state = ApiState { authority: Arc::clone(&authority), admin: AdminCredential::from_token(ADMIN), external_url: ISSUER.into() };
+        let state = ApiState::new(Arc::clone(&authority), AdminCredential::from_token(ADMIN), ISSUER);
         let reviews = Arc::new(AtomicUsize::new(0));
         let h2 = Arc::new(AtomicUsize::new(0));
         let (counter, h2_counter) = (Arc::clone(&reviews), Arc::clone(&h2));

@@ -50,6 +50,19 @@ pub fn parse_nanos(text: &str) -> Result<i128, String> {
     Ok(if negative { -total } else { total })
 }
 
+/// Whole seconds: plain (`3600`) or a Go duration (`24h`, `90m`, `1h30m`).
+pub fn parse_seconds(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    let invalid = || format!("invalid duration {text:?} (use e.g. 3600, 90m or 24h)");
+    let nanos = parse_nanos(text).map_err(|_| invalid())?;
+    if nanos % 1_000_000_000 != 0 {
+        return Err(invalid());
+    }
+    i64::try_from(nanos / 1_000_000_000).map_err(|_| invalid())
+}
+
 /// A positive duration such as `--interval 10s`.
 pub fn parse_positive(text: &str) -> Result<std::time::Duration, String> {
     let nanos = parse_nanos(text)?;
@@ -95,6 +108,17 @@ mod tests {
         assert!(parse_nanos("1x").is_err());
         assert!(parse_nanos("m").is_err());
         assert!(parse_nanos("99999999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn whole_seconds() {
+        assert_eq!(parse_seconds("3600"), Ok(3600));
+        assert_eq!(parse_seconds("24h"), Ok(86_400));
+        assert_eq!(parse_seconds("1h30m"), Ok(5400));
+        assert_eq!(parse_seconds("90s"), Ok(90));
+        for bad in ["", "h", "1d", "1h3", "-", "99999999999999999999h", "1.5s"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

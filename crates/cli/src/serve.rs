@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokenwarden_apiserver::audit::AuditLog;
 use tokenwarden_apiserver::{AdminCredential, ApiState};
 use tokenwarden_core::keys::Algorithm;
 use tokenwarden_core::token_request::IssuerConfig;
@@ -44,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
     /// Longest token lifetime granted, e.g. 24h (between 1h and 2^32 s); longer requests are shortened.
-    #[arg(long, value_parser = parse_duration_seconds)]
+    #[arg(long, value_parser = crate::duration::parse_seconds)]
     pub max_token_expiration: Option<i64>,
     /// Extra name or IP for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
@@ -71,37 +72,10 @@ pub struct ServeArgs {
     pub public_prefix: String,
     #[command(flatten)]
     pub public_rate: RateArgs,
-}
-
-/// Go-style durations (`1h`, `90m`, `1h30m`, `3600s`) or plain seconds.
-pub fn parse_duration_seconds(text: &str) -> Result<i64, String> {
-    if let Ok(secs) = text.parse::<i64>() {
-        return Ok(secs);
-    }
-    let invalid = || format!("invalid duration {text:?} (use e.g. 3600, 90m or 24h)");
-    let mut total: i64 = 0;
-    let mut number = String::new();
-    let mut seen_unit = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: i64 = number.parse().map_err(|_| invalid())?;
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(invalid()),
-        };
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
-        number.clear();
-        seen_unit = true;
-    }
-    if !number.is_empty() || !seen_unit {
-        return Err(invalid());
-    }
-    Ok(total)
+    /// Record every TokenRequest and TokenReview as a JSON line in this file (mode 0600,
+    /// appended), or on stdout with `-`. Tokens are never recorded.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -211,7 +185,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
 
-    let state = Arc::new(ApiState { authority, admin: AdminCredential::from_token(&admin_token), external_url: url.clone() });
+    let mut state = ApiState::new(authority, AdminCredential::from_token(&admin_token), url.clone());
+    if let Some(path) = &args.audit_log {
+        state = state.with_audit(AuditLog::open(path).map_err(|e| Failure::Runtime(format!("--audit-log {}: {e}", path.display())))?);
+    }
+    let state = Arc::new(state);
     drop(admin_token);
     let public_state = Arc::clone(&state);
     let app = tokenwarden_apiserver::router(state);
@@ -267,18 +245,3 @@ async fn rustls_config(tls: &pki::Pki) -> Result<axum_server::tls_rustls::Rustls
         .map_err(|e| Failure::Runtime(format!("TLS configuration: {e}")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_duration_seconds as p;
-
-    #[test]
-    fn durations() {
-        assert_eq!(p("3600"), Ok(3600));
-        assert_eq!(p("24h"), Ok(86_400));
-        assert_eq!(p("1h30m"), Ok(5400));
-        assert_eq!(p("90s"), Ok(90));
-        for bad in ["", "h", "1d", "1h3", "-", "99999999999999999999h"] {
-            assert!(p(bad).is_err(), "{bad}");
-        }
-    }
-}

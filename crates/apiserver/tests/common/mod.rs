@@ -34,7 +34,7 @@ pub async fn server_with(keep_events: Option<usize>) -> Server {
         .await
         .unwrap();
     authority.bootstrap_policy().await.unwrap();
-    let state = ApiState { authority, admin: AdminCredential::from_token(ADMIN), external_url: "https://127.0.0.1:6443".into() };
+    let state = ApiState::new(authority, AdminCredential::from_token(ADMIN), "https://127.0.0.1:6443");
     Server { router: router(Arc::new(state)), clock }
 }
 

@@ -1,0 +1,134 @@
+//! The audit log: one JSON line for every TokenRequest and TokenReview — when, who asked,
+//! for which ServiceAccount, audiences, expiration, bound object, `jti`, and the decision.
+//! Never the token. Lines are written by a dedicated thread so a slow disk never holds up a
+//! request for longer than its bounded queue takes to drain; a full queue makes callers wait
+//! rather than lose records.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use serde::Serialize;
+use tokenwarden_core::Timestamp;
+use tokenwarden_core::claims::Ref;
+
+/// Records waiting for the writer thread.
+const QUEUE: usize = 16 * 1024;
+
+/// One audited call. Empty fields are left out of the line.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub time: String,
+    /// `TokenRequest` or `TokenReview`.
+    pub kind: &'static str,
+    /// Who made the call (user name), empty when the credential was refused.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub caller: String,
+    /// `namespace/name` of the ServiceAccount the token is (or was asked) for.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub expiration_timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_object: Option<BoundObject>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jti: String,
+    /// `issued`, `authenticated`, `unauthenticated`, `forbidden`, `unauthorized`, `failed`.
+    pub decision: &'static str,
+    /// Why, when not granted.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BoundObject {
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+impl BoundObject {
+    /// The object a token's claims bind it to (Pod before Secret before Node, as the claims
+    /// nest them).
+    pub fn from_claims(pod: Option<&Ref>, secret: Option<&Ref>, node: Option<&Ref>) -> Option<Self> {
+        let (kind, reference) = match (pod, secret, node) {
+            (Some(pod), _, _) => ("Pod", pod),
+            (None, Some(secret), _) => ("Secret", secret),
+            (None, None, Some(node)) => ("Node", node),
+            (None, None, None) => return None,
+        };
+        Some(Self { kind: kind.to_owned(), name: reference.name.clone(), uid: reference.uid.clone() })
+    }
+}
+
+impl AuditEvent {
+    pub fn new(kind: &'static str, at: Timestamp, decision: &'static str) -> Self {
+        Self { time: at.to_string(), kind, decision, ..Self::default() }
+    }
+}
+
+/// Where audit lines go.
+pub struct AuditLog {
+    queue: SyncSender<String>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Appends to `path` (created with mode 0600), or writes to stdout for `-`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let out: Box<dyn Write + Send> = if path == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?)
+        };
+        Ok(Self::to_writer(out))
+    }
+
+    /// Lines to any writer (tests).
+    pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
+        let (queue, lines) = sync_channel(QUEUE);
+        if let Err(e) = std::thread::Builder::new().name("audit-log".into()).spawn(move || write_lines(&lines, out)) {
+            tracing::error!(error = %e, "cannot start the audit log writer");
+        }
+        Self { queue }
+    }
+
+    /// Queues one record.
+    pub fn record(&self, event: &AuditEvent) {
+        match serde_json::to_string(event) {
+            Ok(line) => {
+                if self.queue.send(line).is_err() {
+                    tracing::error!("audit log writer stopped; record lost");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "audit record not serializable"),
+        }
+    }
+}
+
+/// Writes queued lines, flushing whenever the queue is drained.
+fn write_lines(lines: &Receiver<String>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::new(out);
+    while let Ok(first) = lines.recv() {
+        let mut batch = Some(first);
+        while let Some(line) = batch {
+            if let Err(e) = writeln!(out, "{line}") {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+            batch = lines.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!(error = %e, "audit log flush failed");
+        }
+    }
+}
