@@ -14,9 +14,12 @@ use axum::http::{HeaderName, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::Full;
 use tokenwarden_apiserver::ApiError;
+use tokenwarden_apiserver::audit::{AuditEvent, AuditLog};
 use tokenwarden_apiserver::exposure::{self, Exposure, Forward, Forwarded, Prefix, RateLimit};
 use tokenwarden_authz::kubeconfig::{ClusterAccess, client_tls};
 use tokenwarden_authz::remote::HttpClient;
+use tokenwarden_core::claims::Claims;
+use tokenwarden_store::{Clock as _, SystemClock};
 
 use crate::{Failure, listeners};
 
@@ -64,6 +67,11 @@ pub struct ExposeArgs {
     pub insecure_http: bool,
     #[command(flatten)]
     pub rate: RateArgs,
+    /// Record every forwarded TokenRequest as a JSON line in this file (mode 0600, appended),
+    /// or on stdout with `-`: time, caller (as far as known), ServiceAccount, the upstream's
+    /// status, and the minted token's jti, audiences, expiration and bound object. Never a token.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// How long the upstream may take, within the endpoint's whole-request timeout.
@@ -115,19 +123,23 @@ fn upstream_client(kubeconfig: Option<&PathBuf>) -> Result<HttpClient, Failure> 
 }
 
 /// Forwards admitted TokenRequests to `base` and relays the answer (bounded in size and time).
-fn upstream_forward(client: HttpClient, base: String) -> Forward {
+fn upstream_forward(client: HttpClient, base: String, audit: Option<Arc<AuditLog>>) -> Forward {
     Arc::new(move |forwarded: Forwarded| {
-        let (client, base) = (client.clone(), base.clone());
+        let (client, base, audit) = (client.clone(), base.clone(), audit.clone());
         Box::pin(async move {
-            let mut builder = hyper::Request::builder().method(Method::POST).uri(format!("{base}{}", forwarded.admitted.path_and_query));
+            let Forwarded { admitted, body } = forwarded;
+            let caller = Caller::of(&admitted.headers);
+            let service_account = format!("{}/{}", admitted.namespace, admitted.name);
+            let mut builder = hyper::Request::builder().method(Method::POST).uri(format!("{base}{}", admitted.path_and_query));
             if let Some(headers) = builder.headers_mut() {
-                headers.extend(forwarded.admitted.headers);
+                headers.extend(admitted.headers);
             }
-            let Ok(request) = builder.body(Full::new(forwarded.body)) else {
+            let Ok(request) = builder.body(Full::new(body)) else {
                 return ApiError::bad_request("the request cannot be forwarded").into_response();
             };
-            match client.fetch_limited(request, UPSTREAM_TIMEOUT, MAX_RESPONSE_BYTES).await {
+            let (response, event) = match client.fetch_limited(request, UPSTREAM_TIMEOUT, MAX_RESPONSE_BYTES).await {
                 Ok((head, body)) => {
+                    let event = audit.is_some().then(|| answered(caller, head.status.as_u16(), &body));
                     let mut response = Response::new(Body::from(body));
                     *response.status_mut() = head.status;
                     for name in &RESPONSE_HEADERS {
@@ -135,15 +147,73 @@ fn upstream_forward(client: HttpClient, base: String) -> Forward {
                             response.headers_mut().append(name.clone(), value.clone());
                         }
                     }
-                    response
+                    (response, event)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the upstream API server did not answer a TokenRequest");
-                    ApiError::new(503, "ServiceUnavailable", "the upstream API server is unavailable").into_response()
+                    let error = ApiError::new(503, "ServiceUnavailable", "the upstream API server is unavailable");
+                    let event = AuditEvent { reason: error.message.clone(), code: Some(503), ..AuditEvent::new("TokenRequest", SystemClock.now(), "failed") };
+                    (error.into_response(), Some(event))
                 }
+            };
+            if let (Some(audit), Some(event)) = (audit, event) {
+                audit.record(&AuditEvent { service_account, ..event });
             }
+            response
         })
     })
+}
+
+/// Who the caller is, as far as `expose` can tell without verifying anything itself.
+enum Caller {
+    Anonymous,
+    /// The `sub` of the bearer credential, unverified: recorded only once the upstream has
+    /// accepted the credential.
+    Claimed(Option<String>),
+}
+
+impl Caller {
+    fn of(headers: &axum::http::HeaderMap) -> Self {
+        match tokenwarden_apiserver::auth::bearer_token(headers) {
+            None => Self::Anonymous,
+            Some(token) => Self::Claimed(
+                tokenwarden_core::jwt::decode_unverified(token).and_then(|(_, claims)| claims.get("sub").and_then(serde_json::Value::as_str).map(str::to_owned)),
+            ),
+        }
+    }
+}
+
+/// The audit record of an upstream answer: for a minted token, what its claims say.
+fn answered(caller: Caller, code: u16, body: &[u8]) -> AuditEvent {
+    let decision = match code {
+        200..=299 => "issued",
+        401 => "unauthorized",
+        403 => "forbidden",
+        _ => "failed",
+    };
+    let mut event = AuditEvent { code: Some(code), ..AuditEvent::new("TokenRequest", SystemClock.now(), decision) };
+    event.caller = match caller {
+        Caller::Anonymous => "system:anonymous".to_owned(),
+        // Only these answers say the upstream authenticated the credential.
+        Caller::Claimed(sub) if matches!(decision, "issued" | "forbidden") => sub.unwrap_or_default(),
+        Caller::Claimed(_) => String::new(),
+    };
+    let answer: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    if decision == "issued" {
+        let claims = answer
+            .as_ref()
+            .and_then(|a| a.pointer("/status/token"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(tokenwarden_core::jwt::decode_unverified)
+            .and_then(|(_, claims)| serde_json::from_value::<Claims>(claims).ok());
+        if let Some(claims) = claims {
+            event.audiences.clone_from(&claims.aud);
+            event = event.with_token_claims(&claims);
+        }
+    } else if let Some(message) = answer.as_ref().and_then(|a| a.get("message")).and_then(serde_json::Value::as_str) {
+        message.chars().take(512).collect::<String>().clone_into(&mut event.reason);
+    }
+    event
 }
 
 /// Reads the listener's certificate and key (exit 64 when unusable).
@@ -167,9 +237,14 @@ pub async fn run(args: ExposeArgs) -> Result<(), Failure> {
         _ => return Err(usage("expose needs --tls-cert-file and --tls-key-file (or --insecure-http for development)")),
     };
 
+    let audit = match &args.audit_log {
+        Some(path) => Some(Arc::new(AuditLog::open(path).map_err(|e| usage(format!("--audit-log {}: {e}", path.display())))?)),
+        None => None,
+    };
+
     let listener = listeners::bind(addr)?;
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
-    let exposure = Exposure::new(prefix.clone(), rate, tokenwarden_store::clock::random_bytes(), upstream_forward(client, base.clone()));
+    let exposure = Exposure::new(prefix.clone(), rate, tokenwarden_store::clock::random_bytes(), upstream_forward(client, base.clone(), audit));
     let stop = listeners::shutdown_signal();
     let server = listeners::spawn_server(listener, exposure::router(Arc::new(exposure)), tls, stop)?;
     let scheme = if args.insecure_http { "http" } else { "https" };

@@ -101,19 +101,20 @@ fn send(port: u16, ca: Option<&Path>, bytes: &[u8]) -> Reply {
             let _ = stream.read_to_end(&mut raw);
         }
     }
-    parse(&raw)
+    let sent = text(bytes);
+    parse(&raw).unwrap_or_else(|| panic!("no HTTP answer to {:?}: {:?}", sent.lines().next(), text(&raw)))
 }
 
-fn parse(raw: &[u8]) -> Reply {
+fn parse(raw: &[u8]) -> Option<Reply> {
     let text = text(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.lines();
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> =
         lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Reply { status, headers, body }
+    Some(Reply { status, headers, body })
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -417,15 +418,26 @@ fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream
     let (ca, cert, key) = certificates(server.root.path());
     let listen = format!("127.0.0.1:{}", free_port());
     let upstream = format!("http://127.0.0.1:{}", relay.port);
+    let audit = server.root.path().join("expose-audit.jsonl");
     let expose = Expose::start(
         server.root.path(),
-        &["--upstream", &upstream, "--prefix", "/kubernetes", "--listen", &listen, "--tls-cert-file", cert.to_str().unwrap(), "--tls-key-file", key.to_str().unwrap()],
+        &[
+            "--upstream", &upstream, "--prefix", "/kubernetes", "--listen", &listen,
+            "--tls-cert-file", cert.to_str().unwrap(), "--tls-key-file", key.to_str().unwrap(),
+            "--audit-log", audit.to_str().unwrap(),
+        ],
     );
     let port = expose.port;
     let ca = Some(ca.as_path());
     let bearer = format!("Bearer {credential}");
-    let big = "x".repeat(100 * 1024);
-    let chunk = format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len());
+    // Oversize bodies are sent only as far as the server reads them: bytes it never reads
+    // would make the kernel answer its close with a reset that can overtake the 413.
+    let oversize = |framing: &str, body: &str| {
+        let mut bytes = format!("POST {BOT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {bearer}\r\n{framing}\r\n").into_bytes();
+        bytes.extend_from_slice(body.as_bytes());
+        bytes
+    };
+    let over_limit = "x".repeat(64 * 1024 + 1);
 
     // (what, raw request, expected status)
     let hostile: Vec<(&str, Vec<u8>, u16)> = vec![
@@ -454,11 +466,10 @@ fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream
         ("two credentials", request("POST", BOT, &[("Authorization", &bearer), ("Authorization", &admin)], "{}"), 401),
         ("malformed allowed query parameter", request("POST", &format!("{BOT}?fieldManager=%00"), &[("Authorization", &bearer)], "{}"), 400),
         ("extra query parameters on another path", request("GET", "/kubernetes/api/v1/namespaces?watch=true&labelSelector=x", &[("Authorization", &admin)], ""), 404),
-        ("oversize body", request("POST", BOT, &[("Authorization", &bearer), ("Content-Type", "application/json")], &big), 413),
+        ("oversize body (Content-Length)", oversize("Content-Length: 102400\r\n", ""), 413),
+        ("oversize body (chunked)", oversize("Transfer-Encoding: chunked\r\n", &format!("{:x}\r\n{over_limit}", over_limit.len())), 413),
     ];
-    let mut oversize_chunked = format!("POST {BOT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {admin}\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
-    oversize_chunked.extend_from_slice(chunk.as_bytes());
-    for (what, bytes, expected) in hostile.iter().map(|(w, b, e)| (*w, b.clone(), *e)).chain([("oversize chunked body", oversize_chunked, 413)]) {
+    for (what, bytes, expected) in hostile {
         let got = send(port, ca, &bytes);
         assert_eq!(got.status, expected, "{what}: {got:?}");
         // hyper itself refuses a backslash in the request line (400 without a Status body).
@@ -467,6 +478,7 @@ fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream
         }
     }
     assert_eq!(relay.seen(), (0, String::new()), "no refused request reached the upstream");
+    assert_eq!(std::fs::read_to_string(&audit).unwrap_or_default(), "", "nothing was forwarded, so nothing is audited");
 
     // Allowed: extra query parameters and widening headers are dropped on the way.
     let allowed = send(
@@ -506,6 +518,37 @@ fn expose_forwards_only_token_requests_and_refused_ones_never_reach_the_upstream
     assert_eq!((seed.status, seed.json()), (403, anonymous_forbidden()), "{seed:?}");
     let stderr = expose.stderr();
     assert!(!stderr.contains(&credential) && !stderr.contains(&token), "expose never logs a credential or token");
+
+    // The audit log: one line per forwarded request, the minted token's claims but never a token.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.lines().count() >= 3 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!lines.contains(&credential) && !lines.contains(&token), "{lines}");
+    let records: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let claims = jwt_payload(&token);
+    let issued = &records[0];
+    assert_eq!(issued["kind"], "TokenRequest");
+    assert_eq!(
+        (issued["decision"].as_str(), issued["code"].as_i64(), issued["caller"].as_str(), issued["serviceAccount"].as_str()),
+        (Some("issued"), Some(201), Some("system:serviceaccount:bots:ci"), Some("bots/bot"))
+    );
+    assert_eq!((&issued["jti"], &issued["audiences"]), (&claims["jti"], &json!(["talker-api"])));
+    assert!(issued["expirationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{issued}");
+    assert!(issued["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{issued}");
+    assert_eq!(
+        (records[1]["decision"].as_str(), records[1]["code"].as_i64(), records[1]["serviceAccount"].as_str(), records[1]["reason"].as_str()),
+        (Some("forbidden"), Some(403), Some("bots/other"), Some(forbidden_for("other").as_str()))
+    );
+    assert_eq!(
+        (records[2]["decision"].as_str(), records[2]["caller"].as_str(), records[2]["serviceAccount"].as_str()),
+        (Some("forbidden"), Some("system:anonymous"), Some("default/default"))
+    );
+    assert_eq!(records.len(), 3, "{lines}");
 }
 
 /// The README's "Exposing TokenRequest" commands, as written (ports and paths replaced).
