@@ -125,7 +125,7 @@ fn dechunk(mut rest: &str) -> String {
             break;
         }
         out.push_str(&after[..size]);
-        rest = &after[size..].trim_start_matches("\r\n");
+        rest = after[size..].trim_start_matches("\r\n");
     }
     out
 }
@@ -586,4 +586,32 @@ fn the_readme_exposure_section_runs_as_written() {
     }
     assert!(answers.contains(&anonymous_forbidden()), "{stdout}");
     assert!(answers.contains(&not_found()), "{stdout}");
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_64_before_anything_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = ["expose", "--upstream", "https://127.0.0.1:1"];
+    let with = |extra: &[&'static str]| upstream.iter().chain(extra).copied().collect::<Vec<&str>>();
+    for (args, expected) in [
+        (vec!["expose", "--upstream", "http://10.0.0.1:8080", "--insecure-http"], "http:// is only allowed to a loopback address"),
+        (vec!["expose", "--upstream", "10.0.0.1:6443", "--insecure-http"], "invalid --upstream"),
+        (with(&[]), "expose needs --tls-cert-file and --tls-key-file (or --insecure-http for development)"),
+        (with(&["--insecure-http", "--tls-cert-file", "a", "--tls-key-file", "b"]), "cannot be used with"),
+        (with(&["--insecure-http", "--prefix", "/a/../b"]), "--prefix: invalid prefix"),
+        (with(&["--insecure-http", "--rate-limit", "5/d"]), "--rate-limit/--rate-burst: invalid rate"),
+        (with(&["--insecure-http", "--listen", "nowhere"]), "invalid --listen"),
+        (with(&["--tls-cert-file", "missing.crt", "--tls-key-file", "missing.key"]), "--tls-cert-file missing.crt"),
+        (with(&["--insecure-http", "--kubeconfig", "missing.kubeconfig"]), "--kubeconfig: kubeconfig missing.kubeconfig"),
+        (vec!["serve", "--data-dir", "d", "--public-listen", "nowhere"], "invalid --public-listen"),
+        (vec!["serve", "--data-dir", "d", "--public-listen", "127.0.0.1:0", "--rate-burst", "0"], "the rate burst must be at least 1"),
+        (vec!["serve", "--data-dir", "d", "--public-listen", "127.0.0.1:0", "--public-prefix", "kubernetes"], "--public-prefix: invalid prefix"),
+    ] {
+        let out = Command::new(BIN).args(&args).current_dir(dir.path()).stdin(Stdio::null()).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", common::describe(&out));
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr}");
+    }
+    assert!(!dir.path().join("d").exists(), "serve stopped before opening its data directory");
 }
