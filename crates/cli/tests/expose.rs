@@ -198,7 +198,9 @@ fn forbidden_for(sa: &str) -> String {
 #[test]
 fn an_external_client_exchanges_its_legacy_secret_token_through_the_public_prefix() {
     let public = free_port();
-    let server = Server::start_with(&["--public-listen", &format!("127.0.0.1:{public}"), "--public-prefix", "/kubernetes"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let audit = scratch.path().join("audit.jsonl");
+    let server = Server::start_with(&["--public-listen", &format!("127.0.0.1:{public}"), "--public-prefix", "/kubernetes", "--audit-log", audit.to_str().unwrap()]);
     let ca = server.ca_file();
     let credential = bots(&server);
     let bearer = format!("Bearer {credential}");
@@ -253,6 +255,22 @@ fn an_external_client_exchanges_its_legacy_secret_token_through_the_public_prefi
     let impersonating = post(public, Some(&ca), BOT, &[("Authorization", admin.as_str()), ("Impersonate-User", "system:serviceaccount:bots:ci")]);
     assert_eq!(impersonating.status, 403, "{impersonating:?}");
     assert!(!server.stderr().contains(&credential), "the credential is never logged");
+
+    // The public listener's TokenRequests are in serve's audit log like any other.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let issued = loop {
+        let lines = std::fs::read_to_string(&audit).unwrap_or_default();
+        let found = lines.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["decision"] == "issued");
+        match found {
+            Some(record) => break record,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("no issued record in {lines}"),
+        }
+    };
+    assert_eq!(
+        (issued["caller"].as_str(), issued["serviceAccount"].as_str(), &issued["jti"]),
+        (Some("system:serviceaccount:bots:ci"), Some("bots/bot"), &claims["jti"])
+    );
 }
 
 #[test]
