@@ -540,6 +540,26 @@ mod tests {
         assert!(!with_token.windows(6).any(|w| w == b"secret"));
     }
 
+    proptest::proptest! {
+        /// Any method, path and query: no panic, and what passes is one canonical TokenRequest path.
+        #[test]
+        fn whatever_passes_is_a_canonical_token_request(
+            method in "(POST|GET|PUT|DELETE|PATCH)",
+            path in "(/kubernetes)?(/[a-z0-9.%/\\\\;-]{0,12}){0,8}",
+            query in proptest::option::of("[a-zA-Z0-9=&%.+:,<-]{0,40}"),
+        ) {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            if let Ok(admitted) = admit(&prefix(), &method, &path, query.as_deref(), &HeaderMap::new()) {
+                let (path_part, query_part) = admitted.path_and_query.split_once('?').unwrap_or((&admitted.path_and_query, ""));
+                proptest::prop_assert_eq!(path_part, format!("/api/v1/namespaces/{}/serviceaccounts/{}/token", admitted.namespace, admitted.name));
+                proptest::prop_assert!(!path.contains("..") && !path.contains('%') && !path.contains("//"));
+                for pair in query_part.split('&').filter(|p| !p.is_empty()) {
+                    proptest::prop_assert!(ALLOWED_QUERY.contains(&pair.split('=').next().unwrap_or_default()));
+                }
+            }
+        }
+    }
+
     /// The adapter: refused requests never reach the forward; the rate limit answers 429.
     #[tokio::test]
     async fn refused_requests_never_reach_the_forward() {
