@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde::Serialize;
 use tokenwarden_core::Timestamp;
-use tokenwarden_core::claims::Ref;
+use tokenwarden_core::claims::{Claims, Ref};
 
 /// Records waiting for the writer thread.
 const QUEUE: usize = 16 * 1024;
@@ -41,6 +41,10 @@ pub struct AuditEvent {
     /// Why, when not granted.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The HTTP status of the answer, where only the answer is known (`expose` records the
+    /// upstream's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -68,6 +72,16 @@ impl BoundObject {
 impl AuditEvent {
     pub fn new(kind: &'static str, at: Timestamp, decision: &'static str) -> Self {
         Self { time: at.to_string(), kind, decision, ..Self::default() }
+    }
+
+    /// Expiration, bound object and `jti` from a token's claims.
+    #[must_use]
+    pub fn with_token_claims(mut self, claims: &Claims) -> Self {
+        let kubernetes = claims.kubernetes.as_ref();
+        self.expiration_timestamp = claims.exp.map(|exp| Timestamp::from_unix(exp).to_string()).unwrap_or_default();
+        self.bound_object = kubernetes.and_then(|k| BoundObject::from_claims(k.pod.as_ref(), k.secret.as_ref(), k.node.as_ref()));
+        self.jti = claims.jti.clone().unwrap_or_default();
+        self
     }
 }
 

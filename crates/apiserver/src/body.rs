@@ -13,9 +13,14 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// How long a client may take to send its body.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Reads a whole body; over the limit is 413, slower than [`BODY_READ_TIMEOUT`] is 408.
+/// Reads a whole body; over [`MAX_BODY_BYTES`] is 413, slower than [`BODY_READ_TIMEOUT`] is 408.
 pub async fn read(body: Body) -> ApiResult<Bytes> {
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
+    read_at_most(body, MAX_BODY_BYTES).await
+}
+
+/// [`read`] with another size limit.
+pub async fn read_at_most(body: Body, limit: usize) -> ApiResult<Bytes> {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
     let Ok(read) = read else {
         return Err(ApiError::new(408, "Timeout", format!("the request body was not received within {} s", BODY_READ_TIMEOUT.as_secs())));
     };
@@ -23,7 +28,7 @@ pub async fn read(body: Body) -> ApiResult<Bytes> {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.to_string().contains("length limit exceeded"))
             || e.to_string().contains("length limit exceeded");
-        if too_large { ApiError::too_large() } else { ApiError::bad_request(format!("error reading the request body: {e}")) }
+        if too_large { ApiError::too_large(limit) } else { ApiError::bad_request(format!("error reading the request body: {e}")) }
     })
 }
 

@@ -38,8 +38,9 @@ impl ApiError {
         Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
     }
 
-    pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+    /// 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod discovery;
 pub mod error;
+pub mod exposure;
 pub mod fields;
 pub mod oidc;
 pub mod patch;

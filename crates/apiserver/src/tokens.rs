@@ -119,16 +119,11 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         let now = state.authority.clock().now();
         let mut event = match &reviewed {
             Ok(reviewed) => {
-                let claims = &reviewed.token.claims;
-                let kubernetes = claims.kubernetes.as_ref();
-                let mut event = AuditEvent::new("TokenReview", now, "authenticated");
+                let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_token_claims(&reviewed.token.claims);
                 if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user.username) {
                     event.service_account = format!("{namespace}/{name}");
                 }
                 event.audiences.clone_from(&reviewed.audiences);
-                event.expiration_timestamp = claims.exp.map(|exp| tokenwarden_core::Timestamp::from_unix(exp).to_string()).unwrap_or_default();
-                event.bound_object = kubernetes.and_then(|k| BoundObject::from_claims(k.pod.as_ref(), k.secret.as_ref(), k.node.as_ref()));
-                event.jti = claims.jti.clone().unwrap_or_default();
                 event
             }
             Err(err) => AuditEvent { reason: err.status_error(), audiences: audiences.clone(), ..AuditEvent::new("TokenReview", now, "unauthenticated") },

@@ -241,6 +241,11 @@ impl ClusterAccess {
         self
     }
 
+    /// Whether the configuration turns server certificate checks off (`insecure-skip-tls-verify`).
+    pub fn insecure_skip_tls_verify(&self) -> bool {
+        self.insecure
+    }
+
     /// The `tls-server-name` override, if any.
     pub fn tls_server_name(&self) -> Option<&str> {
         self.tls_server_name.as_deref()

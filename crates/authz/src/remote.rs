@@ -99,16 +99,22 @@ impl HttpClient {
     /// Sends a request and reads the whole response (at most [`MAX_RESPONSE_BYTES`]), all
     /// within `timeout`.
     pub async fn fetch(&self, request: Request<Full<Bytes>>, timeout: Duration) -> Result<(StatusCode, Bytes), String> {
+        let (head, body) = self.fetch_limited(request, timeout, MAX_RESPONSE_BYTES).await?;
+        Ok((head.status, body))
+    }
+
+    /// [`HttpClient::fetch`] with the response head and another size limit.
+    pub async fn fetch_limited(&self, request: Request<Full<Bytes>>, timeout: Duration, limit: usize) -> Result<(hyper::http::response::Parts, Bytes), String> {
         let call = async {
             let response = self.send(request).await?;
-            let status = response.status();
-            let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
+            let (head, body) = response.into_parts();
+            let limited = http_body_util::Limited::new(body, limit);
             let body = limited
                 .collect()
                 .await
                 .map_err(|e| format!("reading the response: {}", e.to_string().lines().next().unwrap_or("failed")))?
                 .to_bytes();
-            Ok((status, body))
+            Ok((head, body))
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,

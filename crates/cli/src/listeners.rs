@@ -134,21 +134,37 @@ pub fn limit(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::r
 
 /// Serves a plain-HTTP router on `listener` until shutdown.
 pub fn spawn_http(listener: TcpListener, router: axum::Router, stop: watch::Receiver<bool>) -> Result<(), Failure> {
-    let mut server = axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?;
-    limit(server.http_builder());
+    spawn_server(listener, router, None, stop).map(drop)
+}
+
+/// Serves `router` on `listener` (over TLS when `tls` is given) with the client address as
+/// `ConnectInfo`, until shutdown; the task ends when the server has stopped.
+pub fn spawn_server(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
     let handle = axum_server::Handle::new();
     let on_stop = handle.clone();
     tokio::spawn(async move {
         stopped(stop).await;
         on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
-    tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = server.handle(handle).serve(service).await {
-            tracing::error!(error = %e, "HTTP listener failed");
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let failed = |e: std::io::Error| tracing::error!(error = %e, "HTTP listener failed");
+    Ok(match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener).map_err(|e| Failure::Runtime(e.to_string()))?;
+            limit(server.http_builder());
+            tokio::spawn(async move { server.handle(handle).serve(service).await.unwrap_or_else(failed) })
         }
-    });
-    Ok(())
+        Some(config) => {
+            let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(|e| Failure::Runtime(e.to_string()))?;
+            limit(server.http_builder());
+            tokio::spawn(async move { server.handle(handle).serve(service).await.unwrap_or_else(failed) })
+        }
+    })
 }
 
 impl Bound {

@@ -6,6 +6,7 @@ mod admin;
 mod authorize;
 mod client;
 mod duration;
+mod expose;
 mod listeners;
 mod pki;
 mod serve;
@@ -37,6 +38,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the authorizer alone, against a real cluster's API server or a directory of AuthConfigs.
     Authorize(authorize::AuthorizeArgs),
+    /// Expose only TokenRequest of a real cluster's API server to external clients: a filtering,
+    /// rate-limiting reverse proxy that forwards the caller's own credential.
+    Expose(expose::ExposeArgs),
     /// Create a resource; today a ServiceAccount token, as `kubectl create token`.
     #[command(subcommand)]
     Create(CreateCommand),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Authorize(args) => authorize::run(args).await,
+            Command::Expose(args) => expose::run(args).await,
             Command::Create(CreateCommand::Token(args)) => tools::create_token::run(args).await,
             Command::Review(args) => tools::review::run(args).await,
             Command::Decode(args) => tools::decode::run(&args),

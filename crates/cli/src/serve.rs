@@ -18,6 +18,7 @@ use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::{Authorizer, source};
 
+use crate::expose::RateArgs;
 use crate::listeners::{self, AuthzArgs};
 use crate::{Failure, admin, pki};
 
@@ -61,6 +62,16 @@ pub struct ServeArgs {
     /// cluster's service-account key; the previous key keeps verifying its tokens.
     #[arg(long)]
     pub signing_key_file: Option<PathBuf>,
+    /// A second listener (TLS with the API's certificate, unless --insecure-http) that serves
+    /// only TokenRequest (`POST PREFIX/api/v1/namespaces/NS/serviceaccounts/NAME/token`) to
+    /// external clients; RBAC decides with the caller's own credential (off unless given).
+    #[arg(long)]
+    pub public_listen: Option<String>,
+    /// The path prefix of --public-listen (`/` for none).
+    #[arg(long, default_value = "/kubernetes")]
+    pub public_prefix: String,
+    #[command(flatten)]
+    pub public_rate: RateArgs,
     /// Record every TokenRequest and TokenReview as a JSON line in this file (mode 0600,
     /// appended), or on stdout with `-`. Tokens are never recorded.
     #[arg(long)]
@@ -78,6 +89,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .parse()
         .map_err(|_| usage(format!("invalid --api-listen {:?}: expected ADDR:PORT, e.g. 127.0.0.1:6443", args.api_listen)))?;
     let authz_listeners = args.authz.plan()?;
+    let public = match &args.public_listen {
+        Some(listen) => {
+            let addr: SocketAddr = listen.parse().map_err(|_| usage(format!("invalid --public-listen {listen:?}: expected ADDR:PORT")))?;
+            let prefix = tokenwarden_apiserver::exposure::Prefix::parse(&args.public_prefix).map_err(|e| usage(format!("--public-prefix: {e}")))?;
+            Some((addr, prefix, args.public_rate.plan()?))
+        }
+        None => None,
+    };
     if let Some(issuer) = &args.issuer
         && (issuer.is_empty() || issuer.contains(char::is_whitespace))
     {
@@ -136,6 +155,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     // --- Bind, then settle what depends on the bound address ---
     let listener = listeners::bind(addr)?;
     let authz_listeners = authz_listeners.bind()?;
+    let public = public.map(|(addr, prefix, rate)| listeners::bind(addr).map(|listener| (listener, prefix, rate))).transpose()?;
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     let url = api_url(bound);
     let config = issuer_config(&url);
@@ -171,6 +191,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let state = Arc::new(state);
     drop(admin_token);
+    let public_state = Arc::clone(&state);
     let app = tokenwarden_apiserver::router(state);
     let stop = listeners::shutdown_signal();
     let handle = axum_server::Handle::new();
@@ -182,6 +203,17 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     });
     let mut roles = vec![format!("Kubernetes API on {url}")];
     roles.extend(authz_listeners.spawn(&authorizer, &stop).await?);
+    if let Some((listener, prefix, rate)) = public {
+        use tokenwarden_apiserver::exposure::{self, Exposure};
+        let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
+        roles.push(format!("public TokenRequest endpoint on {scheme}://{bound}{}", prefix.as_str()));
+        let exposure = Exposure::new(prefix, rate, tokenwarden_store::clock::random_bytes(), exposure::in_process(public_state));
+        let config = match &tls {
+            Some(tls) => Some(rustls_config(tls).await?),
+            None => None,
+        };
+        listeners::spawn_server(listener, exposure::router(Arc::new(exposure)), config, stop.clone())?;
+    }
 
     if args.insecure_http {
         tracing::warn!("serving plain HTTP (--insecure-http): tokens and the admin credential cross the network in clear text");
@@ -197,9 +229,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             server.handle(handle).serve(service).await
         }
         Some(tls) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem(tls.serving_cert_pem.into_bytes(), tls.serving_key_pem.into_bytes())
-                .await
-                .map_err(|e| Failure::Runtime(format!("TLS configuration: {e}")))?;
+            let config = rustls_config(&tls).await?;
             let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(|e| Failure::Runtime(e.to_string()))?;
             listeners::limit(server.http_builder());
             server.handle(handle).serve(service).await
@@ -207,3 +237,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     };
     served.map_err(|e| Failure::Runtime(format!("server: {e}")))
 }
+
+/// The serving certificate as axum-server's TLS configuration.
+async fn rustls_config(tls: &pki::Pki) -> Result<axum_server::tls_rustls::RustlsConfig, Failure> {
+    axum_server::tls_rustls::RustlsConfig::from_pem(tls.serving_cert_pem.clone().into_bytes(), tls.serving_key_pem.clone().into_bytes())
+        .await
+        .map_err(|e| Failure::Runtime(format!("TLS configuration: {e}")))
+}
+

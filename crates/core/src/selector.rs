@@ -328,8 +328,8 @@ fn is_label_name(s: &str) -> bool {
     }
 }
 
-/// A lower-case RFC 1123 subdomain.
-fn is_dns_subdomain(s: &str) -> bool {
+/// A lower-case RFC 1123 subdomain (object names such as a ServiceAccount's).
+pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= PREFIX_MAX
         && s.split('.').all(|part| {

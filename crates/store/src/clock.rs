@@ -66,6 +66,11 @@ impl Stopwatch {
     }
 
     pub fn elapsed_seconds(&self) -> f64 {
-        self.0.elapsed().as_secs_f64()
+        self.elapsed().as_secs_f64()
+    }
+
+    /// Monotonic time since [`Stopwatch::start`]: the `now` of in-memory rate limiters.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
     }
 }

@@ -62,11 +62,15 @@ impl Server {
 
     /// Starts a server with extra `serve` flags.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_with_port(free_port(), extra_args)
+    }
+
+    /// Starts a server with extra `serve` flags, its API on `port`.
+    pub fn start_with_port(port: u16, extra_args: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let data_dir = root.path().join("data");
         let home = root.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let port = free_port();
         let mut server = Self {
             child: None,
             root,
