@@ -29,7 +29,7 @@ fn the_tutorial_runs_as_written() {
     let tutorial = std::fs::read_to_string(workspace().join("docs/tutorial.md")).unwrap();
     let blocks = shell_blocks(&tutorial);
     assert!(blocks.len() >= 10, "the tutorial's commands: {} blocks", blocks.len());
-    let (api, check, proxy, talker, nginx) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (api, check, proxy, talker, nginx, public) = (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
     let script = blocks
         .join("")
         .replace(
@@ -41,7 +41,8 @@ fn the_tutorial_runs_as_written() {
         .replace("127.0.0.1:5001", &format!("127.0.0.1:{check}"))
         .replace("127.0.0.1:8000", &format!("127.0.0.1:{proxy}"))
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{talker}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{nginx}"));
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{nginx}"))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{public}"));
     // Whatever happens, nothing the script started outlives it.
     let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +88,17 @@ fn the_tutorial_runs_as_written() {
     assert!(statuses.contains(&"200"), "{statuses:?}\n{stdout}");
     assert_eq!(statuses.last(), Some(&"401"), "{statuses:?}\n{stdout}");
     // nginx in front: 401 without a token, 200 with one.
-    assert!(stdout.trim_end().ends_with("401\n200"), "{stdout}");
+    assert!(stdout.contains("\n401\n200\n"), "{stdout}");
+    // Clients outside the cluster: the bot mints for api-consumer-1 through the public prefix,
+    // and nothing else.
+    assert!(stdout.contains("rolebinding.rbac.authorization.k8s.io/ci-bot-mints created"), "{stdout}");
+    assert_eq!(stdout.matches("authenticated: true\nuser: system:serviceaccount:default:api-consumer-1\n").count(), 2, "{stdout}");
+    assert!(
+        stderr.contains(r#"error: failed to create token: serviceaccounts "ci-bot" is forbidden: User "system:serviceaccount:default:ci-bot" cannot create resource "serviceaccounts/token""#),
+        "{stderr}"
+    );
+    assert!(stdout.contains(r#""code":404"#), "{stdout}");
+    assert!(stdout.contains(r#"User \"system:anonymous\" cannot create resource \"serviceaccounts/token\""#), "{stdout}");
     // Nothing is left behind but what the user made.
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(left.iter().all(|name| name.starts_with('.')), "left behind: {left:?}");
