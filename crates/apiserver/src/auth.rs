@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, header};
-use tokenwarden_core::rbac::Request;
+use tokenwarden_core::rbac::{self, Request};
+use tokenwarden_core::{Object, Resource};
 use tokenwarden_core::review::UserInfo;
 
 use crate::ApiState;
@@ -123,6 +124,44 @@ pub fn authorize(state: &ApiState, caller: &Caller, info: &RequestInfo) -> ApiRe
         Some(_) => Ok(()),
         None => Err(forbidden(&caller.user.username, &request)),
     }
+}
+
+/// No privilege escalation through RBAC objects (kube's RBAC storage): a Role or ClusterRole
+/// may only grant what its writer holds, unless the writer may `escalate`; a binding may only
+/// bind a role whose rules its writer holds, unless the writer may `bind` that role.
+/// Members of `system:masters` hold everything.
+pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resource, object: &Object) -> ApiResult<()> {
+    let index = state.authority.index();
+    let namespace = object.namespace();
+    let allowed = |verb: &'static str, plural: &'static str, namespace: &str, name: &str| {
+        let request = Request { verb, is_resource: true, namespace, api_group: rbac::GROUP, resource: plural, name, ..Request::default() };
+        index.authorize(&caller.user, &request).is_some()
+    };
+    let granted = match resource.plural {
+        "roles" | "clusterroles" => {
+            if allowed("escalate", resource.plural, namespace, object.name()) {
+                return Ok(());
+            }
+            rbac::rules_of(object)
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let role_ref = rbac::role_ref(object);
+            let (plural, scope) = if role_ref.kind == "Role" { ("roles", namespace) } else { ("clusterroles", "") };
+            if allowed("bind", plural, if resource.namespaced { namespace } else { scope }, &role_ref.name) {
+                return Ok(());
+            }
+            index.referenced_rules(&role_ref, namespace).ok_or_else(|| {
+                let missing = format!("{plural}.{} {} not found", rbac::GROUP, tokenwarden_core::error::go_quote(&role_ref.name));
+                ApiError::forbidden(Some((rbac::GROUP, resource.plural)), object.name(), &missing)
+            })?
+        }
+        _ => return Ok(()),
+    };
+    let missing = rbac::uncovered(&index.rules_for(&caller.user, namespace), &granted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(Some((rbac::GROUP, resource.plural)), object.name(), &rbac::escalation_reason(&caller.user, &missing)))
 }
 
 /// `Impersonate-User`, `-Group`, `-Uid` and `-Extra-*`: act as someone else, if RBAC lets the

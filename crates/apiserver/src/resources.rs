@@ -342,8 +342,14 @@ impl Handler<'_> {
         let (mut object, warnings) = self.body_object()?;
         object.metadata_mut().remove("resourceVersion");
         validate_name(&self.resource, &object)?;
-        let created = if dry_run { self.dry_create(object).await? } else { self.state.authority.create(&self.resource, object).await? };
+        let created = self.store_new(object, dry_run).await?;
         Ok(self.ok(StatusCode::CREATED, &created, &warnings))
+    }
+
+    /// Creates (or, dry run, checks the create of) an object the caller may write.
+    async fn store_new(&self, object: Object, dry_run: bool) -> ApiResult<Object> {
+        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &object)?;
+        if dry_run { self.dry_create(object).await } else { Ok(self.state.authority.create(&self.resource, object).await?) }
     }
 
     /// What a create would store, without storing it: the checks the store and authority
@@ -389,6 +395,7 @@ impl Handler<'_> {
 
     /// Stores an updated object, or (dry run) checks what the store would and returns it.
     async fn write(&self, mut object: Object, dry_run: bool) -> ApiResult<Object> {
+        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &object)?;
         if !dry_run {
             return Ok(self.state.authority.update_part(&self.resource, object, self.part).await?);
         }
@@ -482,7 +489,7 @@ impl Handler<'_> {
         self.place_namespace(&mut object)?;
         object.metadata_mut().remove("resourceVersion");
         validate_name(&self.resource, &object)?;
-        let created = if dry_run { self.dry_create(object).await? } else { self.state.authority.create(&self.resource, object).await? };
+        let created = self.store_new(object, dry_run).await?;
         Ok(self.ok(StatusCode::CREATED, &created, &warnings))
     }
 

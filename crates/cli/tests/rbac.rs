@@ -186,3 +186,40 @@ fn the_audit_log_records_every_token_request_and_review_but_never_a_token() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions()) & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn nobody_grants_what_they_do_not_hold() {
+    let server = Server::start();
+    let (ns, deployer) = setup(&server);
+    let sa = format!("system:serviceaccount:{ns}:deployer");
+    // deployer administers its namespace with the bootstrap `admin` ClusterRole.
+    server.kubectl_ok(&["create", "rolebinding", "deployer-admin", "-n", &ns, "--clusterrole=admin", &format!("--serviceaccount={ns}:deployer")]);
+
+    // Within its rights: a Role for pods and tokens, and a binding to it.
+    let ok = server.kubectl_as(&deployer, &["create", "role", "pod-reader", "-n", &ns, "--verb=get", "--resource=pods"]);
+    assert!(ok.status.success(), "{}", describe(&ok));
+    let ok = server.kubectl_as(&deployer, &["create", "rolebinding", "readers", "-n", &ns, "--role=pod-reader", "--group=devs"]);
+    assert!(ok.status.success(), "{}", describe(&ok));
+
+    // Beyond them: a Role granting what admin lacks, a binding to cluster-admin.
+    let out = server.kubectl_as(&deployer, &["create", "role", "node-reader", "-n", &ns, "--verb=get", "--resource=nodes"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!(
+            r#"roles.rbac.authorization.k8s.io "node-reader" is forbidden: user "{sa}" (groups=["system:serviceaccounts" "system:serviceaccounts:{ns}" "system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#
+        )),
+        "{}",
+        describe(&out)
+    );
+    assert!(text(&out.stderr).contains(r#"{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}"#), "{}", describe(&out));
+    let out = server.kubectl_as(&deployer, &["create", "rolebinding", "root", "-n", &ns, "--clusterrole=cluster-admin", &format!("--serviceaccount={ns}:deployer")]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is attempting to grant RBAC permissions not currently held"), "{}", describe(&out));
+    assert!(server.kubectl(&["get", "rolebinding", "root", "-n", &ns]).status.code() != Some(0), "nothing was stored");
+
+    // The `bind` verb on a role lets a writer bind it without holding its rules.
+    server.kubectl_ok(&["create", "role", "binder", "-n", &ns, "--verb=bind", "--resource=clusterroles.rbac.authorization.k8s.io", "--resource-name=cluster-admin"]);
+    server.kubectl_ok(&["create", "rolebinding", "deployer-binder", "-n", &ns, "--role=binder", &format!("--serviceaccount={ns}:deployer")]);
+    let out = server.kubectl_as(&deployer, &["create", "rolebinding", "root", "-n", &ns, "--clusterrole=cluster-admin", "--group=devs"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}

@@ -248,6 +248,12 @@ impl Policy {
         self.decide(user, request).is_some()
     }
 
+    /// The rules of the role a binding in `namespace` refers to, if it exists.
+    pub fn referenced_rules(&self, role_ref: &RoleRef, namespace: &str) -> Option<Vec<PolicyRule>> {
+        let binding = Binding { namespace: namespace.to_owned(), role_ref: role_ref.clone(), ..Binding::default() };
+        self.rules_of(&binding).map(|rules| rules.to_vec())
+    }
+
     /// Every rule that applies to `user` in `namespace`: what SelfSubjectRulesReview lists.
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Vec<PolicyRule> {
         let mut rules: Vec<PolicyRule> = Vec::new();
@@ -264,6 +270,105 @@ impl Policy {
         }
         rules
     }
+}
+
+// --- escalation, as kube's pkg/registry/rbac/validation ------------------------------------
+
+fn has_all(set: &[String], wanted: &[String]) -> bool {
+    wanted.iter().all(|w| set.contains(w))
+}
+
+/// kube's `resourceCoversAll`: `*`, the exact resource, or `*/sub` for a subresource.
+fn resources_cover(set: &[String], wanted: &[String]) -> bool {
+    set.iter().any(|r| r == "*")
+        || wanted.iter().all(|path| set.contains(path) || path.split_once('/').is_some_and(|(_, sub)| set.iter().any(|r| r.strip_prefix("*/") == Some(sub))))
+}
+
+fn url_covers(owner: &str, path: &str) -> bool {
+    owner == path || owner.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
+}
+
+/// kube's `ruleCovers`: `owner` grants everything `sub` does.
+fn covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
+    let verbs = owner.verbs.iter().any(|v| v == "*") || has_all(&owner.verbs, &sub.verbs);
+    let groups = owner.api_groups.iter().any(|g| g == "*") || has_all(&owner.api_groups, &sub.api_groups);
+    let resources = resources_cover(&owner.resources, &sub.resources);
+    let urls = sub.non_resource_urls.iter().all(|path| owner.non_resource_urls.iter().any(|o| url_covers(o, path)));
+    let names = owner.resource_names.is_empty() || (!sub.resource_names.is_empty() && has_all(&owner.resource_names, &sub.resource_names));
+    verbs && groups && resources && urls && names
+}
+
+/// kube's `BreakdownRule`: one rule per group, resource, verb (and name), or per URL and verb.
+fn breakdown(rule: &PolicyRule) -> Vec<PolicyRule> {
+    let one = |v: &str| vec![v.to_owned()];
+    let mut atoms = Vec::new();
+    for group in &rule.api_groups {
+        for resource in &rule.resources {
+            for verb in &rule.verbs {
+                if rule.resource_names.is_empty() {
+                    atoms.push(PolicyRule { verbs: one(verb), api_groups: one(group), resources: one(resource), ..PolicyRule::default() });
+                }
+                for name in &rule.resource_names {
+                    atoms.push(PolicyRule { verbs: one(verb), api_groups: one(group), resources: one(resource), resource_names: one(name), ..PolicyRule::default() });
+                }
+            }
+        }
+    }
+    for url in &rule.non_resource_urls {
+        for verb in &rule.verbs {
+            atoms.push(PolicyRule { verbs: one(verb), non_resource_urls: one(url), ..PolicyRule::default() });
+        }
+    }
+    atoms
+}
+
+impl PolicyRule {
+    /// kube's `CompactString`: `{APIGroups:["apps"], Resources:["deployments"], Verbs:["get"]}`.
+    pub fn compact(&self) -> String {
+        let list = |items: &[String]| format!("[{}]", items.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", "));
+        let mut parts = Vec::new();
+        for (label, items) in [
+            ("APIGroups", &self.api_groups),
+            ("Resources", &self.resources),
+            ("ResourceNames", &self.resource_names),
+            ("NonResourceURLs", &self.non_resource_urls),
+            ("Verbs", &self.verbs),
+        ] {
+            if !items.is_empty() {
+                parts.push(format!("{label}:{}", list(items)));
+            }
+        }
+        format!("{{{}}}", parts.join(", "))
+    }
+}
+
+/// kube's `ConfirmNoEscalation`: the parts of `granted` that `held` does not cover, as atomic
+/// rules (empty: no escalation).
+pub fn uncovered(held: &[PolicyRule], granted: &[PolicyRule]) -> Vec<PolicyRule> {
+    granted.iter().flat_map(breakdown).filter(|atom| !held.iter().any(|owner| covers(owner, atom))).collect()
+}
+
+/// The Forbidden reason for an attempt to grant `missing`.
+pub fn escalation_reason(user: &UserInfo, missing: &[PolicyRule]) -> String {
+    let mut lines: Vec<String> = missing.iter().map(PolicyRule::compact).collect();
+    lines.sort();
+    lines.dedup();
+    format!(
+        "user {} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
+        go_quote(&user.username),
+        crate::error::go_quote_list(&user.groups),
+        lines.join("\n")
+    )
+}
+
+/// A binding object's `roleRef`.
+pub fn role_ref(object: &Object) -> RoleRef {
+    binding(object).role_ref
+}
+
+/// The rules of a Role or ClusterRole object.
+pub fn rules_of(object: &Object) -> Vec<PolicyRule> {
+    role_rules(object).to_vec()
 }
 
 // --- validation, as kube's pkg/apis/rbac/validation ---------------------------------------
@@ -460,7 +565,8 @@ pub fn bootstrap_policy() -> Vec<(Resource, Object)> {
                 rule(&WRITE, &[""], &["serviceaccounts", "pods", "secrets"]),
                 rule(&["impersonate"], &[""], &["serviceaccounts"]),
                 rule(&["create"], &[""], &["serviceaccounts/token"]),
-                rule(&["*"], &[GROUP], &["roles", "rolebindings"]),
+                // Explicit verbs, not `*`: `escalate` and `bind` stay out, as in kube's `admin`.
+                rule(&["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], &[GROUP], &["roles", "rolebindings"]),
                 rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
             ],
         ),

@@ -234,4 +234,49 @@ fn the_bootstrap_policy_is_valid_and_does_what_kube_does() {
     assert!(!p.allows(&sa, &resource("create", "", "authentication.k8s.io", "tokenreviews", "", "")), "auth-delegator is not bound by default");
     assert!(!p.allows(&sa, &resource("get", "ns", "", "serviceaccounts", "", "app")));
     assert!(p.allows(&user("admin", &["system:masters"]), &resource("delete", "", "", "namespaces", "", "default")));
+    // A namespace admin writes roles and bindings but may neither escalate nor bind freely.
+    let (res, value) = binding("ns", "admins", "ClusterRole", "admin", json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "nsadmin"}]));
+    p.apply(&res, &object(value), true);
+    let nsadmin = user("nsadmin", &["system:authenticated"]);
+    assert!(p.allows(&nsadmin, &resource("create", "ns", "rbac.authorization.k8s.io", "rolebindings", "", "")));
+    assert!(!p.allows(&nsadmin, &resource("escalate", "ns", "rbac.authorization.k8s.io", "roles", "", "r")));
+    assert!(!p.allows(&nsadmin, &resource("bind", "ns", "rbac.authorization.k8s.io", "roles", "", "r")));
+}
+
+#[test]
+fn escalation_is_what_the_writer_does_not_hold() {
+    use tokenwarden_core::rbac::{escalation_reason, uncovered};
+    let held = vec![
+        rule(json!({"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "*/status"]})),
+        rule(json!({"verbs": ["create"], "apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": ["bot"]})),
+        rule(json!({"verbs": ["get"], "nonResourceURLs": ["/api/*"]})),
+    ];
+    let within = [
+        rule(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods", "pods/status"]})),
+        rule(json!({"verbs": ["create"], "apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": ["bot"]})),
+        rule(json!({"verbs": ["get"], "nonResourceURLs": ["/api/v1"]})),
+    ];
+    assert!(uncovered(&held, &within).is_empty());
+    let beyond = [
+        rule(json!({"verbs": ["get", "delete"], "apiGroups": [""], "resources": ["pods"]})),
+        rule(json!({"verbs": ["create"], "apiGroups": [""], "resources": ["serviceaccounts/token"]})),
+        rule(json!({"verbs": ["get"], "nonResourceURLs": ["/metrics"]})),
+    ];
+    let missing = uncovered(&held, &beyond);
+    let compact: Vec<String> = missing.iter().map(PolicyRule::compact).collect();
+    assert_eq!(
+        compact,
+        [
+            r#"{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}"#,
+            r#"{APIGroups:[""], Resources:["serviceaccounts/token"], Verbs:["create"]}"#,
+            r#"{NonResourceURLs:["/metrics"], Verbs:["get"]}"#,
+        ],
+        "a name-limited rule does not cover all names"
+    );
+    assert_eq!(
+        escalation_reason(&user("bob", &["devs"]), &missing[..1]),
+        "user \"bob\" (groups=[\"devs\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\"]}"
+    );
+    let everything = vec![rule(json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})), rule(json!({"verbs": ["*"], "nonResourceURLs": ["*"]}))];
+    assert!(uncovered(&everything, &beyond).is_empty());
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use tokenwarden_core::lookup::{ObjectLookup, ObjectMeta, PodInfo, SecretInfo};
 use tokenwarden_core::object::{LEGACY_TOKEN_INVALID_SINCE_LABEL, SERVICE_ACCOUNT_TOKEN_SECRET_TYPE};
-use tokenwarden_core::rbac::{Policy, PolicyRule, Request};
+use tokenwarden_core::rbac::{Policy, PolicyRule, Request, RoleRef};
 use tokenwarden_core::review::UserInfo;
 use tokenwarden_core::{Object, Resource};
 use tokio::sync::watch;
@@ -140,6 +140,11 @@ impl Index {
     /// `request`.
     pub fn authorize(&self, user: &UserInfo, request: &Request<'_>) -> Option<String> {
         self.read().policy.decide(user, request)
+    }
+
+    /// The rules of the role a binding in `namespace` refers to, if it exists.
+    pub fn referenced_rules(&self, role_ref: &RoleRef, namespace: &str) -> Option<Vec<PolicyRule>> {
+        self.read().policy.referenced_rules(role_ref, namespace)
     }
 
     /// The rules that apply to `user` in `namespace` (SelfSubjectRulesReview).
