@@ -133,9 +133,11 @@ pub fn subject_access_review(state: &ApiState, call: &Call) -> ApiResult<Respons
     if spec.user.is_empty() && spec.groups.is_empty() {
         return Err(invalid(kind, vec![FieldError::invalid("spec.user", "\"\"", "at least one of user or group must be specified")]));
     }
-    if local && (!request.is_resource || request.namespace != call.info.namespace) {
-        let cause = FieldError::invalid("spec.resourceAttributes.namespace", go_quote(request.namespace), &format!("must match metadata.namespace {}", go_quote(&call.info.namespace)));
-        return Err(invalid(kind, vec![cause]));
+    if local && !request.is_resource {
+        return Err(invalid(kind, vec![FieldError::invalid("spec.nonResourceAttributes", "", "disallowed on this kind of request")]));
+    }
+    if local && request.namespace != call.info.namespace {
+        return Err(invalid(kind, vec![FieldError::invalid("spec.resourceAttributes.namespace", go_quote(request.namespace), "must match metadata.namespace")]));
     }
     let user = UserInfo { username: spec.user.clone(), uid: spec.uid.clone(), groups: spec.groups.clone(), extra: spec.extra.clone() };
     let status = decision(state, &user, &request);

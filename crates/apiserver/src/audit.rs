@@ -1,12 +1,12 @@
 //! The audit log: one JSON line for every TokenRequest and TokenReview — when, who asked,
 //! for which ServiceAccount, audiences, expiration, bound object, `jti`, and the decision.
-//! Never the token. Lines are written by a dedicated thread so a slow disk never holds up a
-//! request for longer than its bounded queue takes to drain; a full queue makes callers wait
-//! rather than lose records.
+//! Never the token. Lines are written by a dedicated thread, so a slow disk or a stalled
+//! stdout never holds up a request: when the bounded queue is full, the record is dropped
+//! and counted, and an error is logged (as kube-apiserver's batching audit backend does).
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use serde::Serialize;
 use tokenwarden_core::Timestamp;
@@ -22,9 +22,12 @@ pub struct AuditEvent {
     pub time: String,
     /// `TokenRequest` or `TokenReview`.
     pub kind: &'static str,
-    /// Who made the call (user name), empty when the credential was refused.
+    /// Who made the call (the authenticated user name), empty when the credential was refused.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub caller: String,
+    /// The user the caller acted as through impersonation, if it did.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub impersonated_user: String,
     /// `namespace/name` of the ServiceAccount the token is (or was asked) for.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub service_account: String,
@@ -88,6 +91,7 @@ impl AuditEvent {
 /// Where audit lines go.
 pub struct AuditLog {
     queue: SyncSender<String>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -114,17 +118,25 @@ impl AuditLog {
         if let Err(e) = std::thread::Builder::new().name("audit-log".into()).spawn(move || write_lines(&lines, out)) {
             tracing::error!(error = %e, "cannot start the audit log writer");
         }
-        Self { queue }
+        Self { queue, dropped: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Records dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues one record.
     pub fn record(&self, event: &AuditEvent) {
         match serde_json::to_string(event) {
-            Ok(line) => {
-                if self.queue.send(line).is_err() {
-                    tracing::error!("audit log writer stopped; record lost");
+            Ok(line) => match self.queue.try_send(line) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    let dropped = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    tracing::error!(dropped, "audit log queue full (the log cannot be written fast enough); record dropped");
                 }
-            }
+                Err(TrySendError::Disconnected(_)) => tracing::error!("audit log writer stopped; record lost"),
+            },
             Err(e) => tracing::error!(error = %e, "audit record not serializable"),
         }
     }

@@ -17,19 +17,31 @@ use crate::request::RequestInfo;
 pub const ADMIN_USER: &str = "tokenwarden-admin";
 pub const ADMIN_GROUPS: [&str; 2] = ["system:masters", "system:authenticated"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallerKind {
-    Admin,
-    ServiceAccount,
-    Anonymous,
-    /// Acting as another user through `Impersonate-*` headers.
-    Impersonated,
-}
-
+/// Who a request acts as.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub kind: CallerKind,
     pub user: UserInfo,
+    /// The authenticated user's name when `user` is impersonated (`Impersonate-*` headers).
+    pub impersonated_by: Option<String>,
+}
+
+impl Caller {
+    fn new(user: UserInfo) -> Self {
+        Self { user, impersonated_by: None }
+    }
+
+    /// Who authenticated: the impersonator, else the user.
+    pub fn authenticated_name(&self) -> &str {
+        self.impersonated_by.as_deref().unwrap_or(&self.user.username)
+    }
+
+    /// Names the caller in an audit record: who authenticated, and whom it impersonated.
+    pub fn describe(&self, event: &mut crate::audit::AuditEvent) {
+        event.caller = self.authenticated_name().to_owned();
+        if self.impersonated_by.is_some() {
+            event.impersonated_user.clone_from(&self.user.username);
+        }
+    }
 }
 
 /// SHA-256 of the admin bearer token; the token itself is not kept in memory.
@@ -54,14 +66,7 @@ impl AdminCredential {
 pub use tokenwarden_core::sha256;
 
 fn anonymous() -> Caller {
-    Caller {
-        kind: CallerKind::Anonymous,
-        user: UserInfo {
-            username: "system:anonymous".into(),
-            groups: vec!["system:unauthenticated".into()],
-            ..UserInfo::default()
-        },
-    }
+    Caller::new(UserInfo { username: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()], ..UserInfo::default() })
 }
 
 /// The bearer token of a request, if any (`Authorization: Bearer <token>`).
@@ -78,17 +83,14 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Caller> 
         return Ok(anonymous());
     };
     if state.admin.matches(token) {
-        return Ok(Caller {
-            kind: CallerKind::Admin,
-            user: UserInfo {
-                username: ADMIN_USER.into(),
-                groups: ADMIN_GROUPS.iter().map(|g| (*g).to_owned()).collect(),
-                ..UserInfo::default()
-            },
-        });
+        return Ok(Caller::new(UserInfo {
+            username: ADMIN_USER.into(),
+            groups: ADMIN_GROUPS.iter().map(|g| (*g).to_owned()).collect(),
+            ..UserInfo::default()
+        }));
     }
     match state.authority.review(token, &[]) {
-        Ok(reviewed) => Ok(Caller { kind: CallerKind::ServiceAccount, user: reviewed.token.user.clone() }),
+        Ok(reviewed) => Ok(Caller::new(reviewed.token.user.clone())),
         Err(_) => Err(ApiError::unauthorized()),
     }
 }
@@ -132,7 +134,8 @@ pub fn authorize(state: &ApiState, caller: &Caller, info: &RequestInfo) -> ApiRe
 /// Members of `system:masters` hold everything.
 pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resource, object: &Object) -> ApiResult<()> {
     let index = state.authority.index();
-    let namespace = object.namespace();
+    // The request's namespace: a cluster-scoped object's body cannot pick one.
+    let namespace = if resource.namespaced { object.namespace() } else { "" };
     let allowed = |verb: &'static str, plural: &'static str, namespace: &str, name: &str| {
         let request = Request { verb, is_resource: true, namespace, api_group: rbac::GROUP, resource: plural, name, ..Request::default() };
         index.authorize(&caller.user, &request).is_some()
@@ -146,14 +149,14 @@ pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resou
         }
         "rolebindings" | "clusterrolebindings" => {
             let role_ref = rbac::role_ref(object);
-            let (plural, scope) = if role_ref.kind == "Role" { ("roles", namespace) } else { ("clusterroles", "") };
-            if allowed("bind", plural, if resource.namespaced { namespace } else { scope }, &role_ref.name) {
+            let plural = if role_ref.kind == "Role" { "roles" } else { "clusterroles" };
+            if allowed("bind", plural, namespace, &role_ref.name) {
                 return Ok(());
             }
-            index.referenced_rules(&role_ref, namespace).ok_or_else(|| {
-                let missing = format!("{plural}.{} {} not found", rbac::GROUP, tokenwarden_core::error::go_quote(&role_ref.name));
-                ApiError::forbidden(Some((rbac::GROUP, resource.plural)), object.name(), &missing)
-            })?
+            // A missing role: kube answers its NotFound.
+            index
+                .referenced_rules(&role_ref, namespace)
+                .ok_or_else(|| ApiError::from(tokenwarden_core::Error::not_found(format!("{plural}.{}", rbac::GROUP), role_ref.name.clone())))?
         }
         _ => return Ok(()),
     };
@@ -217,12 +220,12 @@ pub fn impersonate(state: &ApiState, caller: Caller, headers: &HeaderMap) -> Api
         if !impersonated_groups.iter().any(|g| g == "system:unauthenticated") {
             impersonated_groups.push("system:unauthenticated".into());
         }
-    } else if !impersonated_groups.iter().any(|g| g == "system:authenticated") {
+    } else if !impersonated_groups.iter().any(|g| g == "system:authenticated" || g == "system:unauthenticated") {
         impersonated_groups.push("system:authenticated".into());
     }
     Ok(Caller {
-        kind: CallerKind::Impersonated,
         user: UserInfo { username, uid: uid.unwrap_or_default(), groups: impersonated_groups, extra },
+        impersonated_by: Some(caller.user.username),
     })
 }
 

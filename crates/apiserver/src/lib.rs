@@ -159,12 +159,15 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
     let info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
     let caller = match admit(state, &info, &headers) {
         Ok(caller) => caller,
-        Err((caller, error)) => {
+        Err(refused) => {
+            let (caller, error) = *refused;
             if let Some(kind) = audited(&info) {
                 state.audit(|| {
                     let decision = if error.code == 401 { "unauthorized" } else { "forbidden" };
                     let mut event = audit::AuditEvent::new(kind, state.authority.clock().now(), decision);
-                    event.caller = caller.unwrap_or_default();
+                    if let Some(caller) = &caller {
+                        caller.describe(&mut event);
+                    }
                     if kind == "TokenRequest" {
                         event.service_account = format!("{}/{}", info.namespace, info.name);
                     }
@@ -182,6 +185,11 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
         return non_resource(state, &call, &method);
     }
     match (call.info.group.as_str(), call.info.resource.as_str(), call.info.subresource.as_str()) {
+        // The review APIs are cluster-scoped (LocalSubjectAccessReview is namespaced): on any
+        // other path they do not exist, as in kube-apiserver.
+        ("authentication.k8s.io" | "authorization.k8s.io", _, _) if call.info.namespace.is_empty() == (call.info.resource == "localsubjectaccessreviews") => {
+            Err(ApiError::path_not_found())
+        }
         ("authentication.k8s.io", "tokenreviews", "") => tokens::token_review(state, &call),
         ("authentication.k8s.io", "selfsubjectreviews", "") => tokens::self_subject_review(&call),
         ("authorization.k8s.io", "selfsubjectaccessreviews", "") => access::self_subject_access_review(state, &call),
@@ -192,13 +200,13 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
     }
 }
 
-/// Authenticates (with impersonation) and authorizes; on refusal, the caller's name if known.
-fn admit(state: &ApiState, info: &RequestInfo, headers: &HeaderMap) -> Result<Caller, (Option<String>, ApiError)> {
-    let caller = auth::authenticate(state, headers).map_err(|e| (None, e))?;
-    let caller = auth::impersonate(state, caller.clone(), headers).map_err(|e| (Some(caller.user.username.clone()), e))?;
+/// Authenticates (with impersonation) and authorizes; on refusal, the caller if known.
+fn admit(state: &ApiState, info: &RequestInfo, headers: &HeaderMap) -> Result<Caller, Box<(Option<Caller>, ApiError)>> {
+    let caller = auth::authenticate(state, headers).map_err(|e| Box::new((None, e)))?;
+    let caller = auth::impersonate(state, caller.clone(), headers).map_err(|e| Box::new((Some(caller), e)))?;
     match auth::authorize(state, &caller, info) {
         Ok(()) => Ok(caller),
-        Err(e) => Err((Some(caller.user.username), e)),
+        Err(e) => Err(Box::new((Some(caller), e))),
     }
 }
 

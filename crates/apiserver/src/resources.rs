@@ -32,8 +32,11 @@ const MIN_REQUEST_TIMEOUT_SECONDS: u64 = 1800;
 /// How long a watch lasts: `timeoutSeconds` if given, else — as kube-apiserver with its default
 /// `--min-request-timeout` — a random 30 to 60 minutes, so clients spread their re-watches.
 fn watch_seconds(requested: u64, random: u16) -> u64 {
-    if requested > 0 { requested } else { MIN_REQUEST_TIMEOUT_SECONDS + u64::from(random) % MIN_REQUEST_TIMEOUT_SECONDS }
+    if requested > 0 { requested.min(MAX_WATCH_SECONDS) } else { MIN_REQUEST_TIMEOUT_SECONDS + u64::from(random) % MIN_REQUEST_TIMEOUT_SECONDS }
 }
+
+/// The longest watch served (a year), so any `timeoutSeconds` makes a valid deadline.
+const MAX_WATCH_SECONDS: u64 = 365 * 24 * 3600;
 
 pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
     let info = &call.info;
@@ -117,6 +120,9 @@ fn is_subdomain(s: &str) -> bool {
 
 /// Errors for a name (`prefix`: a `generateName`, whose trailing dashes are allowed).
 fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
+    if Resource::RBAC.contains(resource) {
+        return path_segment_errors(field, name, prefix);
+    }
     let checked = if prefix { name.trim_end_matches('-') } else { name };
     let label = *resource == Resource::NAMESPACES;
     let (max, pattern_ok, message) =
@@ -127,6 +133,21 @@ fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Ve
     }
     if !(pattern_ok || (prefix && checked.is_empty())) {
         errors.push(FieldError::invalid(field, go_quote(name), message));
+    }
+    errors
+}
+
+/// kube's `ValidatePathSegmentName`, the rule for RBAC object names (`system:auth-delegator`).
+fn path_segment_errors(field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
+    let invalid = |detail: &str| FieldError::invalid(field, go_quote(name), detail);
+    let mut errors = Vec::new();
+    if !prefix && (name == "." || name == "..") {
+        errors.push(invalid(&format!("may not be '{name}'")));
+    }
+    for forbidden in ['/', '%'] {
+        if name.contains(forbidden) {
+            errors.push(invalid(&format!("may not contain '{forbidden}'")));
+        }
     }
     errors
 }
@@ -595,8 +616,17 @@ mod tests {
     #[test]
     fn watches_without_a_timeout_end_within_30_to_60_minutes() {
         assert_eq!(watch_seconds(5, 0), 5);
+        assert_eq!(watch_seconds(u64::MAX, 0), MAX_WATCH_SECONDS);
         assert_eq!(watch_seconds(0, 0), 1800);
         assert!((0..=u16::MAX).step_by(97).all(|r| (1800..3600).contains(&watch_seconds(0, r))));
+    }
+
+    #[test]
+    fn rbac_names_are_path_segments() {
+        assert!(name_errors(&Resource::CLUSTER_ROLES, "metadata.name", "system:auth-delegator", false).is_empty());
+        let messages = |name| name_errors(&Resource::ROLES, "metadata.name", name, false).iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(messages(".."), [r#"metadata.name: Invalid value: "..": may not be '..'"#]);
+        assert_eq!(messages("a/b%"), [r#"metadata.name: Invalid value: "a/b%": may not contain '/'"#, r#"metadata.name: Invalid value: "a/b%": may not contain '%'"#]);
     }
 
     #[test]

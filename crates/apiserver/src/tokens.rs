@@ -52,7 +52,7 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
     let bound = input.spec.bound_object_ref.clone();
     let record = |decision: &'static str| {
         let mut event = AuditEvent::new("TokenRequest", state.authority.clock().now(), decision);
-        event.caller.clone_from(&call.caller.user.username);
+        call.caller.describe(&mut event);
         event.service_account = format!("{}/{}", call.info.namespace, call.info.name);
         event
     };
@@ -128,7 +128,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
             }
             Err(err) => AuditEvent { reason: err.status_error(), audiences: audiences.clone(), ..AuditEvent::new("TokenReview", now, "unauthenticated") },
         };
-        event.caller.clone_from(&call.caller.user.username);
+        call.caller.describe(&mut event);
         event
     });
     let status = match reviewed {

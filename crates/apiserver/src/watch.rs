@@ -30,7 +30,7 @@ pub struct WatchSpec {
     pub field_selector: FieldSelector,
     pub rendering: Rendering,
     pub include: IncludeObject,
-    /// The stream ends after this long (`timeoutSeconds`, or the server's cap).
+    /// The stream ends after this long (`timeoutSeconds`, at most a year, or 30-60 min).
     pub timeout: Duration,
     /// `sendInitialEvents=true` (client-go's WatchList): ADDED for every current object, then
     /// (with `allowWatchBookmarks`) a BOOKMARK annotated `k8s.io/initial-events-end`.

@@ -110,6 +110,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             return Err(usage(format!("invalid --tls-san {san:?}")));
         }
     }
+    let audit = match &args.audit_log {
+        Some(path) => Some(AuditLog::open(path).map_err(|e| usage(format!("--audit-log {}: {e}", path.display())))?),
+        None => None,
+    };
     let signing_key_pem = match &args.signing_key_file {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| usage(format!("--signing-key-file {}: {e}", path.display())))?),
         None => None,
@@ -186,8 +190,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
 
     let mut state = ApiState::new(authority, AdminCredential::from_token(&admin_token), url.clone());
-    if let Some(path) = &args.audit_log {
-        state = state.with_audit(AuditLog::open(path).map_err(|e| Failure::Runtime(format!("--audit-log {}: {e}", path.display())))?);
+    if let Some(audit) = audit {
+        state = state.with_audit(audit);
     }
     let state = Arc::new(state);
     drop(admin_token);

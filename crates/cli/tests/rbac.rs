@@ -157,11 +157,12 @@ fn the_audit_log_records_every_token_request_and_review_but_never_a_token() {
     let _ = server.tool(&["review", &token, "--audience", "other"]);
     let _ = server.kubectl_as(&deployer, &["create", "token", "bot", "-n", &ns]);
     let _ = server.https("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", Some("not-a-token"), Some("{}"));
+    let _ = server.kubectl(&["create", "token", "bot", "-n", &ns, "--as", &format!("system:serviceaccount:{ns}:deployer")]);
 
     let mut lines = Vec::new();
     for _ in 0..100 {
         lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_owned).collect();
-        if lines.len() >= 6 {
+        if lines.len() >= 7 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -177,8 +178,10 @@ fn the_audit_log_records_every_token_request_and_review_but_never_a_token() {
     assert_eq!((reviewed["serviceAccount"].as_str(), reviewed["jti"].as_str()), (Some(format!("{ns}/bot").as_str()), issued["jti"].as_str()));
     let refused = find("TokenReview", "unauthenticated");
     assert!(refused["reason"].as_str().unwrap().contains("is invalid for the target audiences"), "{refused}");
-    let forbidden = find("TokenRequest", "forbidden");
-    assert_eq!(forbidden["caller"], format!("system:serviceaccount:{ns}:deployer"));
+    let forbidden: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "TokenRequest" && e["decision"] == "forbidden").collect();
+    assert!(forbidden.iter().any(|e| e["caller"] == format!("system:serviceaccount:{ns}:deployer") && e.get("impersonatedUser").is_none()), "{forbidden:?}");
+    // Impersonated: who authenticated, and whom it acted as.
+    assert!(forbidden.iter().any(|e| e["caller"] == "tokenwarden-admin" && e["impersonatedUser"] == format!("system:serviceaccount:{ns}:deployer")), "{forbidden:?}");
     let unauthorized = find("TokenRequest", "unauthorized");
     assert_eq!(unauthorized["serviceAccount"], "default/default");
     let all = lines.join("\n");
@@ -217,9 +220,46 @@ fn nobody_grants_what_they_do_not_hold() {
     assert!(text(&out.stderr).contains("is attempting to grant RBAC permissions not currently held"), "{}", describe(&out));
     assert!(server.kubectl(&["get", "rolebinding", "root", "-n", &ns]).status.code() != Some(0), "nothing was stored");
 
+    // A binding to a role that does not exist: kube's NotFound.
+    let out = server.kubectl_as(&deployer, &["create", "rolebinding", "dangling", "-n", &ns, "--role=missing", "--group=devs"]);
+    assert!(text(&out.stderr).contains(r#"roles.rbac.authorization.k8s.io "missing" not found"#), "{}", describe(&out));
+
+    // A cluster-scoped object's body cannot choose the namespace its writer's rules are read in:
+    // deployer may create ClusterRoles, holds `get pods` only in its namespace, and still may
+    // not grant it cluster-wide.
+    server.kubectl_ok(&["create", "clusterrole", "clusterrole-writer", "--verb=create", "--resource=clusterroles.rbac.authorization.k8s.io"]);
+    server.kubectl_ok(&["create", "clusterrolebinding", "deployer-writes-clusterroles", "--clusterrole=clusterrole-writer", &format!("--serviceaccount={ns}:deployer")]);
+    let smuggled = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: smuggled-{ns}\n  namespace: {ns}\nrules:\n- apiGroups: [\"\"]\n  resources: [pods]\n  verbs: [get]\n"
+    );
+    let mut create = server.kubectl_cmd(&["create", "-f", "-"]);
+    create.env("KUBECONFIG", &deployer).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = create.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), smuggled.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("is attempting to grant RBAC permissions not currently held"), "{}", describe(&out));
+
     // The `bind` verb on a role lets a writer bind it without holding its rules.
     server.kubectl_ok(&["create", "role", "binder", "-n", &ns, "--verb=bind", "--resource=clusterroles.rbac.authorization.k8s.io", "--resource-name=cluster-admin"]);
     server.kubectl_ok(&["create", "rolebinding", "deployer-binder", "-n", &ns, "--role=binder", &format!("--serviceaccount={ns}:deployer")]);
     let out = server.kubectl_as(&deployer, &["create", "rolebinding", "root", "-n", &ns, "--clusterrole=cluster-admin", "--group=devs"]);
     assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn review_apis_exist_only_at_their_scope() {
+    let server = Server::start();
+    let token = server.admin_token();
+    let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}"#;
+    assert_eq!(server.https("POST", "/apis/authentication.k8s.io/v1/namespaces/default/tokenreviews", Some(&token), Some(review))["status"], 404);
+    assert_eq!(server.https("POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some(&token), Some(review))["status"], 201);
+    let sar = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","nonResourceAttributes":{"path":"/x","verb":"get"}}}"#;
+    assert_eq!(server.https("POST", "/apis/authorization.k8s.io/v1/namespaces/default/subjectaccessreviews", Some(&token), Some(sar))["status"], 404);
+    let local = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","spec":{"user":"bob","resourceAttributes":{"namespace":"other","verb":"get","resource":"pods"}}}"#;
+    let reply = server.https("POST", "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews", Some(&token), Some(local));
+    assert_eq!(reply["status"], 422, "{reply}");
+    assert!(common::body_json(&reply)["message"].as_str().unwrap().contains(r#"spec.resourceAttributes.namespace: Invalid value: "other": must match metadata.namespace"#), "{reply}");
+    assert_eq!(server.https("POST", "/apis/authorization.k8s.io/v1/localsubjectaccessreviews", Some(&token), Some(local))["status"], 404);
 }

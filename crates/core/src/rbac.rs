@@ -323,9 +323,10 @@ fn breakdown(rule: &PolicyRule) -> Vec<PolicyRule> {
 }
 
 impl PolicyRule {
-    /// kube's `CompactString`: `{APIGroups:["apps"], Resources:["deployments"], Verbs:["get"]}`.
+    /// kube's `CompactString`, lists as Go's `%q` prints them:
+    /// `{APIGroups:["apps"], Resources:["deployments"], Verbs:["get" "list"]}`.
     pub fn compact(&self) -> String {
-        let list = |items: &[String]| format!("[{}]", items.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", "));
+        let list = |items: &[String]| crate::error::go_quote_list(items);
         let mut parts = Vec::new();
         for (label, items) in [
             ("APIGroups", &self.api_groups),
@@ -342,15 +343,51 @@ impl PolicyRule {
     }
 }
 
+/// Rules whose breakdown would exceed this many atomic rules are not broken down: they are
+/// reported as not held (a writer granting that much needs `escalate` or `bind`), so a huge
+/// Role cannot cost unbounded time or memory.
+const MAX_ATOMS: usize = 10_000;
+
 /// kube's `ConfirmNoEscalation`: the parts of `granted` that `held` does not cover, as atomic
 /// rules (empty: no escalation).
 pub fn uncovered(held: &[PolicyRule], granted: &[PolicyRule]) -> Vec<PolicyRule> {
-    granted.iter().flat_map(breakdown).filter(|atom| !held.iter().any(|owner| covers(owner, atom))).collect()
+    let mut missing = Vec::new();
+    for rule in granted {
+        let resource_atoms = rule.api_groups.len().saturating_mul(rule.resources.len()).saturating_mul(rule.resource_names.len().max(1));
+        let atoms = resource_atoms.saturating_add(rule.non_resource_urls.len()).saturating_mul(rule.verbs.len());
+        if atoms > MAX_ATOMS {
+            missing.push(rule.clone());
+            continue;
+        }
+        missing.extend(breakdown(rule).into_iter().filter(|atom| !held.iter().any(|owner| covers(owner, atom))));
+    }
+    missing
+}
+
+/// kube's `CompactRules`: atomic rules that differ only in their verb, merged.
+fn compact_rules(rules: &[PolicyRule]) -> Vec<PolicyRule> {
+    let mut merged: Vec<PolicyRule> = Vec::new();
+    for rule in rules {
+        let same = merged.iter_mut().find(|m| {
+            m.api_groups == rule.api_groups && m.resources == rule.resources && m.resource_names == rule.resource_names && m.non_resource_urls == rule.non_resource_urls
+        });
+        match same {
+            Some(m) => {
+                for verb in &rule.verbs {
+                    if !m.verbs.contains(verb) {
+                        m.verbs.push(verb.clone());
+                    }
+                }
+            }
+            None => merged.push(rule.clone()),
+        }
+    }
+    merged
 }
 
 /// The Forbidden reason for an attempt to grant `missing`.
 pub fn escalation_reason(user: &UserInfo, missing: &[PolicyRule]) -> String {
-    let mut lines: Vec<String> = missing.iter().map(PolicyRule::compact).collect();
+    let mut lines: Vec<String> = compact_rules(missing).iter().map(PolicyRule::compact).collect();
     lines.sort();
     lines.dedup();
     format!(
@@ -428,6 +465,29 @@ fn subject_errors(subject: &Subject, cluster: bool, path: &str) -> Vec<FieldErro
         other => errors.push(not_supported(&format!("{path}.kind"), other, &["ServiceAccount", "User", "Group"])),
     }
     errors
+}
+
+/// kube's v1 defaulting of bindings: `roleRef.apiGroup` and the `apiGroup` of User and Group
+/// subjects default to `rbac.authorization.k8s.io`.
+pub fn default_fields(resource: &Resource, object: &mut Object) {
+    if !matches!(resource.plural, "rolebindings" | "clusterrolebindings") {
+        return;
+    }
+    let fill = |target: Option<&mut Value>| {
+        if let Some(Value::Object(map)) = target
+            && map.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            map.insert("apiGroup".into(), json!(GROUP));
+        }
+    };
+    fill(object.0.get_mut("roleRef"));
+    if let Some(Value::Array(subjects)) = object.0.get_mut("subjects") {
+        for subject in subjects.iter_mut() {
+            if matches!(subject.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+                fill(Some(subject));
+            }
+        }
+    }
 }
 
 /// Checks a Role, ClusterRole, RoleBinding or ClusterRoleBinding; kube-apiserver's 422.

@@ -190,7 +190,7 @@ fn invalid_roles_and_bindings_are_refused_with_kubes_messages() {
 
     let bad_binding = object(json!({"metadata": {"name": "b"}, "roleRef": {"apiGroup": "x", "kind": "Role", "name": ""}, "subjects": [
         {"kind": "ServiceAccount", "name": "sa"},
-        {"kind": "User", "name": "u"},
+        {"kind": "User", "apiGroup": "x", "name": "u"},
         {"kind": "Robot", "name": "r"},
     ]}));
     assert_eq!(
@@ -200,7 +200,7 @@ fn invalid_roles_and_bindings_are_refused_with_kubes_messages() {
             r#"roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole""#,
             "roleRef.name: Required value",
             "subjects[0].namespace: Required value",
-            r#"subjects[1].apiGroup: Unsupported value: "": supported values: "rbac.authorization.k8s.io""#,
+            r#"subjects[1].apiGroup: Unsupported value: "x": supported values: "rbac.authorization.k8s.io""#,
             r#"subjects[2].kind: Unsupported value: "Robot": supported values: "ServiceAccount", "User", "Group""#,
         ]
     );
@@ -273,10 +273,30 @@ fn escalation_is_what_the_writer_does_not_hold() {
         ],
         "a name-limited rule does not cover all names"
     );
+    // Verbs of the same resource are merged in the message, lists printed as Go's %q.
+    let two_verbs = uncovered(&held, &[rule(json!({"verbs": ["delete", "patch"], "apiGroups": [""], "resources": ["pods"]}))]);
+    assert!(escalation_reason(&user("bob", &["a", "b"]), &two_verbs).ends_with("(groups=[\"a\" \"b\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\" \"patch\"]}"));
+    // A rule too large to break down is reported whole, without being expanded.
+    let many: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    let huge = rule(json!({"verbs": ["get", "list", "watch"], "apiGroups": many, "resources": many}));
+    assert_eq!(uncovered(&held, std::slice::from_ref(&huge)), vec![huge]);
     assert_eq!(
         escalation_reason(&user("bob", &["devs"]), &missing[..1]),
         "user \"bob\" (groups=[\"devs\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\"]}"
     );
     let everything = vec![rule(json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})), rule(json!({"verbs": ["*"], "nonResourceURLs": ["*"]}))];
     assert!(uncovered(&everything, &beyond).is_empty());
+}
+
+#[test]
+fn bindings_default_their_api_groups_as_kube_v1_does() {
+    let mut bound = object(json!({"metadata": {"name": "b", "namespace": "ns"}, "roleRef": {"kind": "Role", "name": "r"}, "subjects": [
+        {"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"}, {"kind": "ServiceAccount", "name": "sa"},
+    ]}));
+    tokenwarden_core::rbac::default_fields(&Resource::ROLE_BINDINGS, &mut bound);
+    assert_eq!(bound.value()["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(bound.value()["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(bound.value()["subjects"][1]["apiGroup"], "rbac.authorization.k8s.io");
+    assert!(bound.value()["subjects"][2].get("apiGroup").is_none());
+    validate(&Resource::ROLE_BINDINGS, &bound).unwrap();
 }

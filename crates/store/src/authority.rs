@@ -193,6 +193,7 @@ impl Authority {
     /// subresource is dropped, and the kind's own checks pass.
     pub async fn admit_create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
         fold_string_data(resource, &mut object);
+        tokenwarden_core::rbac::default_fields(resource, &mut object);
         if resource.has_status_subresource() {
             object.0.remove("status");
         }
@@ -210,6 +211,7 @@ impl Authority {
     pub fn admit_update(&self, resource: &Resource, current: &Object, object: Object, part: Part) -> Result<Object, StoreError> {
         let mut object = part.apply(resource, current, object);
         fold_string_data(resource, &mut object);
+        tokenwarden_core::rbac::default_fields(resource, &mut object);
         validate(resource, &object)?;
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
         Ok(object)
