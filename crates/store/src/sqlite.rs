@@ -288,7 +288,7 @@ impl SqliteStore {
     pub fn open_with(path: &Path, clock: Arc<dyn Clock>, options: SqliteOptions) -> Result<Self> {
         let (conn, revision, compacted) = open_db(path).map_err(|e| {
             let detail = match e {
-                StoreError::Backend(detail) => detail,
+                StoreError::Backend(detail) | StoreError::Unavailable(detail) => detail,
                 StoreError::Api(e) => e.to_string(),
             };
             StoreError::Backend(format!("opening {}: {detail}", path.display()))
