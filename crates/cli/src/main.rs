@@ -5,6 +5,7 @@
 mod admin;
 mod authorize;
 mod client;
+mod cluster;
 mod duration;
 mod listeners;
 mod pki;

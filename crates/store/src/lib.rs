@@ -8,6 +8,7 @@
 pub mod authority;
 pub mod clock;
 pub mod etcd;
+pub mod etcd_keys;
 pub mod feed;
 pub mod files;
 pub mod index;

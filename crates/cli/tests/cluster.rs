@@ -1,0 +1,110 @@
+//! Cluster mode end to end: real `tokenwarden serve --store etcd` replicas on a real
+//! three-member etcd cluster (Debian's `etcd-server`, started by the test on loopback
+//! ports; without it these tests fail with how to install it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, describe, text, unique};
+use tokenwarden_testkit::etcd::EtcdCluster;
+
+const ISSUER: &str = "https://tokenwarden.cluster.test";
+
+/// Flags for one replica of a cluster on `etcd` under `prefix`, sharing `kek_file`.
+fn replica_args(etcd: &EtcdCluster, prefix: &str, kek_file: &std::path::Path) -> Vec<String> {
+    vec![
+        "--store".into(),
+        "etcd".into(),
+        "--etcd-endpoints".into(),
+        etcd.endpoints_arg(),
+        "--etcd-prefix".into(),
+        prefix.into(),
+        "--etcd-key-encryption-key-file".into(),
+        kek_file.display().to_string(),
+        "--issuer".into(),
+        ISSUER.into(),
+    ]
+}
+
+/// Two replicas on one prefix of `etcd`, with one key encryption key.
+fn two_replicas(etcd: &EtcdCluster) -> (Server, Server, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let kek = secrets.path().join("kek");
+    // A fixed test key: 32 bytes, base64.
+    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+    let prefix = format!("/{}", unique("cluster"));
+    let args = replica_args(etcd, &prefix, &kek);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = Server::start_with(&args);
+    let b = Server::start_with(&args);
+    (a, b, secrets)
+}
+
+/// Whether `server` accepts `token` (TokenReview through `tokenwarden review`).
+fn accepted(server: &Server, token: &str) -> bool {
+    server.tool(&["review", token]).status.success()
+}
+
+#[test]
+fn a_token_minted_on_one_replica_is_reviewed_on_the_other_and_revoked_on_both_within_a_second() {
+    let etcd = EtcdCluster::shared();
+    let (a, b, _secrets) = two_replicas(etcd);
+    let ns = unique("team");
+    a.kubectl_ok(&["create", "namespace", &ns]);
+    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+
+    // Minted on A (signed with the key set A created in etcd), verified by B (which loaded it).
+    let token = a.token(&ns, "bot", &[]);
+    let review = b.tool(&["review", &token, "-o", "json"]);
+    assert!(review.status.success(), "B rejects A's token\n{}\n--- B stderr ---\n{}", describe(&review), b.stderr());
+    assert!(text(&review.stdout).contains(&format!("system:serviceaccount:{ns}:bot")), "{}", text(&review.stdout));
+    // And the other way round.
+    let from_b = b.token(&ns, "bot", &[]);
+    assert!(accepted(&a, &from_b), "A rejects B's token\n{}", a.stderr());
+
+    // Deleted through B: A denies the token within one second (its index follows etcd's watch).
+    b.kubectl_ok(&["delete", "serviceaccount", "bot", "-n", &ns]);
+    let deleted = Instant::now();
+    loop {
+        let asked = Instant::now();
+        if !accepted(&a, &token) {
+            break;
+        }
+        assert!(asked - deleted < Duration::from_secs(1), "A still accepts the token of a ServiceAccount deleted through B 1 s ago\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!accepted(&b, &token));
+}
+
+#[test]
+fn both_replicas_serve_the_key_set_kept_in_etcd() {
+    let etcd = EtcdCluster::shared();
+    let (a, b, _secrets) = two_replicas(etcd);
+    let jwks = |s: &Server| s.kubectl_json(&["get", "--raw", "/openid/v1/jwks"]);
+    assert_eq!(jwks(&a), jwks(&b));
+    assert_eq!(jwks(&a)["keys"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn etcd_mode_flags_are_checked_before_starting() {
+    let run = |args: &[&str]| std::process::Command::new(common::BIN).arg("serve").args(args).output().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--store", "etcd", "--issuer", ISSUER], "--store etcd needs --etcd-endpoints"),
+        (&["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"], "--store etcd needs --issuer"),
+        (&["--etcd-endpoints", "http://127.0.0.1:2379"], "--etcd-* flags need --store etcd"),
+        (&["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379", "--issuer", ISSUER], "invalid --etcd-endpoints entry"),
+    ];
+    for (args, expected) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}\n{}", describe(&out));
+        assert!(text(&out.stderr).contains(expected), "{args:?}: expected {expected:?}\n{}", describe(&out));
+    }
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379", "--issuer", ISSUER])
+        .env_remove("TOKENWARDEN_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("needs a key encryption key"), "{}", describe(&out));
+}
