@@ -35,7 +35,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the token authority and its Kubernetes-compatible API, with the authorizer beside it.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the authorizer alone, against a real cluster's API server or a directory of AuthConfigs.
     Authorize(authorize::AuthorizeArgs),
     /// Create a resource; today a ServiceAccount token, as `kubectl create token`.
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Authorize(args) => authorize::run(args).await,
             Command::Create(CreateCommand::Token(args)) => tools::create_token::run(args).await,
             Command::Review(args) => tools::review::run(args).await,
