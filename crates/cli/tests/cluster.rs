@@ -112,3 +112,33 @@ fn etcd_mode_flags_are_checked_before_starting() {
     assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
     assert!(text(&out.stderr).contains("needs a key encryption key"), "{}", describe(&out));
 }
+
+#[test]
+fn etcd_outages_keep_reviews_working_and_fail_writes_with_503() {
+    // Its own cluster: members are killed.
+    let mut etcd = EtcdCluster::start(3);
+    let (a, b, _secrets) = two_replicas(&etcd);
+    let ns = unique("outage");
+    a.kubectl_ok(&["create", "namespace", &ns]);
+    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let token = a.token(&ns, "bot", &[]);
+
+    // One member down: the other two keep quorum; both replicas keep writing and reviewing.
+    etcd.kill_member(0);
+    a.kubectl_ok(&["create", "serviceaccount", "second", "-n", &ns]);
+    b.kubectl_ok(&["label", "serviceaccount", "second", "-n", &ns, "member=down"]);
+    let second = b.token(&ns, "second", &[]);
+    assert!(accepted(&a, &second), "A rejects a token minted by B with one etcd member down\n{}", a.stderr());
+    assert!(accepted(&b, &token));
+
+    // Every member down: reviews are answered from the in-memory index; writes are a 503
+    // Status, never a silent success.
+    etcd.kill_all();
+    assert!(accepted(&a, &token), "reviews stop with etcd down\n{}", a.stderr());
+    assert!(accepted(&b, &second));
+    let out = b.kubectl(&["create", "serviceaccount", "third", "-n", &ns, "-v=6"]);
+    assert!(!out.status.success(), "a write succeeded with etcd down\n{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("503 Service Unavailable"), "{}", describe(&out));
+    assert!(stderr.contains("storage backend is unavailable; retry later"), "{}", describe(&out));
+}

@@ -17,7 +17,7 @@
 //! re-list, as for a lagging receiver of the other backends.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -88,37 +88,161 @@ const GRPC_ABORTED: i32 = 10;
 const GRPC_OUT_OF_RANGE: i32 = 11;
 const GRPC_UNAVAILABLE: i32 = 14;
 
-fn is_compacted(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(status) if i32::from(status.code()) == GRPC_OUT_OF_RANGE)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// etcd cannot be reached or answer in time: 503, worth trying another member.
+    Unavailable,
+    /// A read at a compacted revision: 410 Gone.
+    Compacted,
+    Other,
 }
 
-/// Maps an etcd client error once: transport failures and timeouts mean etcd is
-/// unreachable (503), anything else is a backend failure.
-pub(crate) fn etcd_err(e: etcd_client::Error) -> StoreError {
-    use etcd_client::Error as E;
+fn classify(e: &etcd_client::Error) -> Failure {
     match e {
-        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable(format!("etcd: {e}")),
-        E::GRpcStatus(ref status) => match i32::from(status.code()) {
-            GRPC_CANCELLED | GRPC_DEADLINE_EXCEEDED | GRPC_ABORTED | GRPC_UNAVAILABLE => {
-                StoreError::Unavailable(format!("etcd: {}", status.message()))
-            }
-            _ => StoreError::Backend(format!("etcd: {}", status.message())),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Failure::Unavailable,
+        etcd_client::Error::GRpcStatus(status) => match i32::from(status.code()) {
+            GRPC_CANCELLED | GRPC_DEADLINE_EXCEEDED | GRPC_ABORTED | GRPC_UNAVAILABLE => Failure::Unavailable,
+            GRPC_OUT_OF_RANGE => Failure::Compacted,
+            _ => Failure::Other,
         },
-        other => StoreError::Backend(format!("etcd: {other}")),
+        _ => Failure::Other,
     }
 }
 
-/// Connects to etcd (no request is sent: an unreachable cluster shows on first use).
-pub async fn connect(options: &EtcdOptions) -> Result<Client> {
-    let mut connect = ConnectOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
-    if let Some(tls) = &options.tls {
+/// Maps an etcd client error, once for the whole backend.
+pub(crate) fn etcd_err(e: etcd_client::Error) -> StoreError {
+    let detail = match &e {
+        etcd_client::Error::GRpcStatus(status) => format!("etcd: {}", status.message()),
+        other => format!("etcd: {other}"),
+    };
+    match classify(&e) {
+        Failure::Unavailable => StoreError::Unavailable(detail),
+        Failure::Compacted => Error::Gone(detail).into(),
+        Failure::Other => StoreError::Backend(detail),
+    }
+}
+
+/// Whether the request surely never reached etcd (no connection), so even a write may be
+/// sent again.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            i32::from(status.code()) == GRPC_UNAVAILABLE && status.message().contains("connect")
+        }
+        _ => false,
+    }
+}
+
+/// One client per endpoint, and the one in use. Requests go to that member; when it cannot
+/// be reached the next one is tried, in turn. A request that was never sent may always be
+/// retried; other unavailability only for requests that are safe to repeat (reads, compare-
+/// guarded creates), since a write may have been applied before its answer was lost.
+/// (etcd-client's own balancing keeps picking a dead member for a share of the requests.)
+#[derive(Clone)]
+pub struct EtcdClients {
+    clients: Arc<[Client]>,
+    current: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for EtcdClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClients").field("endpoints", &self.clients.len()).finish_non_exhaustive()
+    }
+}
+
+impl EtcdClients {
+    /// Clients for every endpoint (nothing is sent yet: an unreachable cluster shows on
+    /// first use).
+    pub async fn connect(options: &EtcdOptions) -> Result<Self> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::Backend("etcd: no endpoints".to_owned()));
+        }
+        let mut clients = Vec::new();
+        for endpoint in &options.endpoints {
+            clients.push(connect(std::slice::from_ref(endpoint), options.tls.as_ref()).await?);
+        }
+        Ok(Self { clients: clients.into(), current: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    fn pick(&self) -> (usize, Client) {
+        let i = self.current.load(Ordering::SeqCst) % self.clients.len().max(1);
+        (i, self.clients.get(i).cloned().unwrap_or_else(|| unreachable!("EtcdClients is never empty")))
+    }
+
+    /// Moves on from endpoint `i` (unless another request already did).
+    fn failed(&self, i: usize) {
+        let next = (i + 1) % self.clients.len().max(1);
+        let _ = self.current.compare_exchange(i, next, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Runs `request` on the endpoint in use, failing over to the others as described above.
+    pub(crate) async fn call<T, Fut>(&self, repeatable: bool, request: impl Fn(Client) -> Fut) -> Result<T>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let (i, client) = self.pick();
+            match request(client).await {
+                Ok(value) => return Ok(value),
+                Err(e) if not_sent(&e) || (repeatable && classify(&e) == Failure::Unavailable) => {
+                    self.failed(i);
+                    last = Some(e);
+                }
+                Err(e) => return Err(etcd_err(e)),
+            }
+        }
+        Err(last.map_or_else(|| StoreError::Unavailable("etcd: no endpoints".to_owned()), etcd_err))
+    }
+}
+
+impl EtcdClients {
+    /// A range read (repeatable).
+    pub(crate) async fn get(&self, key: impl Into<Vec<u8>>, options: Option<GetOptions>) -> Result<etcd_client::GetResponse> {
+        let key = key.into();
+        self.call(true, |mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.get(key, options).await }
+        })
+        .await
+    }
+
+    /// A transaction; `repeatable` when sending it twice cannot apply it twice (its compares
+    /// fail once it applied).
+    pub(crate) async fn txn(&self, repeatable: bool, txn: etcd_client::Txn) -> Result<etcd_client::TxnResponse> {
+        self.call(repeatable, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<etcd_client::WatchStream> {
+        let key = key.into();
+        self.call(true, |mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
+    }
+}
+
+/// A client of `endpoints`. A member cut off from the quorum refuses requests (rather
+/// than answering stale reads or holding watches open).
+async fn connect(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<Client> {
+    let mut connect = ConnectOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_require_leader(true);
+    if let Some(tls) = tls {
         let mut config = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));
         if let (Some(cert), Some(key)) = (&tls.cert_pem, &tls.key_pem) {
             config = config.identity(etcd_client::Identity::from_pem(cert, key));
         }
         connect = connect.with_tls(config);
     }
-    Client::connect(&options.endpoints, Some(connect)).await.map_err(etcd_err)
+    Client::connect(endpoints, Some(connect)).await.map_err(etcd_err)
 }
 
 fn to_etcd(revision: Revision) -> Result<i64> {
@@ -279,7 +403,7 @@ impl Live {
 
 /// A [`Store`] in etcd.
 pub struct EtcdStore {
-    client: Client,
+    clients: EtcdClients,
     layout: Layout,
     clock: Arc<dyn Clock>,
     live: Arc<Live>,
@@ -299,22 +423,22 @@ impl EtcdStore {
     /// Connects and starts the live watch at the current revision. Fails (Unavailable) when
     /// no endpoint answers.
     pub async fn connect(options: EtcdOptions, clock: Arc<dyn Clock>) -> Result<Self> {
-        let client = connect(&options).await?;
-        Self::with_client(client, options, clock).await
+        let clients = EtcdClients::connect(&options).await?;
+        Self::with_clients(clients, options, clock).await
     }
 
-    /// A store on an existing client (shared with the key set).
-    pub async fn with_client(client: Client, options: EtcdOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+    /// A store on existing clients (`options.endpoints` and `tls` are not used).
+    pub async fn with_clients(clients: EtcdClients, options: EtcdOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let layout = Layout { prefix: options.prefix.trim_end_matches('/').to_owned(), base: options.revision_base };
         let (sender, _) = broadcast::channel(DEFAULT_BROADCAST_CAPACITY);
         let live = Arc::new(Live { sender: Mutex::new(sender) });
-        let current = etcd_current_revision(&client, &layout).await?;
-        let watcher = tokio::spawn(follow(client.clone(), layout.clone(), Arc::clone(&live), current + 1));
-        Ok(Self { client, layout, clock, live, compacted: AtomicU64::new(0), watcher })
+        let current = etcd_current_revision(&clients, &layout).await?;
+        let watcher = tokio::spawn(follow(clients.clone(), layout.clone(), Arc::clone(&live), current + 1));
+        Ok(Self { clients, layout, clock, live, compacted: AtomicU64::new(0), watcher })
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn clients(&self) -> &EtcdClients {
+        &self.clients
     }
 
     /// The etcd key of an internal record under the prefix (not an object).
@@ -324,12 +448,12 @@ impl EtcdStore {
 
     /// Reads `keys` (with their `mod_revision`) at one revision.
     async fn read(&self, keys: &[ObjectKey]) -> Result<(HashMap<ObjectKey, Option<(Object, i64)>>, Revision)> {
-        let mut kv = self.client.kv_client();
         let mut known = HashMap::new();
         let mut revision = 0;
         for key in keys {
             let options = (revision > 0).then(|| GetOptions::new().with_revision(revision));
-            let resp = kv.get(self.layout.key(key), options).await.map_err(etcd_err)?;
+            let etcd_key = self.layout.key(key);
+            let resp = self.clients.get(etcd_key, options).await?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }
@@ -340,7 +464,7 @@ impl EtcdStore {
             known.insert(key.clone(), found);
         }
         if revision == 0 {
-            revision = etcd_current_revision(&self.client, &self.layout).await?;
+            revision = etcd_current_revision(&self.clients, &self.layout).await?;
         }
         Ok((known, self.layout.revision(revision)))
     }
@@ -365,7 +489,7 @@ impl EtcdStore {
                 EventType::Added | EventType::Modified => TxnOp::put(self.layout.key(&key), value, None),
             };
             let txn_request = etcd_client::Txn::new().when(compares).and_then(vec![op]);
-            let resp = self.client.kv_client().txn(txn_request).await.map_err(etcd_err)?;
+            let resp = self.clients.txn(false, txn_request).await?;
             if resp.succeeded() {
                 let committed = resp.header().map_or(0, |h| h.revision());
                 let mut object = (*event.object).clone();
@@ -384,7 +508,7 @@ impl EtcdStore {
     async fn replay(&self, after: Revision, current: i64) -> Result<Vec<Event>> {
         let start = self.layout.etcd_revision(after)?.saturating_add(1);
         let options = WatchOptions::new().with_all_keys().with_start_revision(start).with_prev_key();
-        let mut stream = self.client.watch_client().watch(vec![0u8], Some(options)).await.map_err(etcd_err)?;
+        let mut stream = self.clients.watch(vec![0u8], options).await?;
         let mut events = Vec::new();
         loop {
             let Some(resp) = stream.message().await.map_err(etcd_err)? else {
@@ -414,22 +538,25 @@ impl EtcdStore {
     }
 }
 
-async fn etcd_current_revision(client: &Client, layout: &Layout) -> Result<i64> {
+async fn etcd_current_revision(clients: &EtcdClients, layout: &Layout) -> Result<i64> {
     let options = GetOptions::new().with_count_only();
-    let resp = client.kv_client().get(layout.internal("revision"), Some(options)).await.map_err(etcd_err)?;
+    let key = layout.internal("revision");
+    let resp = clients.get(key, Some(options)).await?;
     resp.header().map(|h| h.revision()).ok_or_else(|| StoreError::Backend("etcd response without a header".to_owned()))
 }
 
 /// The live watch: every event under the prefix from `from` on, broadcast in order;
 /// resumes after errors, and resets the broadcast when events were compacted away.
-async fn follow(client: Client, layout: Layout, live: Arc<Live>, mut from: i64) {
+async fn follow(clients: EtcdClients, layout: Layout, live: Arc<Live>, mut from: i64) {
     let dir = format!("{}/", layout.prefix);
     loop {
         let options = WatchOptions::new().with_prefix().with_start_revision(from).with_prev_key();
-        let mut stream = match client.watch_client().watch(dir.clone(), Some(options)).await {
+        let (member, mut client) = clients.pick();
+        let mut stream = match client.watch(dir.clone(), Some(options)).await {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::debug!(error = %e, "etcd watch: connecting failed; retrying");
+                tracing::debug!(error = %e, "etcd watch: connecting failed; trying the next member");
+                clients.failed(member);
                 tokio::time::sleep(WATCH_RETRY).await;
                 continue;
             }
@@ -439,7 +566,7 @@ async fn follow(client: Client, layout: Layout, live: Arc<Live>, mut from: i64) 
                 Ok(Some(resp)) => {
                     if resp.compact_revision() > 0 {
                         tracing::warn!(from, compacted = resp.compact_revision(), "etcd watch: events compacted; followers re-list");
-                        from = etcd_current_revision(&client, &layout).await.map_or(resp.compact_revision(), |r| r + 1);
+                        from = etcd_current_revision(&clients, &layout).await.map_or(resp.compact_revision(), |r| r + 1);
                         live.reset();
                         break;
                     }
@@ -460,9 +587,14 @@ async fn follow(client: Client, layout: Layout, live: Arc<Live>, mut from: i64) 
                         }
                     }
                 }
-                Ok(None) => break,
+                // The member went away: resume on the next one from the last revision seen.
+                Ok(None) => {
+                    clients.failed(member);
+                    break;
+                }
                 Err(e) => {
-                    tracing::debug!(error = %e, "etcd watch: stream failed; resuming");
+                    tracing::debug!(error = %e, "etcd watch: stream failed; resuming on the next member");
+                    clients.failed(member);
                     break;
                 }
             }
@@ -506,7 +638,8 @@ impl Store for EtcdStore {
 
     async fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Object> {
         let key = ObjectKey::new(resource, namespace, name);
-        let resp = self.client.kv_client().get(self.layout.key(&key), None).await.map_err(etcd_err)?;
+        let etcd_key = self.layout.key(&key);
+        let resp = self.clients.get(etcd_key, None).await?;
         let object = resp.kvs().first().map(|kv| self.layout.object(kv)).transpose()?;
         write::found(resource, name, object)
     }
@@ -519,17 +652,16 @@ impl Store for EtcdStore {
             None => 0,
         };
         let batch = if options.limit > 0 { i64::try_from(options.limit).unwrap_or(i64::MAX).saturating_add(1) } else { 0 };
-        let mut kv = self.client.kv_client();
         let mut items = Vec::new();
         loop {
             let mut get = GetOptions::new().with_range(end.clone()).with_limit(batch);
             if at > 0 {
                 get = get.with_revision(at);
             }
-            let resp = match kv.get(start.clone(), Some(get)).await {
+            let resp = match self.clients.get(start.clone(), Some(get)).await {
                 Ok(resp) => resp,
-                Err(e) if is_compacted(&e) => return Err(Error::Gone(CONTINUE_TOO_OLD.to_owned()).into()),
-                Err(e) => return Err(etcd_err(e)),
+                Err(StoreError::Api(Error::Gone(_))) => return Err(Error::Gone(CONTINUE_TOO_OLD.to_owned()).into()),
+                Err(e) => return Err(e),
             };
             if at == 0 {
                 at = resp.header().map_or(0, |h| h.revision());
@@ -564,7 +696,7 @@ impl Store for EtcdStore {
 
     async fn events_since(&self, after: Revision) -> Result<Vec<Event>> {
         write::check_since(after, self.compacted.load(Ordering::SeqCst))?;
-        let current = etcd_current_revision(&self.client, &self.layout).await?;
+        let current = etcd_current_revision(&self.clients, &self.layout).await?;
         if self.layout.etcd_revision(after)? >= current {
             return Ok(Vec::new());
         }
@@ -575,7 +707,7 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        Ok(self.layout.revision(etcd_current_revision(&self.client, &self.layout).await?))
+        Ok(self.layout.revision(etcd_current_revision(&self.clients, &self.layout).await?))
     }
 
     /// Compacts etcd's history (all of it: etcd compacts the whole keyspace). etcd keeps
@@ -585,11 +717,10 @@ impl Store for EtcdStore {
         let current = self.current_revision().await?;
         let target = write::compaction_target(revision, self.compacted.load(Ordering::SeqCst), current);
         let etcd_target = self.layout.etcd_revision(target.saturating_add(1))?.min(self.layout.etcd_revision(current)?);
-        match self.client.kv_client().compact(etcd_target, None).await {
-            Ok(_) => {}
+        match self.clients.call(true, |mut c| async move { c.compact(etcd_target, None).await }).await {
             // Already compacted further: compaction never goes backwards.
-            Err(e) if is_compacted(&e) => {}
-            Err(e) => return Err(etcd_err(e)),
+            Ok(_) | Err(StoreError::Api(Error::Gone(_))) => {}
+            Err(e) => return Err(e),
         }
         self.compacted.fetch_max(target, Ordering::SeqCst);
         Ok(())

@@ -16,7 +16,7 @@ use tokenwarden_core::Timestamp;
 use tokenwarden_core::keys::{Algorithm, KeySet, SigningKey};
 
 use crate::clock::random_bytes;
-use crate::etcd::{EtcdStore, etcd_err};
+use crate::etcd::EtcdStore;
 use crate::StoreError;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -154,8 +154,9 @@ impl Record {
 /// the other loads it.
 pub async fn load_or_create(store: &EtcdStore, kek: &KeyEncryptionKey, alg: Algorithm, now: Timestamp) -> Result<KeySet, SharedKeysError> {
     let record_key = store.internal_key(RECORD);
-    let mut kv = store.client().kv_client();
-    let existing = kv.get(record_key.clone(), None).await.map_err(etcd_err)?;
+    let clients = store.clients();
+    let read = || clients.get(record_key.clone(), None);
+    let existing = read().await?;
     if let Some(found) = existing.kvs().first() {
         return Record::parse(found.value())?.key_set(kek, now);
     }
@@ -164,12 +165,13 @@ pub async fn load_or_create(store: &EtcdStore, kek: &KeyEncryptionKey, alg: Algo
     let txn = Txn::new()
         .when(vec![Compare::create_revision(record_key.clone(), CompareOp::Equal, 0)])
         .and_then(vec![TxnOp::put(record_key.clone(), record.to_bytes()?, None)]);
-    if kv.txn(txn).await.map_err(etcd_err)?.succeeded() {
+    // Safe to repeat: once our record is in, the compare fails and we load it.
+    if clients.txn(true, txn).await?.succeeded() {
         tracing::info!(kid = key.kid(), "created the shared signing key set in etcd");
         return Ok(KeySet::new(key, Vec::new()));
     }
     // Another replica was first.
-    let theirs = kv.get(record_key, None).await.map_err(etcd_err)?;
+    let theirs = read().await?;
     let found = theirs.kvs().first().ok_or_else(|| SharedKeysError::Malformed("the key set vanished".to_owned()))?;
     Record::parse(found.value())?.key_set(kek, now)
 }

@@ -56,7 +56,7 @@ async fn etcd() -> Fixture {
     options.prefix = format!("/conformance-{}-{n}", std::process::id());
     let probe = EtcdStore::connect(options.clone(), Arc::new(clock.clone())).await.unwrap();
     options.revision_base = probe.current_revision().await.unwrap();
-    let store = EtcdStore::with_client(probe.client().clone(), options, Arc::new(clock.clone())).await.unwrap();
+    let store = EtcdStore::with_clients(probe.clients().clone(), options, Arc::new(clock.clone())).await.unwrap();
     Fixture { store: Arc::new(store), clock, _dir: None, _serial: Some(serial) }
 }
 
