@@ -305,7 +305,7 @@ impl Layout {
 
     /// The stored object of `kv`, with `resourceVersion` = its `mod_revision`.
     fn object(&self, kv: &KeyValue) -> Result<Object> {
-        let mut object = parse_object(kv.value())?;
+        let mut object = write::parse_stored(kv.value())?;
         object.set_meta("resourceVersion", self.revision(kv.mod_revision()).to_string());
         Ok(object)
     }
@@ -316,11 +316,11 @@ impl Layout {
         let Some(key) = self.object_key(kv.key()) else { return Ok(None) };
         let revision = self.revision(kv.mod_revision());
         let (event_type, mut object) = match event.event_type() {
-            EtcdEventType::Put if kv.create_revision() == kv.mod_revision() => (EventType::Added, parse_object(kv.value())?),
-            EtcdEventType::Put => (EventType::Modified, parse_object(kv.value())?),
+            EtcdEventType::Put if kv.create_revision() == kv.mod_revision() => (EventType::Added, write::parse_stored(kv.value())?),
+            EtcdEventType::Put => (EventType::Modified, write::parse_stored(kv.value())?),
             EtcdEventType::Delete => {
                 let last = match event.prev_kv() {
-                    Some(prev) => parse_object(prev.value())?,
+                    Some(prev) => write::parse_stored(prev.value())?,
                     // The previous state was compacted away: the key is all that is left.
                     None => Object::from_value(serde_json::json!({"metadata": {"name": key.name, "namespace": key.namespace}}))
                         .ok_or_else(|| StoreError::Backend("building a deleted object".to_owned()))?,
@@ -334,13 +334,6 @@ impl Layout {
         object.set_meta("resourceVersion", revision.to_string());
         Ok(Some(Event { event_type, revision, prefix: Arc::from(key.prefix.as_str()), object: Arc::new(object) }))
     }
-}
-
-fn parse_object(value: &[u8]) -> Result<Object> {
-    serde_json::from_slice::<serde_json::Value>(value)
-        .ok()
-        .and_then(Object::from_value)
-        .ok_or_else(|| StoreError::Backend("stored object is not a JSON object".to_owned()))
 }
 
 /// The value stored for `object`: its JSON without `resourceVersion`.

@@ -85,10 +85,7 @@ fn from_sql(value: i64) -> Result<Revision> {
 }
 
 fn parse_object(body: &str) -> Result<Object> {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(Object::from_value)
-        .ok_or_else(|| StoreError::Backend("stored object is not a JSON object".to_owned()))
+    write::parse_stored(body.as_bytes())
 }
 
 fn body(object: &Object) -> Result<String> {

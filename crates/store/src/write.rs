@@ -188,6 +188,14 @@ pub(crate) fn delete(
     Ok(event)
 }
 
+/// A stored object's JSON, as every backend reads it back.
+pub(crate) fn parse_stored(bytes: &[u8]) -> Result<Object> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(Object::from_value)
+        .ok_or_else(|| StoreError::Backend("stored object is not a JSON object".to_owned()))
+}
+
 /// A stored object or NotFound.
 pub(crate) fn found(resource: &Resource, name: &str, object: Option<Object>) -> Result<Object> {
     object.ok_or_else(|| not_found(resource, name))
