@@ -114,7 +114,7 @@ fn etcd_mode_flags_are_checked_before_starting() {
 }
 
 #[test]
-fn etcd_outages_keep_reviews_working_and_fail_writes_with_503() {
+fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
     // Its own cluster: members are killed.
     let mut etcd = EtcdCluster::start(3);
     let (a, b, _secrets) = two_replicas(&etcd);
@@ -141,6 +141,25 @@ fn etcd_outages_keep_reviews_working_and_fail_writes_with_503() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("503 Service Unavailable"), "{}", describe(&out));
     assert!(stderr.contains("storage backend is unavailable; retry later"), "{}", describe(&out));
+
+    // etcd back: writes work again and both replicas' watches resume, without a restart.
+    etcd.restart_all();
+    let recovered = Stopwatch::start();
+    while !b.kubectl(&["create", "serviceaccount", "third", "-n", &ns]).status.success() {
+        assert!(recovered.elapsed_seconds() < 10.0, "writes still fail 10 s after etcd came back\n{}", b.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A's index learns of the object B wrote (TokenRequest looks the ServiceAccount up there).
+    while !a.kubectl(&["create", "token", "third", "-n", &ns]).status.success() {
+        assert!(recovered.elapsed_seconds() < 10.0, "A's watch did not resume after etcd came back\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.kubectl_ok(&["delete", "serviceaccount", "second", "-n", &ns]);
+    let since_delete = Stopwatch::start();
+    while accepted(&a, &second) {
+        assert!(since_delete.elapsed_seconds() < 1.0, "A still accepts a token revoked through B after recovery\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

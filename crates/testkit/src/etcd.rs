@@ -32,8 +32,9 @@ pub fn etcd_binary() -> PathBuf {
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Kills etcd when stdin closes (the test dropped it or died), then removes the data.
-const WATCHDOG: &str = r#"dir=$1; shift; "$@" & etcd=$!; read _ignored; kill -KILL "$etcd" 2>/dev/null; wait "$etcd"; rm -rf "$dir"; rmdir "$(dirname "$dir")" 2>/dev/null; exit 0"#;
+/// Kills etcd when stdin closes (the test dropped it or died), then removes the data,
+/// unless it was told `keep` first (a member killed to be restarted).
+const WATCHDOG: &str = r#"dir=$1; shift; "$@" & etcd=$!; read line; kill -KILL "$etcd" 2>/dev/null; wait "$etcd"; [ "$line" = keep ] && exit 0; rm -rf "$dir"; rmdir "$(dirname "$dir")" 2>/dev/null; exit 0"#;
 
 struct Member {
     name: String,
@@ -95,9 +96,13 @@ impl Member {
         self.process = Some((child, stdin));
     }
 
-    /// Stops etcd (closing the watchdog's stdin) and waits for it.
-    fn stop(&mut self) {
-        if let Some((mut child, stdin)) = self.process.take() {
+    /// Kills etcd (SIGKILL, like a crash) through its watchdog and waits for it; `keep`
+    /// leaves the data for a restart.
+    fn stop(&mut self, keep: bool) {
+        if let Some((mut child, mut stdin)) = self.process.take() {
+            if keep {
+                let _ = stdin.write_all(b"keep\n");
+            }
             drop(stdin);
             let _ = child.wait();
         }
@@ -126,6 +131,9 @@ impl Member {
 /// A running etcd cluster.
 pub struct EtcdCluster {
     members: Vec<Member>,
+    binary: PathBuf,
+    initial_cluster: String,
+    token: String,
     _root: Option<tempfile::TempDir>,
 }
 
@@ -159,7 +167,7 @@ impl EtcdCluster {
         for member in &mut members {
             member.spawn(&binary, &initial_cluster, &token, "new");
         }
-        let cluster = Self { members, _root: Some(root) };
+        let cluster = Self { members, binary, initial_cluster, token, _root: Some(root) };
         cluster.wait_healthy();
         cluster
     }
@@ -206,21 +214,32 @@ impl EtcdCluster {
         self.all_endpoints().join(",")
     }
 
-    /// Kills member `i` (the others keep quorum in a three-member cluster).
+    /// Kills member `i` (the others keep quorum in a three-member cluster); its data stays
+    /// for [`Self::restart_all`].
     pub fn kill_member(&mut self, i: usize) {
-        self.members[i].stop();
+        self.members[i].stop(true);
     }
 
-    /// Kills every member.
+    /// Kills every member, keeping their data.
     pub fn kill_all(&mut self) {
         for member in &mut self.members {
-            member.stop();
+            member.stop(true);
         }
+    }
+
+    /// Starts every killed member again on its data and waits until all are healthy.
+    pub fn restart_all(&mut self) {
+        for member in self.members.iter_mut().filter(|m| m.process.is_none()) {
+            member.spawn(&self.binary, &self.initial_cluster, &self.token, "existing");
+        }
+        self.wait_healthy();
     }
 }
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
-        self.kill_all();
+        for member in &mut self.members {
+            member.stop(false);
+        }
     }
 }
