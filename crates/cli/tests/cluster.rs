@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{Server, describe, text, unique};
 use tokenwarden_store::clock::Stopwatch;
-use tokenwarden_testkit::etcd::EtcdCluster;
+use tokenwarden_testkit::etcd::{EtcdCluster, TlsFiles};
 
 const ISSUER: &str = "https://tokenwarden.cluster.test";
 
@@ -201,4 +201,63 @@ fn concurrent_updates_through_both_replicas_never_lose_an_update() {
         (2 * PER_REPLICA).to_string(),
         "updates lost ({conflicts_a} + {conflicts_b} conflicts answered)"
     );
+}
+
+/// A CA, a serving certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`:
+/// (etcd's files, client cert, client key).
+fn etcd_tls_files(dir: &std::path::Path) -> (TlsFiles, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let (server_cert, server_key) = leaf("etcd", ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) = leaf("tokenwarden", ExtendedKeyUsagePurpose::ClientAuth);
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    (TlsFiles { ca, server_cert, server_key }, client_cert, client_key)
+}
+
+#[test]
+fn replicas_reach_etcd_over_tls_with_a_client_certificate() {
+    let secrets = tempfile::tempdir().unwrap();
+    let (tls, client_cert, client_key) = etcd_tls_files(secrets.path());
+    let etcd = EtcdCluster::start_tls(1, tls.clone());
+    let kek = secrets.path().join("kek");
+    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+    let mut args = replica_args(&etcd, "/tls", &kek);
+    let endpoint = etcd.endpoints_arg();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    for (flag, path) in [("--etcd-ca", &tls.ca), ("--etcd-cert", &client_cert), ("--etcd-key", &client_key)] {
+        args.extend([flag.to_owned(), path.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_with(&args);
+    let ns = unique("tls");
+    server.kubectl_ok(&["create", "namespace", &ns]);
+    server.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    assert!(accepted(&server, &server.token(&ns, "bot", &[])));
+
+    // Without the client certificate etcd refuses the connection: the replica does not start.
+    let without_cert: Vec<&str> = args[..args.len() - 4].to_vec();
+    let out = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .args(["--data-dir", &secrets.path().join("data").display().to_string()])
+        .args(&without_cert)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stderr).contains(&format!("etcd {endpoint}")), "{}", describe(&out));
 }

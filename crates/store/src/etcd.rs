@@ -40,6 +40,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts of one write when other writers keep changing the same key.
 const WRITE_ATTEMPTS: usize = 32;
+/// Objects read from etcd per range request when listing.
+const LIST_BATCH: i64 = 500;
 /// Pause before the live watch reconnects after an error.
 const WATCH_RETRY: Duration = Duration::from_millis(200);
 /// The segment under the prefix that holds what is not an object; not a valid API group.
@@ -644,7 +646,10 @@ impl Store for EtcdStore {
             Some(revision) => self.layout.etcd_revision(revision)?,
             None => 0,
         };
-        let batch = if options.limit > 0 { i64::try_from(options.limit).unwrap_or(i64::MAX).saturating_add(1) } else { 0 };
+        // One more than the page (to know whether more follow), in bounded reads so a large
+        // list never exceeds a gRPC message; every read is at the same revision.
+        let wanted = if options.limit > 0 { i64::try_from(options.limit).unwrap_or(i64::MAX).saturating_add(1) } else { i64::MAX };
+        let batch = wanted.min(LIST_BATCH);
         let mut items = Vec::new();
         loop {
             let mut get = GetOptions::new().with_range(end.clone()).with_limit(batch);

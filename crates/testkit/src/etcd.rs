@@ -36,17 +36,29 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// unless it was told `keep` first (a member killed to be restarted).
 const WATCHDOG: &str = r#"dir=$1; shift; "$@" & etcd=$!; read line; kill -KILL "$etcd" 2>/dev/null; wait "$etcd"; [ "$line" = keep ] && exit 0; rm -rf "$dir"; rmdir "$(dirname "$dir")" 2>/dev/null; exit 0"#;
 
+/// PEM files that make etcd serve its clients over TLS and require client certificates.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` (and metrics), also when clients use TLS.
+    metrics_port: u16,
+    tls: Option<TlsFiles>,
     dir: PathBuf,
     process: Option<(Child, ChildStdin)>,
 }
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -56,7 +68,7 @@ impl Member {
     fn spawn(&mut self, binary: &Path, initial_cluster: &str, token: &str, state: &str) {
         let data = self.dir.join("data");
         let log = std::fs::File::create(self.dir.join("etcd.log")).unwrap();
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--name".into(),
             self.name.clone(),
             "--data-dir".into(),
@@ -79,7 +91,15 @@ impl Member {
             "zap".into(),
             "--log-level".into(),
             "warn".into(),
+            "--listen-metrics-urls".into(),
+            format!("http://127.0.0.1:{}", self.metrics_port),
         ];
+        if let Some(tls) = &self.tls {
+            for (flag, path) in [("--cert-file", &tls.server_cert), ("--key-file", &tls.server_key), ("--trusted-ca-file", &tls.ca)] {
+                args.extend([flag.to_owned(), path.display().to_string()]);
+            }
+            args.push("--client-cert-auth".into());
+        }
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -109,12 +129,12 @@ impl Member {
     }
 
     fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], self.client_port).into(), Duration::from_millis(200))
+        let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], self.metrics_port).into(), Duration::from_millis(200))
         else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.client_port);
+        let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.metrics_port);
         if stream.write_all(request.as_bytes()).is_err() {
             return false;
         }
@@ -146,6 +166,15 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until every member reports healthy.
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, None)
+    }
+
+    /// Like [`Self::start`], serving clients over TLS with client certificates required.
+    pub fn start_tls(size: usize, tls: TlsFiles) -> Self {
+        Self::start_with(size, Some(tls))
+    }
+
+    fn start_with(size: usize, tls: Option<TlsFiles>) -> Self {
         let binary = etcd_binary();
         let shm = Path::new("/dev/shm");
         let builder = {
@@ -154,12 +183,20 @@ impl EtcdCluster {
             b
         };
         let root = if shm.is_dir() { builder.tempdir_in(shm) } else { builder.tempdir() }.unwrap();
-        let ports = free_ports(size * 2);
+        let ports = free_ports(size * 3);
         let mut members: Vec<Member> = (0..size)
             .map(|i| {
                 let dir = root.path().join(format!("m{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
-                Member { name: format!("m{i}"), client_port: ports[2 * i], peer_port: ports[2 * i + 1], dir, process: None }
+                Member {
+                    name: format!("m{i}"),
+                    client_port: ports[3 * i],
+                    peer_port: ports[3 * i + 1],
+                    metrics_port: ports[3 * i + 2],
+                    tls: tls.clone(),
+                    dir,
+                    process: None,
+                }
             })
             .collect();
         let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
