@@ -14,7 +14,11 @@
 //!
 //! The live feed is one etcd watch on the prefix per store (`prev_kv`, so a delete carries
 //! the last state); a compacted watch closes the broadcast, which makes every follower
-//! re-list, as for a lagging receiver of the other backends.
+//! re-list, as for a lagging receiver of the other backends. `events_since` replays etcd's
+//! history with a watch from the revision asked; a compacted revision is 410 Gone.
+//!
+//! Requests go to one member at a time and fail over to the next when it is unreachable
+//! ([`EtcdClients`]); when none answers, the error is [`StoreError::Unavailable`] (503).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
