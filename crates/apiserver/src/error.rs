@@ -143,6 +143,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%detail, "storage backend failed");
                 Self::internal("storage backend failure")
             }
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "storage backend unavailable");
+                Self::new(503, "ServiceUnavailable", "storage backend is unavailable; retry later")
+            }
         }
     }
 }

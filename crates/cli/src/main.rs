@@ -5,6 +5,7 @@
 mod admin;
 mod authorize;
 mod client;
+mod cluster;
 mod duration;
 mod expose;
 mod listeners;
@@ -35,7 +36,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the token authority and its Kubernetes-compatible API, with the authorizer beside it.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the authorizer alone, against a real cluster's API server or a directory of AuthConfigs.
     Authorize(authorize::AuthorizeArgs),
     /// Expose only TokenRequest of a real cluster's API server to external clients: a filtering,
@@ -118,7 +119,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Authorize(args) => authorize::run(args).await,
             Command::Expose(args) => expose::run(args).await,
             Command::Create(CreateCommand::Token(args)) => tools::create_token::run(args).await,

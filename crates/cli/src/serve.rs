@@ -1,4 +1,5 @@
-//! `tokenwarden serve`: the authority and its Kubernetes API on an embedded store.
+//! `tokenwarden serve`: the authority and its Kubernetes API on an embedded store, or on
+//! etcd shared with other replicas (`--store etcd`).
 //!
 //! Order matters: flags are validated and the data directory is opened (store, keys, CA,
 //! admin credential) before any port is bound, so a bad start fails with one line and exit
@@ -12,13 +13,15 @@ use tokenwarden_apiserver::audit::AuditLog;
 use tokenwarden_apiserver::{AdminCredential, ApiState};
 use tokenwarden_core::keys::Algorithm;
 use tokenwarden_core::token_request::IssuerConfig;
+use tokenwarden_store::etcd::EtcdStore;
 use tokenwarden_store::sqlite::SqliteStore;
-use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
+use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock, etcd_keys};
 
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::{Authorizer, source};
 
 use crate::expose::RateArgs;
+use crate::cluster::StoreArgs;
 use crate::listeners::{self, AuthzArgs};
 use crate::{Failure, admin, pki};
 
@@ -58,6 +61,8 @@ pub struct ServeArgs {
     pub signing_algorithm: SigningAlgorithm,
     #[command(flatten)]
     pub authz: AuthzArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Import this PEM private key (PKCS#8, PKCS#1 or SEC1) as the signing key, e.g. a
     /// cluster's service-account key; the previous key keeps verifying its tokens.
     #[arg(long)]
@@ -119,19 +124,34 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
 
-    // --- Open the data directory (exit 64 when unusable) ---
+    let etcd = args.store.plan(args.issuer.is_some(), signing_key_pem.is_some())?;
+
+    // --- Open the data directory (exit 64 when unusable) and the store ---
     let dir = &args.data_dir;
     let unusable = |what: &str, e: &dyn std::fmt::Display| usage(format!("data directory {}: {what}: {e}", dir.display()));
     tokenwarden_store::files::create_private_dir(dir).map_err(|e| unusable("cannot create", &e))?;
     let clock = SystemClock;
-    let store = SqliteStore::open(&dir.join("store.db"), Arc::new(clock)).map_err(|e| unusable("store", &e))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let keystore = KeyStore::open(dir.join("keys")).map_err(|e| unusable("keys", &e))?;
     let algorithm = match args.signing_algorithm {
         SigningAlgorithm::Rs256 => Algorithm::Rs256,
         SigningAlgorithm::Es256 => Algorithm::Es256,
     };
-    let mut keys = keystore.load_or_create(algorithm, clock.now()).map_err(|e| unusable("keys", &e))?;
+    let (store, keystore, mut keys): (Arc<dyn Store>, _, _) = match etcd {
+        None => {
+            let store = SqliteStore::open(&dir.join("store.db"), Arc::new(clock)).map_err(|e| unusable("store", &e))?;
+            let keystore = KeyStore::open(dir.join("keys")).map_err(|e| unusable("keys", &e))?;
+            let keys = keystore.load_or_create(algorithm, clock.now()).map_err(|e| unusable("keys", &e))?;
+            (Arc::new(store), Some(keystore), keys)
+        }
+        Some(plan) => {
+            // The key set is shared through etcd; the data directory keeps this replica's
+            // own TLS material and admin credential.
+            let endpoints = plan.options.endpoints.join(",");
+            let unreachable = |e: &dyn std::fmt::Display| Failure::Runtime(format!("etcd {endpoints}: {e}"));
+            let store = EtcdStore::connect(plan.options, Arc::new(clock)).await.map_err(|e| unreachable(&e))?;
+            let keys = etcd_keys::load_or_create(&store, &plan.kek, algorithm, clock.now()).await.map_err(|e| unreachable(&e))?;
+            (Arc::new(store), None, keys)
+        }
+    };
     let tls = if args.insecure_http {
         None
     } else {
@@ -165,7 +185,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let config = issuer_config(&url);
     if let Some(pem) = signing_key_pem {
         let imported = tokenwarden_core::keys::SigningKey::from_pem(&pem).map_err(|e| usage(format!("--signing-key-file: {e}")))?;
-        if imported.kid() != keys.signing().kid() {
+        if imported.kid() != keys.signing().kid()
+            && let Some(keystore) = &keystore
+        {
             keys = keystore
                 .import_pem(&pem, clock.now(), config.longest_token_lifetime())
                 .map_err(|e| unusable("keys", &e))?;

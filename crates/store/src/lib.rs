@@ -7,6 +7,8 @@
 
 pub mod authority;
 pub mod clock;
+pub mod etcd;
+pub mod etcd_keys;
 pub mod feed;
 pub mod files;
 pub mod index;
@@ -97,6 +99,9 @@ pub enum StoreError {
     /// The backend failed (disk, database). Not the caller's fault.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached (etcd down or partitioned): retrying later may work.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -85,10 +85,7 @@ fn from_sql(value: i64) -> Result<Revision> {
 }
 
 fn parse_object(body: &str) -> Result<Object> {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(Object::from_value)
-        .ok_or_else(|| StoreError::Backend("stored object is not a JSON object".to_owned()))
+    write::parse_stored(body.as_bytes())
 }
 
 fn body(object: &Object) -> Result<String> {
@@ -288,7 +285,7 @@ impl SqliteStore {
     pub fn open_with(path: &Path, clock: Arc<dyn Clock>, options: SqliteOptions) -> Result<Self> {
         let (conn, revision, compacted) = open_db(path).map_err(|e| {
             let detail = match e {
-                StoreError::Backend(detail) => detail,
+                StoreError::Backend(detail) | StoreError::Unavailable(detail) => detail,
                 StoreError::Api(e) => e.to_string(),
             };
             StoreError::Backend(format!("opening {}: {detail}", path.display()))

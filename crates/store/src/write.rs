@@ -72,7 +72,13 @@ fn place(resource: &Resource, object: &mut Object) -> Result<ObjectKey> {
     if object.0.get("kind").and_then(|v| v.as_str()).is_none_or(str::is_empty) {
         object.0.insert("kind".to_owned(), resource.kind.into());
     }
-    Ok(ObjectKey::new(resource, object.namespace(), object.name()))
+    Ok(object_key(resource, object))
+}
+
+/// The key a create (with a name) or an update of `object` writes, for backends that read
+/// it ahead of the write.
+pub(crate) fn object_key(resource: &Resource, object: &Object) -> ObjectKey {
+    ObjectKey::new(resource, object.namespace(), object.name())
 }
 
 fn event(event_type: EventType, revision: Revision, resource: &Resource, object: Object) -> Event {
@@ -182,6 +188,14 @@ pub(crate) fn delete(
     Ok(event)
 }
 
+/// A stored object's JSON, as every backend reads it back.
+pub(crate) fn parse_stored(bytes: &[u8]) -> Result<Object> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(Object::from_value)
+        .ok_or_else(|| StoreError::Backend("stored object is not a JSON object".to_owned()))
+}
+
 /// A stored object or NotFound.
 pub(crate) fn found(resource: &Resource, name: &str, object: Option<Object>) -> Result<Object> {
     object.ok_or_else(|| not_found(resource, name))
@@ -194,13 +208,20 @@ pub(crate) struct ListScan {
     pub prefix: String,
     pub namespace: Option<String>,
     pub after: Option<(String, String)>,
+    /// The revision the first page was read at (from the continue token); backends with
+    /// history (etcd) read the next pages at it, the others read the latest state.
+    pub revision: Option<Revision>,
 }
 
 impl ListScan {
     pub(crate) fn new(resource: &Resource, options: &ListOptions) -> Result<Self> {
         let namespace = options.namespace.as_deref().filter(|ns| resource.namespaced && !ns.is_empty());
-        let after = options.continue_token.as_deref().filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
-        Ok(Self { prefix: resource.key_prefix(), namespace: namespace.map(str::to_owned), after })
+        let token = options.continue_token.as_deref().filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
+        let (after, revision) = match token {
+            Some((ns, name, revision)) => (Some((ns, name)), revision),
+            None => (None, None),
+        };
+        Ok(Self { prefix: resource.key_prefix(), namespace: namespace.map(str::to_owned), after, revision })
     }
 
     /// Whether `key` is in the scan (prefix, namespace, after the continue key).
@@ -246,21 +267,27 @@ pub(crate) fn collect_list(
         items.push(object);
     }
     let continue_token = match items.last() {
-        Some(last) if more => Some(encode_continue(last.namespace(), last.name())),
+        Some(last) if more => Some(encode_continue(last.namespace(), last.name(), revision)),
         _ => None,
     };
     Ok(ObjectList { items, revision, continue_token })
 }
 
-fn encode_continue(namespace: &str, name: &str) -> String {
-    let json = serde_json::json!([namespace, name]).to_string();
+/// `[namespace, name, revision]`: where the next page starts and the revision to read it at.
+fn encode_continue(namespace: &str, name: &str, revision: Revision) -> String {
+    let json = serde_json::json!([namespace, name, revision]).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_continue(token: &str) -> Result<(String, String)> {
+/// Also accepts the older `[namespace, name]` tokens (no revision).
+fn decode_continue(token: &str) -> Result<(String, String, Option<Revision>)> {
     let invalid = || StoreError::from(Error::BadRequest(format!("continue key is not valid: {token:?}")));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    serde_json::from_slice::<(String, String)>(&bytes).map_err(|_| invalid())
+    if let Ok((namespace, name, revision)) = serde_json::from_slice::<(String, String, Revision)>(&bytes) {
+        return Ok((namespace, name, Some(revision)));
+    }
+    let (namespace, name) = serde_json::from_slice::<(String, String)>(&bytes).map_err(|_| invalid())?;
+    Ok((namespace, name, None))
 }
 
 /// `after` must not predate the compacted revision.
@@ -359,8 +386,10 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
-        let token = encode_continue("ns", "a\"b");
-        assert_eq!(decode_continue(&token).unwrap(), ("ns".to_owned(), "a\"b".to_owned()));
+        let token = encode_continue("ns", "a\"b", 7);
+        assert_eq!(decode_continue(&token).unwrap(), ("ns".to_owned(), "a\"b".to_owned(), Some(7)));
+        let old = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"["ns","n"]"#);
+        assert_eq!(decode_continue(&old).unwrap(), ("ns".to_owned(), "n".to_owned(), None));
         for bad in ["!!", "e30", "bm90IGpzb24"] {
             let err = decode_continue(bad).unwrap_err();
             assert!(matches!(err, StoreError::Api(Error::BadRequest(_))), "{bad}");

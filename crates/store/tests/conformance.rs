@@ -1,8 +1,10 @@
-//! One behaviour suite run against every backend, plus SQLite's durability specifics.
+//! One behaviour suite run against every backend (memory, SQLite, a real etcd cluster),
+//! plus SQLite's durability specifics.
 
 // Test helpers outside `#[test]` functions unwrap too (allow-unwrap-in-tests covers only the latter).
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -12,7 +14,9 @@ use tokenwarden_core::{Error, Object, Resource, Timestamp};
 use tokenwarden_store::feed::watch;
 use tokenwarden_store::memory::MemoryStore;
 use tokenwarden_store::sqlite::{SqliteOptions, SqliteStore};
+use tokenwarden_store::etcd::{EtcdOptions, EtcdStore};
 use tokenwarden_store::{EventType, ListOptions, ManualClock, Preconditions, Store, StoreError};
+use tokenwarden_testkit::etcd::EtcdCluster;
 
 const SA: Resource = Resource::SERVICE_ACCOUNTS;
 const T0: Timestamp = Timestamp(1_757_035_663);
@@ -21,18 +25,39 @@ struct Fixture {
     store: Arc<dyn Store>,
     clock: ManualClock,
     _dir: Option<TempDir>,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 fn memory() -> Fixture {
     let clock = ManualClock::new(T0);
-    Fixture { store: Arc::new(MemoryStore::new(Arc::new(clock.clone()))), clock, _dir: None }
+    Fixture { store: Arc::new(MemoryStore::new(Arc::new(clock.clone()))), clock, _dir: None, _serial: None }
 }
 
 fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let store = SqliteStore::open(&dir.path().join("store.db"), Arc::new(clock.clone())).unwrap();
-    Fixture { store: Arc::new(store), clock, _dir: Some(dir) }
+    Fixture { store: Arc::new(store), clock, _dir: Some(dir), _serial: None }
+}
+
+/// The etcd fixtures share one three-member cluster and run one at a time: each gets its own
+/// key prefix and counts revisions from its start (`revision_base`), so the exact revisions
+/// the suite asserts hold as on a fresh store; etcd's revision is cluster-wide, so two
+/// tests writing at once would see each other's revisions.
+static ETCD_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ETCD_FIXTURES: AtomicUsize = AtomicUsize::new(0);
+
+async fn etcd() -> Fixture {
+    let cluster = EtcdCluster::shared();
+    let serial = ETCD_SERIAL.lock().await;
+    let clock = ManualClock::new(T0);
+    let n = ETCD_FIXTURES.fetch_add(1, Ordering::SeqCst);
+    let mut options = EtcdOptions::new(cluster.endpoints());
+    options.prefix = format!("/conformance-{}-{n}", std::process::id());
+    let probe = EtcdStore::connect(options.clone(), Arc::new(clock.clone())).await.unwrap();
+    options.revision_base = probe.current_revision().await.unwrap();
+    let store = EtcdStore::with_clients(probe.clients().clone(), options, Arc::new(clock.clone())).await.unwrap();
+    Fixture { store: Arc::new(store), clock, _dir: None, _serial: Some(serial) }
 }
 
 fn obj(v: serde_json::Value) -> Object {
@@ -68,6 +93,9 @@ macro_rules! conformance {
         }
         mod sqlite_backend {
             $(#[tokio::test] async fn $test() { super::$test(super::sqlite()).await; })*
+        }
+        mod etcd_backend {
+            $(#[tokio::test] async fn $test() { super::$test(super::etcd().await).await; })*
         }
     };
 }
