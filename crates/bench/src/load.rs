@@ -84,7 +84,7 @@ pub struct GrpcArgs {
 enum Tokens {
     None,
     List(Vec<String>),
-    Mint(Minter),
+    Mint(Box<Minter>),
 }
 
 struct Shared {
@@ -128,7 +128,7 @@ fn shared(common: &Common) -> Result<Arc<Shared>, String> {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             Tokens::List(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
         }
-        (None, Some(template), Some(key)) => Tokens::Mint(minter(template, key, false)?),
+        (None, Some(template), Some(key)) => Tokens::Mint(Box::new(minter(template, key, false)?)),
         _ => Tokens::None,
     };
     Ok(Arc::new(Shared {
@@ -187,6 +187,8 @@ where
         }
     };
     let _ = tokio::time::timeout(deadline, all_done).await;
+    // Answers that arrive after this are not counted: they would inflate the rate.
+    shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed_seconds();
     shared.stop.store(true, Ordering::Relaxed);
     let mut total = Tally::default();
