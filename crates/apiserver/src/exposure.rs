@@ -48,6 +48,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// caller waits (fail closed rather than grow).
 pub const MAX_CALLERS: usize = 100_000;
 
+/// Each client address may make this many times the per-caller rate (and burst): credentials
+/// made up per request cannot each get a fresh bucket, while callers behind one NAT still fit.
+pub const PER_ADDRESS_FACTOR: f64 = 10.0;
+
 /// How often idle buckets are swept even when the table is not full.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -325,10 +329,33 @@ pub fn in_process(state: Arc<ApiState>) -> Forward {
     })
 }
 
+/// Token buckets per client address, then per caller.
+struct Limiter {
+    per_address: Mutex<Buckets>,
+    per_caller: Mutex<Buckets>,
+}
+
+impl Limiter {
+    fn new(limit: RateLimit) -> Self {
+        let burst = (f64::from(limit.burst) * PER_ADDRESS_FACTOR).min(f64::from(u32::MAX));
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to u32 above
+        let per_address = RateLimit { per_second: limit.per_second * PER_ADDRESS_FACTOR, burst: burst as u32 };
+        Self { per_address: Mutex::new(Buckets::new(per_address, MAX_CALLERS)), per_caller: Mutex::new(Buckets::new(limit, MAX_CALLERS)) }
+    }
+
+    fn take(&self, keyer: &CacheKeyer, headers: &HeaderMap, peer: Option<IpAddr>, now: Duration) -> Result<(), Duration> {
+        let take = |buckets: &Mutex<Buckets>, key: [u8; 32]| buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(key, now);
+        if let Some(ip) = peer {
+            take(&self.per_address, keyer.key(&["address", &ip.to_string()], &[]))?;
+        }
+        take(&self.per_caller, caller_key(keyer, headers, peer))
+    }
+}
+
 /// The shared state of a public listener.
 pub struct Exposure {
     prefix: Prefix,
-    limiter: Option<Mutex<Buckets>>,
+    limiter: Option<Limiter>,
     keyer: CacheKeyer,
     clock: Stopwatch,
     forward: Forward,
@@ -339,7 +366,7 @@ impl Exposure {
     pub fn new(prefix: Prefix, rate: Option<RateLimit>, keyer_secret: [u8; 32], forward: Forward) -> Self {
         Self {
             prefix,
-            limiter: rate.map(|limit| Mutex::new(Buckets::new(limit, MAX_CALLERS))),
+            limiter: rate.map(Limiter::new),
             keyer: CacheKeyer::new(keyer_secret),
             clock: Stopwatch::start(),
             forward,
@@ -371,8 +398,7 @@ async fn serve(exposure: &Exposure, request: Request) -> Response {
     };
     if let Some(limiter) = &exposure.limiter {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-        let caller = caller_key(&exposure.keyer, &parts.headers, peer);
-        let taken = limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(caller, exposure.clock.elapsed());
+        let taken = limiter.take(&exposure.keyer, &parts.headers, peer, exposure.clock.elapsed());
         if let Err(retry_after) = taken {
             tracing::info!(namespace = %admitted.namespace, serviceaccount = %admitted.name, "TokenRequest rate limited");
             return too_many_requests(retry_after);
@@ -528,6 +554,19 @@ mod tests {
             assert!(RateLimit::parse(bad, 1).is_err(), "{bad}");
         }
         assert!(RateLimit::parse("5/s", 0).is_err());
+    }
+
+    #[test]
+    fn made_up_credentials_from_one_address_share_its_bucket() {
+        let limiter = Limiter::new(RateLimit { per_second: 1.0, burst: 1 });
+        let keyer = CacheKeyer::new([7; 32]);
+        let now = Duration::from_secs(100);
+        let address: IpAddr = [10, 0, 0, 1].into();
+        let allowed = (0..50)
+            .filter(|i| limiter.take(&keyer, &headers(&[("authorization", &format!("Bearer made-up-{i}"))]), Some(address), now).is_ok())
+            .count();
+        assert_eq!(allowed, 10, "the address's burst: ten times the caller's");
+        assert!(limiter.take(&keyer, &headers(&[("authorization", "Bearer real")]), Some([10, 0, 0, 2].into()), now).is_ok(), "other addresses are unaffected");
     }
 
     #[test]

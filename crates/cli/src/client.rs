@@ -116,6 +116,15 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// A name that goes into a URL path as one segment, as client-go requires of object names.
+pub fn segment<'a>(what: &str, name: &'a str) -> Result<&'a str, Failure> {
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '%', '?', '#']) || name.chars().any(char::is_control);
+    if bad {
+        return Err(Failure::Usage(format!("invalid {what} name {name:?}")));
+    }
+    Ok(name)
+}
+
 /// Reads a token from the argument, or from stdin when it is `-` or absent (one token, trimmed).
 pub fn token_argument(arg: Option<&str>) -> Result<String, Failure> {
     use std::io::{IsTerminal as _, Read as _};

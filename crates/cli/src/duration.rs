@@ -42,7 +42,7 @@ pub fn parse_nanos(text: &str) -> Result<i128, String> {
                 return Err(invalid());
             }
             divisor *= 10;
-            part += i128::from(digit - b'0') * scale / divisor;
+            part = part.checked_add(i128::from(digit - b'0') * scale / divisor).ok_or_else(invalid)?;
         }
         total = total.checked_add(part).filter(|t| *t <= i128::from(i64::MAX)).ok_or_else(invalid)?;
         rest = after;

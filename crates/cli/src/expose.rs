@@ -133,6 +133,9 @@ fn upstream_forward(client: HttpClient, base: String, audit: Option<Arc<AuditLog
             let mut builder = hyper::Request::builder().method(Method::POST).uri(format!("{base}{}", admitted.path_and_query));
             if let Some(headers) = builder.headers_mut() {
                 headers.extend(admitted.headers);
+                // JSON answers, whatever the client accepts (kubectl also accepts protobuf), so
+                // the audit can read the minted token's claims; every client reads JSON.
+                headers.insert(hyper::header::ACCEPT, hyper::header::HeaderValue::from_static("application/json"));
             }
             let Ok(request) = builder.body(Full::new(body)) else {
                 return ApiError::bad_request("the request cannot be forwarded").into_response();

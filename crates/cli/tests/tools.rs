@@ -79,6 +79,10 @@ fn create_token_is_kubectl_create_token() {
     assert_eq!(code, 1);
     assert!(line.ends_with("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"), "{line}");
 
+    // Names go into the URL as one path segment, or nowhere.
+    let out = server.tool(&["create", "token", "../../namespaces", "-n", &ns]);
+    assert_eq!(failure(&out), (64, "tokenwarden: invalid serviceaccount name \"../../namespaces\"".to_owned()));
+
     // Flag checks: kubectl's messages, exit 64, nothing sent.
     for args in [&["--bound-object-kind", "Foo", "--bound-object-name", "x"][..], &["--duration", "1.5s"], &["--audience", ""]] {
         let mut ours = vec!["create", "token", "bot", "-n", &ns];

@@ -13,7 +13,7 @@ use tokenwarden_store::clock::random_bytes;
 use tokenwarden_store::{Clock as _, SystemClock};
 
 use crate::Failure;
-use crate::client::ClientArgs;
+use crate::client::{ClientArgs, segment};
 use crate::duration;
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,7 @@ pub async fn run(args: CreateTokenArgs) -> Result<(), Failure> {
     let body = args.request_body()?;
     let api = args.client.api()?;
     let namespace = api.namespace(args.namespace.as_deref());
-    let path = format!("/api/v1/namespaces/{namespace}/serviceaccounts/{}/token", args.service_account);
+    let path = format!("/api/v1/namespaces/{}/serviceaccounts/{}/token", segment("namespace", &namespace)?, segment("serviceaccount", &args.service_account)?);
     let failed = |e: String| Failure::Runtime(format!("failed to create token: {e}"));
     let answer = api.post(&path, &body).await.map_err(|e| failed(e.to_string()))?;
     let token = answer.pointer("/status/token").and_then(Value::as_str).filter(|t| !t.is_empty());
@@ -155,7 +155,7 @@ pub async fn sign(args: SignTokenArgs) -> Result<(), Failure> {
 
     let api = args.client.api()?;
     let namespace = api.namespace(args.namespace.as_deref());
-    let sa_path = format!("/api/v1/namespaces/{namespace}/serviceaccounts/{}", args.service_account);
+    let sa_path = format!("/api/v1/namespaces/{}/serviceaccounts/{}", segment("namespace", &namespace)?, segment("serviceaccount", &args.service_account)?);
     let sa = api.get(&sa_path).await.map_err(|e| Failure::Runtime(e.to_string()))?;
     let uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
     let discovery = api.get("/.well-known/openid-configuration").await.map_err(|e| Failure::Runtime(format!("reading the issuer: {e}")))?;

@@ -15,7 +15,7 @@ use tokenwarden_store::files::write_private;
 use tokenwarden_store::{Clock, SystemClock};
 
 use crate::Failure;
-use crate::client::{Api, ClientArgs};
+use crate::client::{Api, ClientArgs, segment};
 
 /// Tokens older than this are refreshed whatever their lifetime (kubelet's `maxTTL`).
 const MAX_TTL_SECONDS: i64 = 24 * 60 * 60;
@@ -190,7 +190,7 @@ pub async fn run(args: ProjectArgs) -> Result<(), Failure> {
             "boundObjectRef": args.bound_pod.as_ref().map(|pod| json!({"kind": "Pod", "apiVersion": "v1", "name": pod})),
         }
     });
-    let path = format!("/api/v1/namespaces/{}/serviceaccounts/{}/token", args.namespace, args.service_account);
+    let path = format!("/api/v1/namespaces/{}/serviceaccounts/{}/token", segment("namespace", &args.namespace)?, segment("serviceaccount", &args.service_account)?);
     let fetch = || async { api.post(&path, &request).await.map_err(|e| e.to_string()).and_then(|answer| lease(&answer)) };
     let what = format!("a token for serviceaccount {}/{}", args.namespace, args.service_account);
     let clock = SystemClock;
@@ -247,11 +247,15 @@ fn write_token(target: &Target, lease: &Lease) -> Result<(), Failure> {
 fn prepare_dir(api: &Api, dir: &Path, namespace: &str) -> Result<(), Failure> {
     let access = api.client.access();
     let server = access.server();
-    let authority = server.strip_prefix("https://").ok_or_else(|| Failure::Usage(format!("in-cluster clients need an https:// API server, not {server}")))?;
-    let (host, port) = authority.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).unwrap_or((authority, "443"));
-    if port.contains('/') || host.contains('/') {
+    let uri: hyper::Uri = server.parse().map_err(|_| Failure::Usage(format!("invalid API server URL {server}")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(Failure::Usage(format!("in-cluster clients need an https:// API server, not {server}")));
+    }
+    if !uri.path().trim_matches('/').is_empty() {
         return Err(Failure::Usage(format!("in-cluster clients cannot reach {server}: it has a path")));
     }
+    let host = uri.host().ok_or_else(|| Failure::Usage(format!("invalid API server URL {server}")))?;
+    let port = uri.port_u16().unwrap_or(443).to_string();
     let ca = access.ca_pem().ok_or_else(|| Failure::Usage("the kubeconfig names no certificate authority to write to ca.crt".into()))?;
     std::fs::create_dir_all(dir).map_err(|e| Failure::Runtime(format!("creating {}: {e}", dir.display())))?;
     for (name, contents) in [("ca.crt", ca), ("namespace", namespace.as_bytes())] {
