@@ -353,6 +353,10 @@ trait Followed: Send + 'static {
     fn remove(&mut self, object: &Object);
     /// A list or a batch of events has been taken in: publish what changed.
     fn settle(&mut self) -> impl Future<Output = ()> + Send;
+    /// Only objects with these labels (`labelSelector`), if set.
+    fn label_selector(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Lists and watches `T::PATH`, feeding `T`; re-lists on `410 Gone` or a closed stream and
@@ -400,6 +404,9 @@ impl<T: Followed> Follower<T> {
         let mut version: Option<String> = None;
         loop {
             let mut query = vec![("limit", LIST_PAGE.to_string())];
+            if let Some(selector) = self.state.label_selector() {
+                query.push(("labelSelector", selector.to_owned()));
+            }
             if let Some(token) = next.take() {
                 query.push(("continue", token));
             }
@@ -428,7 +435,16 @@ impl<T: Followed> Follower<T> {
 
     async fn watch(&mut self) -> Result<WatchEnd, String> {
         let path = T::PATH;
-        let query = format!("watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}", self.resource_version);
+        let mut query = vec![
+            ("watch", "true".to_owned()),
+            ("allowWatchBookmarks", "true".to_owned()),
+            ("timeoutSeconds", WATCH_SECONDS.to_string()),
+            ("resourceVersion", self.resource_version.clone()),
+        ];
+        if let Some(selector) = self.state.label_selector() {
+            query.push(("labelSelector", selector.to_owned()));
+        }
+        let query = serde_urlencoded::to_string(&query).map_err(|e| format!("watch {path}: {e}"))?;
         let response = match tokio::time::timeout(LIST_TIMEOUT, self.api.send(Method::GET, &format!("{path}?{query}"), None)).await {
             Ok(result) => result.map_err(|e| format!("watch {path}: {e}"))?,
             Err(_) => return Err(format!("watch {path}: timed out")),
@@ -647,13 +663,16 @@ pub struct RemoteApiKeys {
     authorizer: Arc<Authorizer>,
     keys: HashMap<String, ApiKeySecret>,
     dirty: bool,
+    label_selector: Option<String>,
 }
 
 impl RemoteApiKeys {
     /// Lists and watches Secrets in a background task. Until the first list succeeds, `apiKey`
     /// identities are unavailable (503); a failing list is retried with a backoff.
-    pub fn start(api: ApiClient, authorizer: Arc<Authorizer>) -> tokio::task::JoinHandle<()> {
-        let state = Self { authorizer, keys: HashMap::new(), dirty: false };
+    /// `label_selector`: only Secrets with these labels are read (Authorino's
+    /// `--secret-label-selector`); `None` reads every Secret.
+    pub fn start(api: ApiClient, authorizer: Arc<Authorizer>, label_selector: Option<String>) -> tokio::task::JoinHandle<()> {
+        let state = Self { authorizer, keys: HashMap::new(), dirty: false, label_selector };
         tokio::spawn(Follower { api, state, resource_version: String::new() }.run(false))
     }
 }
@@ -684,6 +703,10 @@ impl Followed for RemoteApiKeys {
 
     fn remove(&mut self, object: &Object) {
         self.dirty |= self.keys.remove(&object_key(object)).is_some();
+    }
+
+    fn label_selector(&self) -> Option<&str> {
+        self.label_selector.as_deref()
     }
 
     async fn settle(&mut self) {

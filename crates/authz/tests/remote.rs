@@ -546,12 +546,12 @@ async fn api_key_secrets_are_listed_and_watched_and_revoked_within_a_second() {
     // A credential the API server refuses cannot list Secrets: still 503.
     let refused = write_kubeconfig(api._dir.path(), &format!("http://{}", api.addr), "wrong-credential");
     let refused = ApiClient::new(ClusterAccess::from_kubeconfig_files(&[refused], None).unwrap()).unwrap();
-    let refused = RemoteApiKeys::start(refused, Arc::clone(&authorizer));
+    let refused = RemoteApiKeys::start(refused, Arc::clone(&authorizer), None);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-one")).await), 503);
     refused.abort();
 
-    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer), None);
     let allowed = answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-one"), 200).await;
     let Decision::Allow { headers, .. } = &allowed else { panic!("{allowed:?}") };
     assert!(headers.iter().any(|(name, value)| name == "x-key-name" && value == "friend-1"), "{headers:?}");
@@ -592,7 +592,7 @@ async fn the_api_key_watch_survives_an_api_server_outage() {
     api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
     let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
     let _configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
-    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer), None);
     answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "key-before"), 200).await;
 
     // The watch breaks; what changes meanwhile is seen once the API server answers again. The
@@ -680,7 +680,7 @@ async fn secrets_are_listed_page_by_page() {
     api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
     let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
     let configs = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
-    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer));
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer), None);
     let last = api_key_request("keys.example.com", "key-509");
     within(Duration::from_secs(5), "listed", || authorizer.check(&last), |d| code(d) == 200).await;
     assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "key-0")).await), 200);

@@ -35,6 +35,10 @@ pub struct AuthorizeArgs {
     /// then fail closed (503).
     #[arg(long, requires = "authconfig_dir", conflicts_with_all = ["kubeconfig", "context"])]
     pub no_api_server: bool,
+    /// Only Secrets with these labels are read for `apiKey` identities, as Authorino's
+    /// `--secret-label-selector` (empty: every Secret; the authorizer then needs to list them all).
+    #[arg(long, default_value = "authorino.kuadrant.io/managed-by=authorino")]
+    pub secret_label_selector: String,
     /// CA bundle trusted when fetching JWKS over HTTPS (default: the system bundle).
     #[arg(long)]
     pub jwks_ca_file: Option<PathBuf>,
@@ -76,7 +80,7 @@ pub async fn run(args: AuthorizeArgs) -> Result<(), Failure> {
     let source = match api {
         Some(api) => {
             let server = api.access().server().to_owned();
-            RemoteApiKeys::start(api, Arc::clone(&authorizer));
+            RemoteApiKeys::start(api, Arc::clone(&authorizer), Some(args.secret_label_selector.clone()).filter(|s| !s.is_empty()));
             format!("{source}; TokenReviews and API-key Secrets from {server}")
         }
         None => source,

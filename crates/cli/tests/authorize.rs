@@ -21,8 +21,10 @@ const AUTHCONFIG: &str = r#"{"apiVersion": "authorino.kuadrant.io/v1beta3", "kin
           "authentication": {"authorized-service-accounts": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}}}}"#;
 
 const API_KEYS: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
- {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-key-1", "labels": {"group": "friends"}},
+ {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-key-1", "labels": {"group": "friends", "authorino.kuadrant.io/managed-by": "authorino"}},
   "stringData": {"api_key": "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"}},
+ {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unmanaged-key", "labels": {"group": "friends"}},
+  "stringData": {"api_key": "not-read-without-the-managed-by-label"}},
  {"apiVersion": "authorino.kuadrant.io/v1beta3", "kind": "AuthConfig", "metadata": {"name": "keys"},
   "spec": {"hosts": ["keys.127.0.0.1.nip.io"],
            "authentication": {"friends": {"apiKey": {"selector": {"matchLabels": {"group": "friends"}}},
@@ -118,6 +120,8 @@ fn against_an_api_server_tokens_are_reviewed_remotely_and_an_outage_is_503() {
     }
     assert_eq!(last.0, 200, "{}", last.1);
     assert_eq!(check_host(port, key_host, Some("APIKEY wrong")).0, 401);
+    // As Authorino's default --secret-label-selector: Secrets it does not manage are not read.
+    assert_eq!(check_host(port, key_host, Some("APIKEY not-read-without-the-managed-by-label")).0, 401);
     cluster.kubectl_ok(&["delete", "secret", "api-key-1"]);
     let deleted = tokenwarden_store::clock::Stopwatch::start();
     while check_host(port, key_host, Some("APIKEY ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx")).0 != 401 {
