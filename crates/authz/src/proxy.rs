@@ -99,8 +99,9 @@ pub fn proxy_router_with_timeout(authorizer: Arc<Authorizer>, upstream: Uri, opt
 const HOP_BY_HOP: [&str; 9] =
     ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers, including those the `Connection` header names (also used by
+/// the benchmark's bare pass-through proxy, so the baseline handles headers the same way).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderValue};
 use axum::http::uri::{Authority, PathAndQuery};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -40,25 +40,6 @@ struct Passthrough {
     authority: Authority,
 }
 
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
-
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
 /// tokenwarden's proxy minus the check: same URI rewrite, header handling and client.
 async fn forward(State(proxy): State<Arc<Passthrough>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
@@ -68,7 +49,7 @@ async fn forward(State(proxy): State<Arc<Passthrough>>, request: Request) -> Res
     };
     let host = parts.headers.get(header::HOST).cloned();
     let headers = &mut parts.headers;
-    remove_hop_by_hop(headers);
+    tokenwarden_authz::proxy::remove_hop_by_hop(headers);
     if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
         && let Ok(value) = HeaderValue::from_str(&addr.ip().to_string())
     {
@@ -84,7 +65,7 @@ async fn forward(State(proxy): State<Arc<Passthrough>>, request: Request) -> Res
     match tokio::time::timeout(Duration::from_secs(30), proxy.client.request(axum::http::Request::from_parts(parts, body))).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
-            remove_hop_by_hop(&mut parts.headers);
+            tokenwarden_authz::proxy::remove_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(_)) => (StatusCode::BAD_GATEWAY, "upstream unavailable\n").into_response(),
