@@ -167,6 +167,11 @@ pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resou
     Err(ApiError::forbidden(Some((rbac::GROUP, resource.plural)), object.name(), &rbac::escalation_reason(&caller.user, &missing)))
 }
 
+/// Whether the request carries any `Impersonate-*` header.
+pub fn wants_impersonation(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| name.as_str().starts_with("impersonate-"))
+}
+
 /// `Impersonate-User`, `-Group`, `-Uid` and `-Extra-*`: act as someone else, if RBAC lets the
 /// caller `impersonate` each of them (kube-apiserver's impersonation filter). Returns the
 /// caller unchanged when no impersonation header is present.

@@ -203,7 +203,12 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
 /// Authenticates (with impersonation) and authorizes; on refusal, the caller if known.
 fn admit(state: &ApiState, info: &RequestInfo, headers: &HeaderMap) -> Result<Caller, Box<(Option<Caller>, ApiError)>> {
     let caller = auth::authenticate(state, headers).map_err(|e| Box::new((None, e)))?;
-    let caller = auth::impersonate(state, caller.clone(), headers).map_err(|e| Box::new((Some(caller), e)))?;
+    // Most requests impersonate no one: no copy of the caller for them.
+    let caller = if auth::wants_impersonation(headers) {
+        auth::impersonate(state, caller.clone(), headers).map_err(|e| Box::new((Some(caller), e)))?
+    } else {
+        caller
+    };
     match auth::authorize(state, &caller, info) {
         Ok(()) => Ok(caller),
         Err(e) => Err(Box::new((Some(caller), e))),

@@ -94,11 +94,6 @@ impl RequestInfo {
         };
         info
     }
-
-    /// `resource[/subresource]`, as authorization messages name it.
-    pub fn resource_path(&self) -> String {
-        if self.subresource.is_empty() { self.resource.clone() } else { format!("{}/{}", self.resource, self.subresource) }
-    }
 }
 
 #[cfg(test)]
