@@ -163,6 +163,18 @@ impl Tally {
             self.errors += 1;
         }
     }
+
+    /// The next token for a worker; `None` (stop this worker) when they ran out, or when one
+    /// could not be made (counted as an error).
+    fn next_token(&mut self, shared: &Shared) -> Option<String> {
+        match shared.token()? {
+            Ok(token) => Some(token),
+            Err(_) => {
+                self.error(shared);
+                None
+            }
+        }
+    }
 }
 
 /// Runs the workers for warm-up plus duration and prints the summary line.
@@ -281,14 +293,7 @@ pub async fn http(args: HttpArgs) -> Result<(), String> {
                     };
                 }
                 let Some(s) = sender.as_mut() else { continue };
-                let token = match shared.token() {
-                    None => break,
-                    Some(Ok(token)) => token,
-                    Some(Err(_)) => {
-                        tally.error(&shared);
-                        break;
-                    }
-                };
+                let Some(token) = tally.next_token(&shared) else { break };
                 let mut request = hyper::Request::builder().method(method.clone()).uri(path.as_str());
                 for (name, value) in headers {
                     request = request.header(name, value.fill(&token));
@@ -362,14 +367,7 @@ pub async fn grpc(args: GrpcArgs) -> Result<(), String> {
                     }
                 }
                 let Some(c) = client.as_mut() else { continue };
-                let token = match shared.token() {
-                    None => break,
-                    Some(Ok(token)) => token,
-                    Some(Err(_)) => {
-                        tally.error(&shared);
-                        break;
-                    }
-                };
+                let Some(token) = tally.next_token(&shared) else { break };
                 let mut headers = std::collections::HashMap::new();
                 if let Some(template) = &authorization {
                     headers.insert("authorization".to_owned(), template.fill(&token));
