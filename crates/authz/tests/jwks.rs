@@ -65,7 +65,34 @@ struct Env {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// `GET https://api.example.com/` with `token` as the bearer credential.
+fn bearer_request(token: &str) -> AuthRequest {
+    AuthRequest {
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: "/".into(),
+        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
+        ..AuthRequest::default()
+    }
+}
+
 impl Env {
+    /// An authorizer verifying JWTs with a fresh JWKS verifier on this clock, serving one
+    /// AuthConfig with `spec`.
+    fn authorizer(&self, spec: serde_json::Value) -> Authorizer {
+        let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(self.clock.clone())).unwrap();
+        let authorizer = Authorizer::new(Identities::with_backends(None, Some(Arc::new(verifier) as Arc<dyn JwtVerifier>)));
+        let config = AuthConfig::parse(&json!({
+            "apiVersion": "authorino.kuadrant.io/v1beta3",
+            "kind": "AuthConfig",
+            "metadata": {"namespace": "ns", "name": "oidc"},
+            "spec": spec,
+        }))
+        .unwrap();
+        authorizer.set_configs(HostIndex::build([Arc::new(config)]));
+        authorizer
+    }
+
     async fn new() -> Self {
         let keys = KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), vec![keystore::generate(Algorithm::Es256).unwrap().verifying_key().clone()]);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,51 +307,20 @@ async fn unreachable_jwks_is_unavailable_and_old_keys_keep_working() {
     let (outcome, _) = env.verifier.verify(&gone, &token).await;
     assert!(matches!(&outcome, IdentityOutcome::Unavailable(reason) if reason.starts_with("cannot fetch JWKS: ")), "{outcome:?}");
 
-    let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(env.clock.clone())).unwrap();
-    let authorizer = Authorizer::new(Identities::with_backends(None, Some(Arc::new(verifier) as Arc<dyn JwtVerifier>)));
-    let config = AuthConfig::parse(&json!({
-        "apiVersion": "authorino.kuadrant.io/v1beta3",
-        "kind": "AuthConfig",
-        "metadata": {"namespace": "ns", "name": "oidc"},
-        "spec": {"hosts": ["api.example.com"], "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}}},
-    }))
-    .unwrap();
-    authorizer.set_configs(HostIndex::build([Arc::new(config)]));
-    let request = AuthRequest {
-        method: "GET".into(),
-        host: "api.example.com".into(),
-        path: "/".into(),
-        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
-        ..AuthRequest::default()
-    };
-    let decision = authorizer.check(&request).await;
+    let authorizer = env.authorizer(json!({"hosts": ["api.example.com"], "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}}}));
+    let decision = authorizer.check(&bearer_request(&token)).await;
     assert!(matches!(decision, Decision::Deny { code: 503, .. }), "{decision:?}");
 }
 
 #[tokio::test]
 async fn a_valid_token_is_allowed_through_an_authorizer() {
     let env = Env::new().await;
-    let verifier = JwksVerifier::new(JwksOptions::default(), Arc::new(env.clock.clone())).unwrap();
-    let authorizer = Authorizer::new(Identities::with_backends(None, Some(Arc::new(verifier) as Arc<dyn JwtVerifier>)));
-    let config = AuthConfig::parse(&json!({
-        "apiVersion": "authorino.kuadrant.io/v1beta3",
-        "kind": "AuthConfig",
-        "metadata": {"namespace": "ns", "name": "oidc"},
-        "spec": {
-            "hosts": ["api.example.com"],
-            "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}},
-            "response": {"success": {"headers": {"x-sub": {"plain": {"selector": "auth.identity.sub"}}}}},
-        },
-    }))
-    .unwrap();
-    authorizer.set_configs(HostIndex::build([Arc::new(config)]));
-    let request = |token: &str| AuthRequest {
-        method: "GET".into(),
-        host: "api.example.com".into(),
-        path: "/".into(),
-        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
-        ..AuthRequest::default()
-    };
+    let authorizer = env.authorizer(json!({
+        "hosts": ["api.example.com"],
+        "authentication": {"keycloak": {"jwt": {"issuerUrl": env.issuer.url}}},
+        "response": {"success": {"headers": {"x-sub": {"plain": {"selector": "auth.identity.sub"}}}}},
+    }));
+    let request = bearer_request;
     match authorizer.check(&request(&env.token(&env.claims()))).await {
         Decision::Allow { headers, .. } => assert!(headers.contains(&("x-sub".to_owned(), "alice".to_owned())), "{headers:?}"),
         other => panic!("{other:?}"),
