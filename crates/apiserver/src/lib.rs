@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod error;
 pub mod exposure;
 pub mod fields;
+pub mod health;
 pub mod oidc;
 pub mod patch;
 pub mod protobuf;
@@ -229,8 +230,10 @@ fn non_resource(state: &ApiState, call: &Call, method: &Method) -> ApiResult<Res
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
     let path = call.info.path.trim_end_matches('/');
+    if let Some(response) = health::respond(state, path, call.query.flag("verbose")) {
+        return Ok(response);
+    }
     match path {
-        "/healthz" | "/livez" | "/readyz" => Ok((StatusCode::OK, "ok").into_response()),
         "/version" => Ok(body::json(StatusCode::OK, &version(), call.pretty())),
         // kubectl's client-side validation reads this protobuf document; an empty one parses
         // as a Document with no schemas, so validation is skipped and the server validates.

@@ -45,6 +45,13 @@ impl Authorizer {
         self
     }
 
+    /// Reports a shared store's health in the metrics (a replica of a cluster).
+    #[must_use]
+    pub fn with_store_health(mut self, health: Arc<tokenwarden_store::health::StoreHealth>, clock: Arc<dyn tokenwarden_store::Clock>) -> Self {
+        self.metrics.observe_store(health, clock);
+        self
+    }
+
     pub fn identities(&self) -> &Identities {
         &self.identities
     }

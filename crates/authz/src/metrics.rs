@@ -1,11 +1,17 @@
 //! Prometheus metrics with Authorino's names, plus what Authorino lacks: identity-cache hits
 //! and misses, and TokenReview latency.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, linear_buckets};
 use prometheus_client::registry::Registry;
+use tokenwarden_store::Clock;
+use tokenwarden_store::health::StoreHealth;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -97,6 +103,13 @@ impl Metrics {
         }
     }
 
+    /// Adds the gauges of a replica on a shared store, read at every scrape:
+    /// `tokenwarden_etcd_unreachable_seconds` (how stale reviews may be, 0 while etcd answers)
+    /// and `tokenwarden_cluster_leader` (1 on the replica running the singleton jobs).
+    pub fn observe_store(&mut self, health: Arc<StoreHealth>, clock: Arc<dyn Clock>) {
+        self.registry.register_collector(Box::new(StoreCollector { health, clock }));
+    }
+
     /// The text exposition format for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -104,6 +117,32 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+struct StoreCollector {
+    health: Arc<StoreHealth>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCollector").field("health", &self.health).finish_non_exhaustive()
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let stale = self.health.stale_seconds(self.clock.now()).unwrap_or(0);
+        let gauges = [
+            ("tokenwarden_etcd_unreachable_seconds", "Seconds etcd has not answered (0 while it does): how stale reviews may be", stale),
+            ("tokenwarden_cluster_leader", "1 on the replica that runs the cluster's singleton jobs (key rotation)", i64::from(self.health.is_leader())),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
@@ -122,5 +161,23 @@ mod tests {
         assert!(text.contains(r#"auth_server_response_status_total{status="OK"} 1"#), "{text}");
         assert!(text.contains(r#"auth_server_authconfig_total{namespace="ns",authconfig="talker-api"} 1"#), "{text}");
         assert!(text.contains("auth_server_authconfig_duration_seconds_bucket"), "{text}");
+        assert!(!text.contains("tokenwarden_cluster_leader"), "a single replica has no cluster gauges\n{text}");
+    }
+
+    #[test]
+    fn cluster_gauges_are_read_at_scrape_time() {
+        let mut metrics = Metrics::new();
+        let health = Arc::new(StoreHealth::default());
+        let clock = tokenwarden_store::ManualClock::new(tokenwarden_core::Timestamp(1_000));
+        metrics.observe_store(Arc::clone(&health), Arc::new(clock.clone()));
+        let text = metrics.encode();
+        assert!(text.contains("tokenwarden_etcd_unreachable_seconds 0\n"), "{text}");
+        assert!(text.contains("tokenwarden_cluster_leader 0\n"), "{text}");
+        health.unreachable(tokenwarden_core::Timestamp(1_000));
+        health.set_leader(true);
+        clock.advance(7);
+        let text = metrics.encode();
+        assert!(text.contains("tokenwarden_etcd_unreachable_seconds 7\n"), "{text}");
+        assert!(text.contains("tokenwarden_cluster_leader 1\n"), "{text}");
     }
 }

@@ -33,10 +33,15 @@ pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
     {
         return Ok(token.to_owned());
     }
-    let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let token = new_token();
     files::write_private(&dir.join(DIGEST), hex(&sha256(token.as_bytes())).as_bytes())?;
     Ok(token)
+}
+
+/// A fresh admin bearer token: 32 random bytes, base64url.
+pub fn new_token() -> String {
+    let secret: [u8; 32] = tokenwarden_store::clock::random_bytes();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
 }
 
 /// Writes `DIR/admin.kubeconfig` for `server` (with the CA when serving TLS).

@@ -45,12 +45,19 @@ pub struct StoreArgs {
     /// TOKENWARDEN_KEY_ENCRYPTION_KEY.
     #[arg(long)]
     pub etcd_key_encryption_key_file: Option<PathBuf>,
+    /// Rotate the shared signing key after it has signed this long, e.g. 24h (off unless
+    /// given). One replica, the leader, rotates; a new key signs only once every replica
+    /// knows it, and the old one verifies until its last token expires.
+    #[arg(long, value_parser = crate::duration::parse_positive)]
+    pub signing_key_rotation_period: Option<std::time::Duration>,
 }
 
 /// A checked `--store etcd` configuration.
 pub struct EtcdPlan {
     pub options: EtcdOptions,
     pub kek: KeyEncryptionKey,
+    /// Seconds between rotations of the signing key, if it rotates.
+    pub rotation_period: Option<i64>,
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -64,7 +71,7 @@ fn read(flag: &str, path: &PathBuf) -> Result<Vec<u8>, Failure> {
 impl StoreArgs {
     /// `None` for SQLite; the etcd settings otherwise. Reads the TLS files and the key
     /// encryption key, so a missing file fails here.
-    pub fn plan(&self, issuer_given: bool, importing_key: bool) -> Result<Option<EtcdPlan>, Failure> {
+    pub fn plan(&self, issuer_given: bool) -> Result<Option<EtcdPlan>, Failure> {
         let etcd_flag_given = !self.etcd_endpoints.is_empty()
             || self.etcd_ca.is_some()
             || self.etcd_cert.is_some()
@@ -73,6 +80,9 @@ impl StoreArgs {
         if self.store == StoreKind::Sqlite {
             if etcd_flag_given {
                 return Err(usage("--etcd-* flags need --store etcd"));
+            }
+            if self.signing_key_rotation_period.is_some() {
+                return Err(usage("--signing-key-rotation-period needs --store etcd"));
             }
             return Ok(None);
         }
@@ -94,9 +104,6 @@ impl StoreArgs {
         }
         if !issuer_given {
             return Err(usage("--store etcd needs --issuer: the URL clients reach the replicas by, the same on every replica"));
-        }
-        if importing_key {
-            return Err(usage("--signing-key-file is not supported with --store etcd yet"));
         }
         let kek_text = match (&self.etcd_key_encryption_key_file, std::env::var(KEK_ENV)) {
             (Some(path), _) => String::from_utf8(read("--etcd-key-encryption-key-file", path)?)
@@ -121,6 +128,11 @@ impl StoreArgs {
         let mut options = EtcdOptions::new(self.etcd_endpoints.clone());
         options.prefix = prefix.to_owned();
         options.tls = tls;
-        Ok(Some(EtcdPlan { options, kek }))
+        let rotation_period = match self.signing_key_rotation_period {
+            Some(period) if period.as_secs() == 0 => return Err(usage("--signing-key-rotation-period must be at least 1s")),
+            Some(period) => Some(i64::try_from(period.as_secs()).unwrap_or(i64::MAX)),
+            None => None,
+        };
+        Ok(Some(EtcdPlan { options, kek, rotation_period }))
     }
 }

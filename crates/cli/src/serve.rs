@@ -15,7 +15,9 @@ use tokenwarden_core::keys::Algorithm;
 use tokenwarden_core::token_request::IssuerConfig;
 use tokenwarden_store::etcd::EtcdStore;
 use tokenwarden_store::sqlite::SqliteStore;
-use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock, etcd_keys};
+use tokenwarden_store::cluster::{ClusterOptions, Replica};
+use tokenwarden_store::etcd_keys::SharedKeys;
+use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
 
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::{Authorizer, source};
@@ -83,6 +85,15 @@ pub struct ServeArgs {
     pub audit_log: Option<PathBuf>,
 }
 
+/// What a replica on etcd got from it before starting.
+struct Cluster {
+    store: Arc<EtcdStore>,
+    shared: SharedKeys,
+    rotation_period: Option<i64>,
+    tls: Option<pki::Pki>,
+    admin_token: String,
+}
+
 fn usage(message: impl Into<String>) -> Failure {
     Failure::Usage(message.into())
 }
@@ -124,7 +135,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
 
-    let etcd = args.store.plan(args.issuer.is_some(), signing_key_pem.is_some())?;
+    let etcd = args.store.plan(args.issuer.is_some())?;
+    let imported_key = signing_key_pem
+        .as_deref()
+        .map(tokenwarden_core::keys::SigningKey::from_pem)
+        .transpose()
+        .map_err(|e| usage(format!("--signing-key-file: {e}")))?;
 
     // --- Open the data directory (exit 64 when unusable) and the store ---
     let dir = &args.data_dir;
@@ -135,29 +151,48 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         SigningAlgorithm::Rs256 => Algorithm::Rs256,
         SigningAlgorithm::Es256 => Algorithm::Es256,
     };
-    let (store, keystore, mut keys): (Arc<dyn Store>, _, _) = match etcd {
+    let (store, keystore, mut keys, cluster): (Arc<dyn Store>, _, _, _) = match etcd {
         None => {
             let store = SqliteStore::open(&dir.join("store.db"), Arc::new(clock)).map_err(|e| unusable("store", &e))?;
             let keystore = KeyStore::open(dir.join("keys")).map_err(|e| unusable("keys", &e))?;
             let keys = keystore.load_or_create(algorithm, clock.now()).map_err(|e| unusable("keys", &e))?;
-            (Arc::new(store), Some(keystore), keys)
+            (Arc::new(store), Some(keystore), keys, None)
         }
         Some(plan) => {
-            // The key set is shared through etcd; the data directory keeps this replica's
-            // own TLS material and admin credential.
+            // Signing keys, the CA and the admin credential are shared through etcd, sealed;
+            // the data directory keeps only this replica's admin.kubeconfig.
             let endpoints = plan.options.endpoints.join(",");
             let unreachable = |e: &dyn std::fmt::Display| Failure::Runtime(format!("etcd {endpoints}: {e}"));
-            let store = EtcdStore::connect(plan.options, Arc::new(clock)).await.map_err(|e| unreachable(&e))?;
-            let keys = etcd_keys::load_or_create(&store, &plan.kek, algorithm, clock.now()).await.map_err(|e| unreachable(&e))?;
-            (Arc::new(store), None, keys)
+            let store = Arc::new(EtcdStore::connect(plan.options, Arc::new(clock)).await.map_err(|e| unreachable(&e))?);
+            let shared = SharedKeys::new(&store, plan.kek);
+            let keys = shared.load_or_create(algorithm, clock.now()).await.map_err(|e| unreachable(&e))?;
+            if let Some(key) = &imported_key {
+                shared.publish(key, clock.now()).await.map_err(|e| unreachable(&e))?;
+            }
+            let tls = match args.insecure_http {
+                true => None,
+                false => {
+                    let ca = shared.shared_secret("ca", || pki::Ca::generate().map(|ca| ca.to_shared()).unwrap_or_default()).await;
+                    let ca = pki::Ca::from_shared(&ca.map_err(|e| unreachable(&e))?).map_err(|e| unreachable(&e))?;
+                    Some(ca.issue(&args.tls_sans).map_err(|e| unusable("pki", &e))?)
+                }
+            };
+            let admin_token = shared.shared_secret("admin-token", || admin::new_token().into_bytes()).await.map_err(|e| unreachable(&e))?;
+            let admin_token = String::from_utf8(admin_token).map_err(|_| unreachable(&"the shared admin credential is not text"))?;
+            let plan = Cluster { store: Arc::clone(&store), shared, rotation_period: plan.rotation_period, tls, admin_token };
+            (store as Arc<dyn Store>, None, keys, Some(plan))
         }
     };
-    let tls = if args.insecure_http {
-        None
-    } else {
-        Some(pki::load_or_create(&dir.join("pki"), &args.tls_sans).map_err(|e| unusable("pki", &e))?)
+    let (tls, admin_token) = match &cluster {
+        Some(cluster) => (cluster.tls.clone(), cluster.admin_token.clone()),
+        None => (
+            (!args.insecure_http)
+                .then(|| pki::Ca::load_or_create(&dir.join("pki")).and_then(|ca| ca.issue(&args.tls_sans)))
+                .transpose()
+                .map_err(|e| unusable("pki", &e))?,
+            admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?,
+        ),
     };
-    let admin_token = admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?;
 
     // --- Issuer settings, checked before binding (the URL's port is fixed after binding if 0) ---
     let scheme = if args.insecure_http { "http" } else { "https" };
@@ -183,8 +218,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     let url = api_url(bound);
     let config = issuer_config(&url);
-    if let Some(pem) = signing_key_pem {
-        let imported = tokenwarden_core::keys::SigningKey::from_pem(&pem).map_err(|e| usage(format!("--signing-key-file: {e}")))?;
+    if let (Some(pem), Some(imported)) = (signing_key_pem, &imported_key) {
         if imported.kid() != keys.signing().kid()
             && let Some(keystore) = &keystore
         {
@@ -199,14 +233,20 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(format!("starting the authority: {e}")))?;
     authority.bootstrap().await.map_err(|e| Failure::Runtime(format!("bootstrapping: {e}")))?;
+    let replica = cluster.map(|cluster| {
+        let options = ClusterOptions { rotation_period: cluster.rotation_period, algorithm };
+        Replica::join(&cluster.store, cluster.shared, Arc::clone(&authority), options)
+    });
     let kubeconfig = admin::write_kubeconfig(dir, &url, ca_pem.as_deref(), &admin_token)
         .map_err(|e| Failure::Runtime(format!("writing the admin kubeconfig: {e}")))?;
 
     // The authorizer, fed from the same store: AuthConfigs applied with kubectl take effect at once.
-    let authorizer = Arc::new(
-        Authorizer::new(Identities::new(Some(Arc::clone(&authority))))
-            .with_access_reviewer(Arc::new(tokenwarden_authz::access::LocalAccessReviewer(Arc::clone(&authority)))),
-    );
+    let mut authorizer = Authorizer::new(Identities::new(Some(Arc::clone(&authority))))
+        .with_access_reviewer(Arc::new(tokenwarden_authz::access::LocalAccessReviewer(Arc::clone(&authority))));
+    if let Some(health) = authority.store().health() {
+        authorizer = authorizer.with_store_health(health, Arc::new(clock));
+    }
+    let authorizer = Arc::new(authorizer);
     let _follower = source::follow_authority(Arc::clone(&authority), Arc::clone(&authorizer))
         .await
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
@@ -228,6 +268,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         api_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
     let mut roles = vec![format!("Kubernetes API on {url}")];
+    if let Some(replica) = &replica {
+        roles.push(format!("cluster replica {}", replica.id()));
+    }
     roles.extend(authz_listeners.spawn(&authorizer, &stop).await?);
     if let Some((listener, prefix, rate)) = public {
         use tokenwarden_apiserver::exposure::{self, Exposure};

@@ -33,6 +33,7 @@ use etcd_client::{
 use tokenwarden_core::{Error, Object, ObjectKey, Resource};
 use tokio::sync::broadcast;
 
+use crate::health::StoreHealth;
 use crate::memory::DEFAULT_BROADCAST_CAPACITY;
 use crate::write::{self, Txn};
 use crate::{Clock, Event, EventType, ListOptions, ObjectList, Preconditions, Result, Revision, Store, StoreError};
@@ -409,6 +410,7 @@ pub struct EtcdStore {
     /// The highest revision this store was asked to compact to (etcd cannot compact its
     /// current revision away, so `compact(current)` is remembered here).
     compacted: AtomicU64,
+    health: Arc<StoreHealth>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -432,12 +434,25 @@ impl EtcdStore {
         let (sender, _) = broadcast::channel(DEFAULT_BROADCAST_CAPACITY);
         let live = Arc::new(Live { sender: Mutex::new(sender) });
         let current = etcd_current_revision(&clients, &layout).await?;
-        let watcher = tokio::spawn(follow(clients.clone(), layout.clone(), Arc::clone(&live), current + 1));
-        Ok(Self { clients, layout, clock, live, compacted: AtomicU64::new(0), watcher })
+        let health = Arc::new(StoreHealth::default());
+        let watch = Watch {
+            clients: clients.clone(),
+            layout: layout.clone(),
+            live: Arc::clone(&live),
+            health: Arc::clone(&health),
+            clock: Arc::clone(&clock),
+        };
+        let watcher = tokio::spawn(watch.follow(current + 1));
+        Ok(Self { clients, layout, clock, live, compacted: AtomicU64::new(0), health, watcher })
     }
 
     pub fn clients(&self) -> &EtcdClients {
         &self.clients
+    }
+
+    /// Since when etcd has been unreachable (set by the watch and the cluster loop).
+    pub fn store_health(&self) -> Arc<StoreHealth> {
+        Arc::clone(&self.health)
     }
 
     /// The etcd key of an internal record under the prefix (not an object).
@@ -544,61 +559,77 @@ async fn etcd_current_revision(clients: &EtcdClients, layout: &Layout) -> Result
     resp.header().map(|h| h.revision()).ok_or_else(|| StoreError::Backend("etcd response without a header".to_owned()))
 }
 
-/// The live watch: every event under the prefix from `from` on, broadcast in order;
-/// resumes after errors, and resets the broadcast when events were compacted away.
-async fn follow(clients: EtcdClients, layout: Layout, live: Arc<Live>, mut from: i64) {
-    let dir = format!("{}/", layout.prefix);
-    loop {
-        let options = WatchOptions::new().with_prefix().with_start_revision(from).with_prev_key();
-        let (member, mut client) = clients.pick();
-        let mut stream = match client.watch(dir.clone(), Some(options)).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "etcd watch: connecting failed; trying the next member");
-                clients.failed(member);
-                tokio::time::sleep(WATCH_RETRY).await;
-                continue;
-            }
-        };
+/// The live watch of one store.
+struct Watch {
+    clients: EtcdClients,
+    layout: Layout,
+    live: Arc<Live>,
+    health: Arc<StoreHealth>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Watch {
+    /// Every event under the prefix from `from` on, broadcast in order; resumes after errors
+    /// (etcd counts as unreachable until it answers again), and resets the broadcast when
+    /// events were compacted away.
+    async fn follow(self, mut from: i64) {
+        let Self { clients, layout, live, health, clock } = self;
+        let dir = format!("{}/", layout.prefix);
         loop {
-            match stream.message().await {
-                Ok(Some(resp)) => {
-                    if resp.compact_revision() > 0 {
-                        tracing::warn!(from, compacted = resp.compact_revision(), "etcd watch: events compacted; followers re-list");
-                        from = etcd_current_revision(&clients, &layout).await.map_or(resp.compact_revision(), |r| r + 1);
-                        live.reset();
-                        break;
-                    }
-                    if resp.canceled() {
-                        tracing::warn!(reason = resp.cancel_reason(), "etcd watch canceled; restarting");
-                        break;
-                    }
-                    let sender = live.sender();
-                    for event in resp.events() {
-                        if let Some(kv) = event.kv() {
-                            from = from.max(kv.mod_revision() + 1);
-                        }
-                        match layout.event(event) {
-                            // No receivers is not an error.
-                            Ok(Some(event)) => drop(sender.send(event)),
-                            Ok(None) => {}
-                            Err(e) => tracing::error!(error = %e, "etcd watch: skipping an unreadable object"),
-                        }
-                    }
-                }
-                // The member went away: resume on the next one from the last revision seen.
-                Ok(None) => {
-                    clients.failed(member);
-                    break;
-                }
+            let options = WatchOptions::new().with_prefix().with_start_revision(from).with_prev_key();
+            let (member, mut client) = clients.pick();
+            let mut stream = match client.watch(dir.clone(), Some(options)).await {
+                Ok(stream) => stream,
                 Err(e) => {
-                    tracing::debug!(error = %e, "etcd watch: stream failed; resuming on the next member");
+                    tracing::debug!(error = %e, "etcd watch: connecting failed; trying the next member");
+                    health.unreachable(clock.now());
                     clients.failed(member);
-                    break;
+                    tokio::time::sleep(WATCH_RETRY).await;
+                    continue;
+                }
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        health.reachable();
+                        if resp.compact_revision() > 0 {
+                            tracing::warn!(from, compacted = resp.compact_revision(), "etcd watch: events compacted; followers re-list");
+                            from = etcd_current_revision(&clients, &layout).await.map_or(resp.compact_revision(), |r| r + 1);
+                            live.reset();
+                            break;
+                        }
+                        if resp.canceled() {
+                            tracing::warn!(reason = resp.cancel_reason(), "etcd watch canceled; restarting");
+                            break;
+                        }
+                        let sender = live.sender();
+                        for event in resp.events() {
+                            if let Some(kv) = event.kv() {
+                                from = from.max(kv.mod_revision() + 1);
+                            }
+                            match layout.event(event) {
+                                // No receivers is not an error.
+                                Ok(Some(event)) => drop(sender.send(event)),
+                                Ok(None) => {}
+                                Err(e) => tracing::error!(error = %e, "etcd watch: skipping an unreadable object"),
+                            }
+                        }
+                    }
+                    // The member went away: resume on the next one from the last revision seen.
+                    Ok(None) => {
+                        clients.failed(member);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "etcd watch: stream failed; resuming on the next member");
+                        health.unreachable(clock.now());
+                        clients.failed(member);
+                        break;
+                    }
                 }
             }
+            tokio::time::sleep(WATCH_RETRY).await;
         }
-        tokio::time::sleep(WATCH_RETRY).await;
     }
 }
 
@@ -730,6 +761,10 @@ impl Store for EtcdStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.sender().subscribe()
+    }
+
+    fn health(&self) -> Option<Arc<StoreHealth>> {
+        Some(self.store_health())
     }
 }
 

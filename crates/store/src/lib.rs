@@ -7,10 +7,12 @@
 
 pub mod authority;
 pub mod clock;
+pub mod cluster;
 pub mod etcd;
 pub mod etcd_keys;
 pub mod feed;
 pub mod files;
+pub mod health;
 pub mod index;
 pub mod keystore;
 pub mod memory;
@@ -129,4 +131,9 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<()>;
     /// Live events from now on (a broadcast; a lagging receiver is told it lagged).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
+    /// How current this replica's view of a shared store is; `None` for a local store,
+    /// which is always current.
+    fn health(&self) -> Option<Arc<health::StoreHealth>> {
+        None
+    }
 }
