@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokenwarden_store::clock::Stopwatch;
 
-use common::{Server, free_port};
+use common::{Server, free_port, http};
 
 const HOST: &str = "talker-api.127.0.0.1.nip.io";
 
@@ -34,19 +34,6 @@ spec:
           plain:
             selector: auth.identity.user.username
 "#;
-
-/// One plain HTTP/1.1 request; returns (status, head lines lower-cased, body).
-fn http(port: u16, path: &str, host: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
 
 #[test]
 fn applied_authconfigs_are_enforced_at_once_with_metrics_and_token_free_json_logs() {

@@ -9,46 +9,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::{ISSUER, accepted, replica_args, two_replicas, write_kek};
 use common::{Server, describe, text, unique};
 use tokenwarden_store::clock::Stopwatch;
 use tokenwarden_testkit::etcd::{EtcdCluster, TlsFiles};
-
-const ISSUER: &str = "https://tokenwarden.cluster.test";
-
-/// Flags for one replica of a cluster on `etcd` under `prefix`, sharing `kek_file`.
-fn replica_args(etcd: &EtcdCluster, prefix: &str, kek_file: &std::path::Path) -> Vec<String> {
-    vec![
-        "--store".into(),
-        "etcd".into(),
-        "--etcd-endpoints".into(),
-        etcd.endpoints_arg(),
-        "--etcd-prefix".into(),
-        prefix.into(),
-        "--etcd-key-encryption-key-file".into(),
-        kek_file.display().to_string(),
-        "--issuer".into(),
-        ISSUER.into(),
-    ]
-}
-
-/// Two replicas on one prefix of `etcd`, with one key encryption key.
-fn two_replicas(etcd: &EtcdCluster) -> (Server, Server, tempfile::TempDir) {
-    let secrets = tempfile::tempdir().unwrap();
-    let kek = secrets.path().join("kek");
-    // A fixed test key: 32 bytes, base64.
-    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
-    let prefix = format!("/{}", unique("cluster"));
-    let args = replica_args(etcd, &prefix, &kek);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let a = Server::start_with(&args);
-    let b = Server::start_with(&args);
-    (a, b, secrets)
-}
-
-/// Whether `server` accepts `token` (TokenReview through `tokenwarden review`).
-fn accepted(server: &Server, token: &str) -> bool {
-    server.tool(&["review", token]).status.success()
-}
 
 #[test]
 fn a_token_minted_on_one_replica_is_reviewed_on_the_other_and_revoked_on_both_within_a_second() {
@@ -235,8 +199,7 @@ fn replicas_reach_etcd_over_tls_with_a_client_certificate() {
     let secrets = tempfile::tempdir().unwrap();
     let (tls, client_cert, client_key) = etcd_tls_files(secrets.path());
     let etcd = EtcdCluster::start_tls(1, tls.clone());
-    let kek = secrets.path().join("kek");
-    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+    let kek = write_kek(secrets.path());
     let mut args = replica_args(&etcd, "/tls", &kek);
     let endpoint = etcd.endpoints_arg();
     assert!(endpoint.starts_with("https://"), "{endpoint}");

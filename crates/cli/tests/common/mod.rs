@@ -3,7 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // shared by several test binaries; a failed unwrap is a failed test
 
-use std::io::Write as _;
+pub mod cluster;
+
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +36,21 @@ pub fn listening(port: u16) -> bool {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One plain HTTP/1.1 `GET path` to 127.0.0.1:`port` with `Host: host` (and the bearer
+/// `token`), as a client of the authorizer's check listener or proxy sends it; returns
+/// (status, head lines lower-cased, body).
+pub fn http(port: u16, path: &str, host: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// stdout, stderr and status of a finished command, for assertion messages.
