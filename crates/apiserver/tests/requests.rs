@@ -101,6 +101,14 @@ async fn callers_are_who_their_token_says() {
     assert_status(&jwks, 403, "Forbidden", r#"forbidden: User "system:anonymous" cannot get path "/openid/v1/jwks""#);
     let health = s.send(request(Method::GET, "/readyz", None, &[], None)).await;
     assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body, "ok");
+    // kube-apiserver's verbose form; a local store has no etcd check.
+    let verbose = s.send(request(Method::GET, "/readyz?verbose", None, &[], None)).await;
+    assert_eq!(verbose.body, "[+]ping ok\nreadyz check passed\n");
+    let ping = s.send(request(Method::GET, "/livez/ping", Some(ADMIN), &[], None)).await;
+    assert_eq!((ping.status, ping.body), (StatusCode::OK, serde_json::json!("ok")));
+    let etcd = s.send(request(Method::GET, "/readyz/etcd", Some(ADMIN), &[], None)).await;
+    assert_eq!(etcd.status, StatusCode::NOT_FOUND, "no etcd check without etcd: {}", etcd.body);
 }
 
 #[tokio::test]

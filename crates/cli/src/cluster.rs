@@ -89,6 +89,11 @@ impl StoreArgs {
         if self.etcd_endpoints.is_empty() {
             return Err(usage("--store etcd needs --etcd-endpoints URL[,URL...]"));
         }
+        let rotation_period = match self.signing_key_rotation_period {
+            Some(period) if period.as_secs() == 0 => return Err(usage("--signing-key-rotation-period must be at least 1s")),
+            Some(period) => Some(i64::try_from(period.as_secs()).unwrap_or(i64::MAX)),
+            None => None,
+        };
         for endpoint in &self.etcd_endpoints {
             let tls = endpoint.starts_with("https://");
             if !(tls || endpoint.starts_with("http://")) || endpoint.len() <= "https://".len() {
@@ -128,11 +133,6 @@ impl StoreArgs {
         let mut options = EtcdOptions::new(self.etcd_endpoints.clone());
         options.prefix = prefix.to_owned();
         options.tls = tls;
-        let rotation_period = match self.signing_key_rotation_period {
-            Some(period) if period.as_secs() == 0 => return Err(usage("--signing-key-rotation-period must be at least 1s")),
-            Some(period) => Some(i64::try_from(period.as_secs()).unwrap_or(i64::MAX)),
-            None => None,
-        };
         Ok(Some(EtcdPlan { options, kek, rotation_period }))
     }
 }

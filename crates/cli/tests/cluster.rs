@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{ISSUER, accepted, replica_args, two_replicas, write_kek};
+use common::cluster::{ISSUER, accepted, gauge, replica_args, two_replicas, two_replicas_with, write_kek};
 use common::{Server, describe, text, unique};
 use tokenwarden_store::clock::Stopwatch;
 use tokenwarden_testkit::etcd::{EtcdCluster, TlsFiles};
@@ -57,7 +57,9 @@ fn both_replicas_serve_the_key_set_kept_in_etcd() {
 #[test]
 fn etcd_mode_flags_are_checked_before_starting() {
     let run = |args: &[&str]| std::process::Command::new(common::BIN).arg("serve").args(args).output().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (&["--signing-key-rotation-period", "24h"], "--signing-key-rotation-period needs --store etcd"),
+        (&["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379", "--issuer", ISSUER, "--signing-key-rotation-period", "500ms"], "must be at least 1s"),
         (&["--store", "etcd", "--issuer", ISSUER], "--store etcd needs --etcd-endpoints"),
         (&["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"], "--store etcd needs --issuer"),
         (&["--etcd-endpoints", "http://127.0.0.1:2379"], "--etcd-* flags need --store etcd"),
@@ -81,7 +83,8 @@ fn etcd_mode_flags_are_checked_before_starting() {
 fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
     // Its own cluster: members are killed.
     let mut etcd = EtcdCluster::start(3);
-    let (a, b, _secrets) = two_replicas(&etcd);
+    let a_metrics = common::free_port();
+    let (a, b, _secrets) = two_replicas_with(&etcd, &["--metrics-listen", &format!("127.0.0.1:{a_metrics}")], &[]);
     let ns = unique("outage");
     a.kubectl_ok(&["create", "namespace", &ns]);
     a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
@@ -106,6 +109,27 @@ fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
     assert!(stderr.contains("503 Service Unavailable"), "{}", describe(&out));
     assert!(stderr.contains("storage backend is unavailable; retry later"), "{}", describe(&out));
 
+    // The outage is explicit: /readyz stays ok (reviews go on) but says how stale they may
+    // be; the strict /readyz/etcd fails; the metric counts the seconds.
+    let outage = Stopwatch::start();
+    let verbose = loop {
+        let verbose = a.kubectl_ok(&["get", "--raw", "/readyz?verbose"]);
+        if verbose.contains("[+]etcd-watch-cache ok: etcd unreachable for") || outage.elapsed_seconds() > 10.0 {
+            break verbose;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(verbose.contains("[+]etcd-watch-cache ok: etcd unreachable for"), "{verbose}");
+    assert!(verbose.contains("writes fail with 503") && verbose.ends_with("readyz check passed\n"), "{verbose}");
+    assert_eq!(a.kubectl_ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+    let strict = a.https("GET", "/readyz/etcd", Some(&a.admin_token()), None);
+    assert_eq!(strict["status"], 500, "{strict}");
+    assert!(strict["body"].as_str().unwrap().starts_with("[-]etcd failed: etcd unreachable for"), "{strict}");
+    while gauge(a_metrics, "tokenwarden_etcd_unreachable_seconds") < 1 {
+        assert!(outage.elapsed_seconds() < 10.0, "the unreachable-seconds gauge does not grow during the outage\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // etcd back: writes work again and both replicas' watches resume, without a restart.
     etcd.restart_all();
     let recovered = Stopwatch::start();
@@ -124,6 +148,8 @@ fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
         assert!(since_delete.elapsed_seconds() < 1.0, "A still accepts a token revoked through B after recovery\n{}", a.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(a.kubectl_ok(&["get", "--raw", "/readyz?verbose"]).contains("[+]etcd ok\n"));
+    assert_eq!(gauge(a_metrics, "tokenwarden_etcd_unreachable_seconds"), 0);
 }
 
 #[test]

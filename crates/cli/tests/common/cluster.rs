@@ -53,6 +53,15 @@ pub fn two_replicas_with(etcd: &EtcdCluster, a_flags: &[&str], b_flags: &[&str])
     (a, b, secrets)
 }
 
+/// The value of the gauge `name` on the metrics listener at `port` (-1 when it is missing).
+pub fn gauge(port: u16, name: &str) -> i64 {
+    let (status, _, body) = super::http(port, "/metrics", "localhost", None);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
 /// Whether `server` accepts `token` (TokenReview through `tokenwarden review`).
 pub fn accepted(server: &Server, token: &str) -> bool {
     server.tool(&["review", token]).status.success()
