@@ -169,13 +169,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             if let Some(key) = &imported_key {
                 shared.publish(key, clock.now()).await.map_err(|e| unreachable(&e))?;
             }
-            let tls = match args.insecure_http {
-                true => None,
-                false => {
-                    let ca = shared.shared_secret("ca", || pki::Ca::generate().map(|ca| ca.to_shared()).unwrap_or_default()).await;
-                    let ca = pki::Ca::from_shared(&ca.map_err(|e| unreachable(&e))?).map_err(|e| unreachable(&e))?;
-                    Some(ca.issue(&args.tls_sans).map_err(|e| unusable("pki", &e))?)
-                }
+            let tls = if args.insecure_http {
+                None
+            } else {
+                // Made before asking, so a failure cannot leave a broken CA in etcd.
+                let fresh = pki::Ca::generate().map_err(|e| unusable("pki", &e))?.to_shared();
+                let ca = shared.shared_secret("ca", || fresh).await;
+                let ca = pki::Ca::from_shared(&ca.map_err(|e| unreachable(&e))?).map_err(|e| unreachable(&e))?;
+                Some(ca.issue(&args.tls_sans).map_err(|e| unusable("pki", &e))?)
             };
             let admin_token = shared.shared_secret("admin-token", || admin::new_token().into_bytes()).await.map_err(|e| unreachable(&e))?;
             let admin_token = String::from_utf8(admin_token).map_err(|_| unreachable(&"the shared admin credential is not text"))?;
@@ -218,14 +219,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let bound = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     let url = api_url(bound);
     let config = issuer_config(&url);
-    if let (Some(pem), Some(imported)) = (signing_key_pem, &imported_key) {
-        if imported.kid() != keys.signing().kid()
-            && let Some(keystore) = &keystore
-        {
-            keys = keystore
-                .import_pem(&pem, clock.now(), config.longest_token_lifetime())
-                .map_err(|e| unusable("keys", &e))?;
-        }
+    // On SQLite the imported key signs at once (on etcd it was published above).
+    if let (Some(pem), Some(imported), Some(keystore)) = (signing_key_pem, &imported_key, &keystore)
+        && imported.kid() != keys.signing().kid()
+    {
+        keys = keystore.import_pem(&pem, clock.now(), config.longest_token_lifetime()).map_err(|e| unusable("keys", &e))?;
     }
 
     let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokenwarden_core::keys::Algorithm;
 use tokenwarden_core::{Error, Object, Resource, Timestamp};
 use tokenwarden_store::etcd::{EtcdOptions, EtcdStore};
-use tokenwarden_store::etcd_keys::{self, KeyEncryptionKey};
+use tokenwarden_store::etcd_keys::{KeyEncryptionKey, SharedKeys};
 use tokenwarden_store::{EventType, ListOptions, ManualClock, Store, StoreError};
 use tokenwarden_testkit::etcd::EtcdCluster;
 
@@ -143,11 +143,8 @@ async fn racing_replicas_make_one_key_set() {
     let cluster = EtcdCluster::shared();
     let kek = || KeyEncryptionKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
     let (a, b) = (store(cluster, &prefix("keys")).await, store(cluster, &prefix("keys")).await);
-    let (ka, kb) = (kek(), kek());
-    let (keys_a, keys_b) = tokio::join!(
-        etcd_keys::load_or_create(&a, &ka, Algorithm::Es256, T0),
-        etcd_keys::load_or_create(&b, &kb, Algorithm::Es256, T0)
-    );
+    let (ka, kb) = (SharedKeys::new(&a, kek()), SharedKeys::new(&b, kek()));
+    let (keys_a, keys_b) = tokio::join!(ka.load_or_create(Algorithm::Es256, T0), kb.load_or_create(Algorithm::Es256, T0));
     let (keys_a, keys_b) = (keys_a.unwrap(), keys_b.unwrap());
     assert_eq!(keys_a.signing().kid(), keys_b.signing().kid());
     // The key set is not an object: lists and the feed never show it.
@@ -155,6 +152,16 @@ async fn racing_replicas_make_one_key_set() {
 
     // Another key encryption key cannot open them.
     let wrong = KeyEncryptionKey::from_base64("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
-    let err = etcd_keys::load_or_create(&a, &wrong, Algorithm::Es256, T0).await.unwrap_err().to_string();
+    let err = SharedKeys::new(&a, wrong).load_or_create(Algorithm::Es256, T0).await.unwrap_err().to_string();
     assert!(err.contains("cannot be decrypted"), "{err}");
+
+    // Shared secrets (the CA, the admin credential): made once, the same for every replica,
+    // sealed under the key encryption key.
+    let (made_a, made_b) = tokio::join!(ka.shared_secret("ca", || b"from a".to_vec()), kb.shared_secret("ca", || b"from b".to_vec()));
+    let (made_a, made_b) = (made_a.unwrap(), made_b.unwrap());
+    assert_eq!(made_a, made_b, "two replicas made different secrets");
+    assert_eq!(ka.shared_secret("ca", || b"again".to_vec()).await.unwrap(), made_a);
+    let wrong = KeyEncryptionKey::from_base64("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let err = SharedKeys::new(&a, wrong).shared_secret("ca", Vec::new).await.unwrap_err().to_string();
+    assert_eq!(err, "ca in etcd cannot be decrypted: is the key encryption key the one the first replica used?");
 }
