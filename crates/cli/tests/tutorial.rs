@@ -103,3 +103,47 @@ fn the_tutorial_runs_as_written() {
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(left.iter().all(|name| name.starts_with('.')), "left behind: {left:?}");
 }
+
+#[test]
+fn the_cluster_guide_runs_as_written() {
+    let guide = std::fs::read_to_string(workspace().join("docs/cluster.md")).unwrap();
+    let blocks = shell_blocks(&guide);
+    assert!(blocks.len() >= 8, "the guide's commands: {} blocks", blocks.len());
+    // etcd, the two replicas, their metrics and the load balancer on free ports.
+    let mut script = blocks.join("");
+    for fixed in ["2379", "2380", "6441", "6442", "6443", "9091", "9092"] {
+        script = script.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{}", free_port()));
+    }
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let etcd_dir = tokenwarden_testkit::etcd::etcd_binary();
+    let etcd_dir = etcd_dir.parent().unwrap();
+    let path = format!("{}:{}:/usr/sbin:{}", bin_dir.display(), etcd_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("TOKENWARDEN_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the cluster guide failed\n{}", describe(&out));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "namespace/demo created",
+        "serviceaccount/bot created",
+        "serviceaccount \"bot\" deleted",
+        "tokenwarden_cluster_leader 0\ntokenwarden_cluster_leader 1\n",
+        "[+]ping ok\n[+]etcd ok\nreadyz check passed\n",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?}\n{}", describe(&out));
+    }
+    // Both replicas accept the token minted through the load balancer; after the delete
+    // through replica 1, replica 2 refuses it.
+    assert_eq!(stdout.matches("authenticated: true\nuser: system:serviceaccount:demo:bot\n").count(), 2, "{stdout}");
+    assert!(stdout.contains("error: [invalid bearer token, serviceaccounts \"bot\" not found]"), "{stdout}");
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|name| name.starts_with('.')), "left behind: {left:?}");
+}
