@@ -50,9 +50,10 @@ pub struct Common {
 
 #[derive(clap::Args)]
 pub struct HttpArgs {
-    /// `http://HOST:PORT/PATH`
-    #[arg(long)]
-    pub url: hyper::Uri,
+    /// `http://HOST:PORT/PATH`; repeated, the connections are spread over the servers in
+    /// turn (replicas of one cluster: same path, the first URL's Host).
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<hyper::Uri>,
     #[arg(long, default_value = "GET")]
     pub method: String,
     /// `Name: value` (repeatable); `{token}` is replaced.
@@ -254,13 +255,19 @@ impl Template {
 
 pub async fn http(args: HttpArgs) -> Result<(), String> {
     let shared = shared(&args.common)?;
-    let authority = args.url.authority().ok_or("--url needs a host and port")?.clone();
-    let addr: SocketAddr = tokio::net::lookup_host(authority.as_str())
-        .await
-        .map_err(|e| format!("{authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority}: no address"))?;
-    let path = args.url.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut addrs = Vec::new();
+    for url in &args.urls {
+        let authority = url.authority().ok_or("--url needs a host and port")?;
+        let addr: SocketAddr = tokio::net::lookup_host(authority.as_str())
+            .await
+            .map_err(|e| format!("{authority}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{authority}: no address"))?;
+        addrs.push(addr);
+    }
+    let first = args.urls.first().ok_or("--url is required")?;
+    let authority = first.authority().ok_or("--url needs a host and port")?.clone();
+    let path = first.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let method: hyper::Method = args.method.parse().map_err(|_| format!("invalid method {:?}", args.method))?;
     let mut headers = Vec::new();
     let mut has_host = false;
@@ -275,8 +282,11 @@ pub async fn http(args: HttpArgs) -> Result<(), String> {
     }
     let body = args.body.as_deref().map(Template::new);
     let plan = Arc::new((method, path, headers, body));
+    let started_workers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let worker = move |shared: Arc<Shared>| {
         let plan = Arc::clone(&plan);
+        // Worker i talks to server i mod n.
+        let addr = addrs[started_workers.fetch_add(1, Ordering::Relaxed) % addrs.len()];
         async move {
             let (method, path, headers, body) = &*plan;
             let mut tally = Tally::default();

@@ -38,7 +38,7 @@ fn smoke_run_prints_a_table_with_numbers() {
         .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
         .filter(|cells: &Vec<&str>| cells.len() == 8)
         .collect();
-    for scenario in ["1", "2", "3", "4", "5", "6", "7", "8"] {
+    for scenario in ["1", "2", "3", "4", "5", "6", "7", "8", "9"] {
         let measured: Vec<_> = rows.iter().filter(|r| r[0] == scenario && !r[7].is_empty()).collect();
         assert!(!measured.is_empty(), "no measured row for scenario {scenario}\n{stdout}");
         for row in measured {
