@@ -17,6 +17,7 @@ use tokenwarden_store::etcd::EtcdStore;
 use tokenwarden_store::sqlite::SqliteStore;
 use tokenwarden_store::cluster::{ClusterOptions, Replica};
 use tokenwarden_store::etcd_keys::SharedKeys;
+use tokenwarden_store::legacy_cleaner;
 use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
 
 use tokenwarden_authz::identity::Identities;
@@ -83,6 +84,11 @@ pub struct ServeArgs {
     /// appended), or on stdout with `-`. Tokens are never recorded.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// Mark a token Secret its ServiceAccount lists invalid once its token has gone unused this
+    /// long, and delete it after as long again, as kube-controller-manager's
+    /// --legacy-service-account-token-clean-up-period (0 disables it). On etcd, the leader does it.
+    #[arg(long, value_parser = crate::duration::parse_seconds, default_value = "8760h")]
+    pub legacy_token_clean_up_period: i64,
 }
 
 /// What a replica on etcd got from it before starting.
@@ -235,6 +241,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let options = ClusterOptions { rotation_period: cluster.rotation_period, algorithm };
         Replica::join(&cluster.store, cluster.shared, Arc::clone(&authority), options)
     });
+    if args.legacy_token_clean_up_period > 0 {
+        // A singleton job: on etcd only the leader runs it.
+        let health = authority.store().health();
+        let leads = move || health.as_ref().is_none_or(|h| h.is_leader());
+        tokio::spawn(legacy_cleaner::run(Arc::clone(&authority), args.legacy_token_clean_up_period, leads));
+    }
     let kubeconfig = admin::write_kubeconfig(dir, &url, ca_pem.as_deref(), &admin_token)
         .map_err(|e| Failure::Runtime(format!("writing the admin kubeconfig: {e}")))?;
 

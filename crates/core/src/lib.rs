@@ -10,6 +10,7 @@ pub mod claims;
 pub mod error;
 pub mod jwt;
 pub mod keys;
+pub mod legacy_tokens;
 pub mod lookup;
 pub mod object;
 pub mod rbac;

@@ -201,13 +201,20 @@ impl Object {
     }
 
     pub fn set_annotation(&mut self, key: &str, value: &str) {
-        let meta = self.metadata_mut();
-        let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
-        if !annotations.is_object() {
-            *annotations = Value::Object(Map::new());
+        self.set_in_meta_map("annotations", key, value);
+    }
+
+    pub fn set_label(&mut self, key: &str, value: &str) {
+        self.set_in_meta_map("labels", key, value);
+    }
+
+    fn set_in_meta_map(&mut self, map: &str, key: &str, value: &str) {
+        let entries = self.metadata_mut().entry(map).or_insert_with(|| Value::Object(Map::new()));
+        if !entries.is_object() {
+            *entries = Value::Object(Map::new());
         }
-        if let Value::Object(map) = annotations {
-            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        if let Value::Object(entries) = entries {
+            entries.insert(key.to_owned(), Value::String(value.to_owned()));
         }
     }
 

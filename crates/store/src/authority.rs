@@ -247,6 +247,7 @@ impl Authority {
     pub async fn bootstrap(&self) -> Result<(), StoreError> {
         let namespaces = ["default", "kube-system"].into_iter().filter_map(|name| Object::from_value(serde_json::json!({"metadata": {"name": name}})));
         self.create_missing(namespaces.map(|namespace| (Resource::NAMESPACES, namespace))).await?;
+        self.record_tracking_start().await?;
         self.bootstrap_policy().await
     }
 

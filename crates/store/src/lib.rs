@@ -15,6 +15,7 @@ pub mod files;
 pub mod health;
 pub mod index;
 pub mod keystore;
+pub mod legacy_cleaner;
 pub mod memory;
 pub mod review_cache;
 pub mod sqlite;

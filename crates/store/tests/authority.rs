@@ -290,3 +290,53 @@ async fn secret_string_data_is_stored_as_data() {
     assert_eq!(stored.secret_data("other").as_deref(), Some(&b"x"[..]));
     assert!(stored.value().get("stringData").is_none(), "stringData is never stored");
 }
+
+#[tokio::test]
+async fn unused_auto_generated_legacy_tokens_are_marked_invalid_then_deleted_a_period_later() {
+    const DAY: i64 = 86_400;
+    let period = tokenwarden_store::legacy_cleaner::DEFAULT_PERIOD_SECONDS;
+    let (authority, clock) = authority().await;
+    authority.bootstrap().await.unwrap(); // records the day tracking began
+    // A ServiceAccount listing the token Secrets the old tokens controller made for it; a Pod
+    // mounts one of them; a third Secret was made by hand (not listed).
+    let sa = json!({"metadata": {"name": "bot", "namespace": "ns"}, "secrets": [{"name": "unused"}, {"name": "mounted"}]});
+    authority.create(&Resource::SERVICE_ACCOUNTS, obj(sa)).await.unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    for name in ["unused", "mounted", "manual"] {
+        let secret = obj(json!({"metadata": {"name": name, "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "bot"}},
+                                "type": "kubernetes.io/service-account-token"}));
+        let created = authority.create(&Resource::SECRETS, secret).await.unwrap();
+        tokens.insert(name, String::from_utf8(created.secret_data("token").unwrap()).unwrap());
+    }
+    let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccountName": "bot",
+                     "volumes": [{"name": "t", "secret": {"secretName": "mounted"}}], "containers": [{"name": "c", "image": "i"}]}});
+    authority.create(&Resource::PODS, obj(pod)).await.unwrap();
+    let sweep = || authority.sweep_legacy_tokens(period);
+    let store = Arc::clone(authority.store());
+    let invalid_since = |name: &'static str| {
+        let store = Arc::clone(&store);
+        async move { store.get(&Resource::SECRETS, "ns", name).await.map(|s| s.label("kubernetes.io/legacy-token-invalid-since").map(str::to_owned)) }
+    };
+
+    // Until use has been tracked for a whole period, nothing happens.
+    clock.advance(period);
+    assert_eq!(sweep().await.unwrap(), Default::default());
+
+    // Then the unused listed token is marked invalid, and stops authenticating.
+    clock.advance(2 * DAY);
+    let report = sweep().await.unwrap();
+    assert_eq!((report.marked_invalid, report.deleted), (1, 0));
+    assert_eq!(invalid_since("unused").await.unwrap(), Some(tokenwarden_store::Clock::now(&clock).date()));
+    assert_eq!(invalid_since("mounted").await.unwrap(), None, "a token a Pod mounts is in use");
+    assert_eq!(invalid_since("manual").await.unwrap(), None, "a token its ServiceAccount does not list was made by hand");
+    assert!(rejected(&authority, &tokens["unused"]).contains("has been marked invalid"), "{}", rejected(&authority, &tokens["unused"]));
+    assert!(authority.review(&tokens["mounted"], &[]).is_ok());
+
+    // Invalid for a whole period: deleted.
+    assert_eq!(sweep().await.unwrap(), Default::default());
+    clock.advance(period + DAY);
+    assert_eq!(sweep().await.unwrap().deleted, 1);
+    assert!(matches!(invalid_since("unused").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
+    assert_eq!(rejected(&authority, &tokens["unused"]), "[invalid bearer token, Token has been invalidated]");
+    assert!(authority.review(&tokens["manual"], &[]).is_ok());
+}
