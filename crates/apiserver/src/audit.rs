@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use serde::Serialize;
 use tokenwarden_core::Timestamp;
 use tokenwarden_core::claims::{Claims, Ref};
+use tokenwarden_core::review::{ObjectRef, VerifiedToken};
 
 /// Records waiting for the writer thread.
 const QUEUE: usize = 16 * 1024;
@@ -84,6 +85,16 @@ impl AuditEvent {
         self.expiration_timestamp = claims.exp.map(|exp| Timestamp::from_unix(exp).to_string()).unwrap_or_default();
         self.bound_object = kubernetes.and_then(|k| BoundObject::from_claims(k.pod.as_ref(), k.secret.as_ref(), k.node.as_ref()));
         self.jti = claims.jti.clone().unwrap_or_default();
+        self
+    }
+
+    /// [`AuditEvent::with_token_claims`] for a token the review cache holds.
+    #[must_use]
+    pub fn with_verified_token(mut self, token: &VerifiedToken) -> Self {
+        self.expiration_timestamp = token.exp().map(|exp| Timestamp::from_unix(exp).to_string()).unwrap_or_default();
+        let reference = |r: ObjectRef<'_>| Ref { name: r.name.to_owned(), uid: r.uid.to_owned() };
+        self.bound_object = BoundObject::from_claims(token.pod().map(reference).as_ref(), token.secret().map(reference).as_ref(), token.node().map(reference).as_ref());
+        self.jti = token.jti().unwrap_or_default().to_owned();
         self
     }
 }

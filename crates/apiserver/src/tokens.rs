@@ -119,8 +119,9 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         let now = state.authority.clock().now();
         let mut event = match &reviewed {
             Ok(reviewed) => {
-                let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_token_claims(&reviewed.token.claims);
-                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user.username) {
+                let user = reviewed.token.user();
+                let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_verified_token(&reviewed.token);
+                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&user.username) {
                     event.service_account = format!("{namespace}/{name}");
                 }
                 event.audiences.clone_from(&reviewed.audiences);
@@ -134,7 +135,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     let status = match reviewed {
         Ok(reviewed) => json!({
             "authenticated": true,
-            "user": reviewed.token.user,
+            "user": reviewed.token.user(),
             "audiences": reviewed.audiences,
         }),
         Err(err) => json!({"user": {}, "error": err.status_error()}),

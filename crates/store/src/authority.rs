@@ -70,7 +70,7 @@ impl Part {
 /// A successful review.
 #[derive(Clone, Debug)]
 pub struct Reviewed {
-    /// The verified token; `token.user` is `status.user`.
+    /// The verified token; `token.user()` is `status.user`.
     pub token: Arc<VerifiedToken>,
     /// `status.audiences`.
     pub audiences: Vec<String>,

@@ -60,7 +60,7 @@ impl ReviewCache {
         let entry = self.entries.try_get_with(key, || {
             verified_here = true;
             let verified = verify()?;
-            let ttl = match verified.claims.exp {
+            let ttl = match verified.exp() {
                 Some(exp) => {
                     let left = exp.saturating_add(LEEWAY_SECONDS).saturating_sub(now.unix()).max(0);
                     Duration::from_secs(u64::try_from(left).unwrap_or(0)).min(MAX_TTL)

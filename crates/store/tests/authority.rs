@@ -76,7 +76,7 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
     let audiences = vec!["talker-api".to_owned()];
     let reviewed = authority.review(&issued.token, &audiences).unwrap();
-    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
+    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
     assert_eq!(reviewed.audiences, audiences);
     assert!(!reviewed.cached);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
@@ -106,8 +106,8 @@ async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
         .unwrap();
     let issued = authority.request_token(request("default", &[], Some(("Pod", "web")))).await.unwrap();
     let reviewed = authority.review(&issued.token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
-    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
+    assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
+    assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
     assert_eq!(reviewed.audiences, vec![ISSUER.to_owned()], "defaulted to the API audiences");
 
     authority.delete(&Resource::PODS, "ns", "web", &Preconditions::default()).await.unwrap();
@@ -152,8 +152,8 @@ async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
     assert_eq!(claims["iss"], "kubernetes/serviceaccount");
     assert!(claims.get("exp").is_none());
     let reviewed = authority.review(&token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
-    assert!(reviewed.token.user.extra.is_empty());
+    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
+    assert!(reviewed.token.user().extra.is_empty());
 
     // The Secret no longer holding this token: refused.
     let mut changed = secret.clone();
@@ -265,7 +265,7 @@ async fn tokens_survive_a_restart_on_sqlite() {
     };
     let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
     let reviewed = authority.review(&token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.uid, uid);
+    assert_eq!(reviewed.token.user().uid, uid);
 }
 
 #[tokio::test]
