@@ -704,7 +704,7 @@ fn pod_bound_user_info() {
     );
     // As `status.user` serializes.
     assert_eq!(
-        serde_json::to_value(&v.user()).expect("json"),
+        serde_json::to_value(v.user()).expect("json"),
         json!({
             "username": "system:serviceaccount:ns:sa",
             "uid": SA_UID,
@@ -770,7 +770,7 @@ fn no_jti_means_no_credential_id() {
     c.jti = None;
     let (v, _) = run(&sign(&c), &[], &keys_rsa(), &world(), NOW).expect("review");
     assert!(v.user().extra.is_empty(), "{:?}", v.user().extra);
-    assert_eq!(serde_json::to_value(&v.user()).expect("json").get("extra"), None);
+    assert_eq!(serde_json::to_value(v.user()).expect("json").get("extra"), None);
 }
 
 #[test]
