@@ -210,20 +210,23 @@ async fn rotated_keys_keep_verifying_old_tokens() {
     assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, invalid signature, no keys found]");
 }
 
+/// A key set and a token it signed (for `ns/sa`, valid for an hour from `NOW`).
+fn signed_token() -> (Arc<KeySet>, String) {
+    let key = keystore::generate(Algorithm::Es256).unwrap();
+    let keys = KeySet::new(key, Vec::new());
+    let mut lookup = tokenwarden_core::lookup::StaticLookup::default();
+    lookup.service_accounts.insert("ns/sa".into(), tokenwarden_core::lookup::ObjectMeta { uid: "u".into(), deletion_timestamp: None });
+    let mut input = request("sa", &[], None);
+    input.namespace = "ns".into();
+    let issued = tokenwarden_core::token_request::issue(input, &IssuerConfig::new(ISSUER), &keys, &lookup, NOW, [3; 16]).unwrap();
+    (Arc::new(keys), issued.token)
+}
+
 #[test]
 fn concurrent_misses_verify_once_and_failures_are_not_cached() {
     let cache = Arc::new(ReviewCache::new(100));
     let calls = Arc::new(AtomicUsize::new(0));
-    let (authority_keys, token) = {
-        let key = keystore::generate(Algorithm::Es256).unwrap();
-        let keys = KeySet::new(key, Vec::new());
-        let mut lookup = tokenwarden_core::lookup::StaticLookup::default();
-        lookup.service_accounts.insert("ns/sa".into(), tokenwarden_core::lookup::ObjectMeta { uid: "u".into(), deletion_timestamp: None });
-        let mut input = request("sa", &[], None);
-        input.namespace = "ns".into();
-        let issued = tokenwarden_core::token_request::issue(input, &IssuerConfig::new(ISSUER), &keys, &lookup, NOW, [3; 16]).unwrap();
-        (Arc::new(keys), issued.token)
-    };
+    let (authority_keys, token) = signed_token();
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (cache, calls, keys, token) = (Arc::clone(&cache), Arc::clone(&calls), Arc::clone(&authority_keys), token.clone());
@@ -249,6 +252,44 @@ fn concurrent_misses_verify_once_and_failures_are_not_cached() {
     let failed = cache.get_or_verify("garbage", &[], NOW, || Err(ReviewError::NotMine));
     assert_eq!(failed.unwrap_err(), ReviewError::NotMine);
     assert_eq!(cache.len(), 2);
+}
+
+#[test]
+fn the_review_cache_keeps_about_its_capacity_until_the_token_expires() {
+    let (keys, token) = signed_token();
+    let verify = || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER));
+    let cache = ReviewCache::new(32);
+    for i in 0..500 {
+        cache.get_or_verify(&token, &[format!("a{i}")], NOW, verify).unwrap();
+    }
+    assert!((1..=32).contains(&cache.len()), "{}", cache.len());
+    let audiences = ["kept".to_owned()];
+    assert!(!cache.get_or_verify(&token, &audiences, NOW, verify).unwrap().1);
+    assert!(cache.get_or_verify(&token, &audiences, NOW.plus(3599), verify).unwrap().1);
+    // an hour at most (here also `exp`): verified again
+    assert!(!cache.get_or_verify(&token, &audiences, NOW.plus(3600), verify).unwrap().1);
+    cache.clear();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn a_verifier_that_panics_lets_the_waiting_misses_verify() {
+    let (keys, token) = signed_token();
+    let cache = Arc::new(ReviewCache::new(100));
+    let panicking = {
+        let (cache, token) = (Arc::clone(&cache), token.clone());
+        std::thread::spawn(move || {
+            cache.get_or_verify(&token, &[], NOW, || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!("verifier failed");
+            })
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waited = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
+    assert!(panicking.join().is_err());
+    assert!(!waited.unwrap().1, "the waiter verified itself");
+    assert_eq!(cache.len(), 1);
 }
 
 #[tokio::test]
