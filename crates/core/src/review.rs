@@ -6,6 +6,7 @@
 //! names (cheap: memory lookups), and must run on every review, cached or not.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -58,18 +59,17 @@ impl ReviewError {
 }
 
 /// A token whose signature verified, reduced to what [`authenticate`], the user info and the
-/// audit read: caches hold one per token, so its strings share one allocation.
+/// audit read: caches hold one per token, so it is two allocations (this and its strings).
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
-    /// The audiences, then the strings of [`Field`], concatenated.
+    /// The strings of [`Field`], then the audiences, each written as its length in decimal,
+    /// `:` and the string (a separate table of offsets would be one more allocation).
     text: Box<str>,
-    /// Where each string of `text` ends.
-    ends: Box<[u32]>,
-    /// Which optional claims are present ([`JTI`], [`POD`], [`SECRET`], [`NODE`]).
+    /// Which optional claims are present ([`JTI`], [`POD`], [`SECRET`], [`NODE`], [`EXP`],
+    /// [`NBF`], [`IAT`]).
     present: u8,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
+    /// `exp`, `nbf`, `iat` (unix seconds), where present.
+    times: [i64; 3],
     /// Issued by the legacy tokens controller (issuer `kubernetes/serviceaccount`).
     legacy: Option<Box<Legacy>>,
 }
@@ -83,7 +83,7 @@ struct Legacy {
     claims_error: Option<ReviewError>,
 }
 
-/// The strings of a [`VerifiedToken`] after its audiences. Legacy tokens fill the namespace,
+/// The strings of a [`VerifiedToken`] before its audiences. Legacy tokens fill the namespace,
 /// the ServiceAccount and the secret name from their flat claims.
 #[derive(Clone, Copy)]
 enum Field {
@@ -104,6 +104,9 @@ const JTI: u8 = 1;
 const POD: u8 = 2;
 const SECRET: u8 = 4;
 const NODE: u8 = 8;
+const EXP: u8 = 16;
+const NBF: u8 = 32;
+const IAT: u8 = 64;
 
 /// `name` + `uid` of an object a bound token names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,15 +118,11 @@ pub struct ObjectRef<'a> {
 impl VerifiedToken {
     fn new(claims: &Claims, legacy: Option<Legacy>) -> Self {
         let mut text = String::new();
-        let mut ends = Vec::with_capacity(claims.aud.len() + FIELDS);
         let mut push = |s: &str| {
-            text.push_str(s);
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            // writing to a String cannot fail
+            let _ = write!(text, "{}:{s}", s.len());
         };
         let mut present = 0;
-        for aud in &claims.aud {
-            push(aud);
-        }
         push(claims.jti.as_deref().unwrap_or_default());
         if claims.jti.is_some() {
             present |= JTI;
@@ -150,25 +149,35 @@ impl VerifiedToken {
                 push(reference.map_or("", |r| r.uid.as_str()));
             }
         }
-        Self {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-            present,
-            exp: claims.exp,
-            nbf: claims.nbf,
-            iat: claims.iat,
-            legacy: legacy.map(Box::new),
+        for aud in &claims.aud {
+            push(aud);
         }
+        let mut times = [0; 3];
+        for (i, (flag, time)) in [(EXP, claims.exp), (NBF, claims.nbf), (IAT, claims.iat)].into_iter().enumerate() {
+            if let Some(time) = time {
+                present |= flag;
+                times[i] = time;
+            }
+        }
+        Self { text: text.into_boxed_str(), present, times, legacy: legacy.map(Box::new) }
     }
 
-    fn string(&self, index: usize) -> &str {
-        let start = index.checked_sub(1).and_then(|i| self.ends.get(i)).map_or(0, |&e| e as usize);
-        let end = self.ends.get(index).map_or(0, |&e| e as usize);
-        self.text.get(start..end).unwrap_or_default()
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        let mut rest = &*self.text;
+        std::iter::from_fn(move || {
+            let (len, after) = rest.split_once(':')?;
+            let (string, next) = after.split_at_checked(len.parse().ok()?)?;
+            rest = next;
+            Some(string)
+        })
     }
 
     fn field(&self, field: Field) -> &str {
-        self.string(self.ends.len().saturating_sub(FIELDS) + field as usize)
+        self.strings().nth(field as usize).unwrap_or_default()
+    }
+
+    fn time(&self, flag: u8, index: usize) -> Option<i64> {
+        self.times.get(index).copied().filter(|_| self.present & flag != 0)
     }
 
     fn reference(&self, flag: u8, name: Field, uid: Field) -> Option<ObjectRef<'_>> {
@@ -177,12 +186,12 @@ impl VerifiedToken {
 
     /// The `aud` claim.
     pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        (0..self.ends.len().saturating_sub(FIELDS)).map(|i| self.string(i))
+        self.strings().skip(FIELDS)
     }
 
     /// The `exp` claim (unix seconds).
     pub fn exp(&self) -> Option<i64> {
-        self.exp
+        self.time(EXP, 0)
     }
 
     pub fn jti(&self) -> Option<&str> {
@@ -317,13 +326,13 @@ fn deleted_before(deletion: Option<Timestamp>, now: Timestamp) -> bool {
 
 fn validate_bound(token: &VerifiedToken, lookup: &impl ObjectLookup, now: Timestamp) -> Result<(), ReviewError> {
     let now_s = now.unix();
-    if token.nbf.is_some_and(|nbf| now_s + LEEWAY_SECONDS < nbf) {
+    if token.time(NBF, 1).is_some_and(|nbf| now_s + LEEWAY_SECONDS < nbf) {
         return Err(ReviewError::rejected("service account token is not valid yet"));
     }
-    if token.exp.is_some_and(|exp| now_s - LEEWAY_SECONDS > exp) {
+    if token.exp().is_some_and(|exp| now_s - LEEWAY_SECONDS > exp) {
         return Err(ReviewError::rejected("service account token has expired"));
     }
-    if token.iat.is_some_and(|iat| now_s + LEEWAY_SECONDS < iat) {
+    if token.time(IAT, 2).is_some_and(|iat| now_s + LEEWAY_SECONDS < iat) {
         return Err(ReviewError::rejected("service account token is issued in the future"));
     }
     let namespace = token.field(Field::Namespace);
