@@ -120,9 +120,8 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         let now = state.authority.clock().now();
         let mut event = match &reviewed {
             Ok(reviewed) => {
-                let user = reviewed.token.user();
                 let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_verified_token(&reviewed.token);
-                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&user.username) {
+                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user().username) {
                     event.service_account = format!("{namespace}/{name}");
                 }
                 event.audiences.clone_from(&reviewed.audiences);
