@@ -7,9 +7,9 @@
 //! or Node takes effect at once, not after a TTL. Entries live until the token expires (capped),
 //! and concurrent misses for one key verify once.
 //!
-//! A million entries must fit in a few hundred MiB, so this is a plain sharded map (about 50
-//! bytes per entry besides the token) rather than a general-purpose cache, whose bookkeeping
-//! alone is about 430 bytes per entry. When a shard is full, expired entries go first, then
+//! A million entries must fit in a few hundred MiB, so this is a plain sharded map (50 to 100
+//! bytes per entry besides the token, with the map's load) rather than a general-purpose cache,
+//! whose bookkeeping alone is about 430 bytes per entry. When a shard is full, expired entries go first, then
 //! an arbitrary eighth of it: keys are HMACs, so which ones is random.
 
 use std::collections::HashMap;
