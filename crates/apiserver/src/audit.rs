@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use serde::Serialize;
 use tokenwarden_core::Timestamp;
 use tokenwarden_core::claims::{Claims, Ref};
+use tokenwarden_core::review::{ObjectRef, VerifiedToken};
 
 /// Records waiting for the writer thread.
 const QUEUE: usize = 16 * 1024;
@@ -86,6 +87,17 @@ impl AuditEvent {
         self.jti = claims.jti.clone().unwrap_or_default();
         self
     }
+
+    /// [`AuditEvent::with_token_claims`] for a token the review cache holds.
+    #[must_use]
+    pub fn with_verified_token(mut self, token: &VerifiedToken) -> Self {
+        self.expiration_timestamp = token.exp().map(|exp| Timestamp::from_unix(exp).to_string()).unwrap_or_default();
+        let reference = |r: ObjectRef<'_>| Ref { name: r.name.to_owned(), uid: r.uid.to_owned() };
+        let (pod, secret, node) = (token.pod().map(reference), token.secret().map(reference), token.node().map(reference));
+        self.bound_object = BoundObject::from_claims(pod.as_ref(), secret.as_ref(), node.as_ref());
+        self.jti = token.jti().unwrap_or_default().to_owned();
+        self
+    }
 }
 
 /// Where audit lines go.
@@ -155,6 +167,44 @@ fn write_lines(lines: &Receiver<String>, out: Box<dyn Write + Send>) {
         }
         if let Err(e) = out.flush() {
             tracing::error!(error = %e, "audit log flush failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenwarden_core::keys::{Algorithm, KeySet};
+    use tokenwarden_core::lookup::{ObjectMeta, PodInfo, StaticLookup};
+    use tokenwarden_core::token_request::{self, BoundObjectReference, IssuerConfig, TokenRequestInput, TokenRequestSpec};
+
+    #[test]
+    fn a_verified_token_is_audited_as_its_claims() {
+        let keys = KeySet::new(tokenwarden_store::keystore::generate(Algorithm::Es256).unwrap(), Vec::new());
+        let config = IssuerConfig::new("https://issuer.test");
+        let meta = |uid: &str| ObjectMeta { uid: uid.into(), deletion_timestamp: None };
+        let mut lookup = StaticLookup::default();
+        lookup.service_accounts.insert("ns/sa".into(), meta("sa-uid"));
+        lookup.pods.insert("ns/web".into(), PodInfo { meta: meta("pod-uid"), service_account: "sa".into(), node_name: "n1".into() });
+        lookup.nodes.insert("n1".into(), meta("node-uid"));
+        let at = Timestamp(1_800_000_000);
+        let event = || AuditEvent::new("TokenReview", at, "authenticated");
+        for bound in [None, Some(("Pod", "web")), Some(("Node", "n1"))] {
+            let bound_object_ref = bound.map(|(kind, name)| BoundObjectReference {
+                kind: kind.into(),
+                api_version: "v1".into(),
+                name: name.into(),
+                uid: String::new(),
+            });
+            let spec = TokenRequestSpec { bound_object_ref, ..TokenRequestSpec::default() };
+            let input = TokenRequestInput { namespace: "ns".into(), service_account: "sa".into(), spec, ..TokenRequestInput::default() };
+            let issued = token_request::issue(input, &config, &keys, &lookup, at, [1; 16]).unwrap();
+            let verified = tokenwarden_core::review::verify(&issued.token, &keys, &config).unwrap();
+            let (_, claims) = tokenwarden_core::jwt::decode_unverified(&issued.token).unwrap();
+            let claims: Claims = serde_json::from_value(claims).unwrap();
+            let audited = serde_json::to_value(event().with_verified_token(&verified)).unwrap();
+            assert_eq!(audited, serde_json::to_value(event().with_token_claims(&claims)).unwrap());
+            assert_eq!(audited.get("boundObject").is_some(), bound.is_some(), "{audited}");
         }
     }
 }

@@ -90,7 +90,7 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Caller> 
         }));
     }
     match state.authority.review(token, &[]) {
-        Ok(reviewed) => Ok(Caller::new(reviewed.token.user.clone())),
+        Ok(reviewed) => Ok(Caller::new(reviewed.token.user())),
         Err(_) => Err(ApiError::unauthorized()),
     }
 }

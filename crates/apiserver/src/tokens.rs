@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 use tokenwarden_core::token_request::{TokenRequestInput, TokenRequestSpec};
 
@@ -38,7 +39,7 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
     let mut warnings = call.field_validation()?.check(&Value::Object(object.clone()), &fields::TOKEN_REQUEST, "TokenRequest", "authentication.k8s.io/v1")?;
     let spec: TokenRequestSpec = match object.get("spec") {
         None | Some(Value::Null) => TokenRequestSpec::default(),
-        Some(spec) => serde_json::from_value(spec.clone()).map_err(|e| {
+        Some(spec) => TokenRequestSpec::deserialize(spec).map_err(|e| {
             ApiError::bad_request(format!("TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"))
         })?,
     };
@@ -111,7 +112,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     }
     let audiences: Vec<String> = match spec.get("audiences") {
         None | Some(Value::Null) => Vec::new(),
-        Some(value) => serde_json::from_value(value.clone())
+        Some(value) => Vec::deserialize(value)
             .map_err(|e| ApiError::bad_request(format!("TokenReview in version {api_version:?} cannot be handled as a TokenReview: {e}")))?,
     };
     let reviewed = state.authority.review(token, &audiences);
@@ -119,8 +120,8 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         let now = state.authority.clock().now();
         let mut event = match &reviewed {
             Ok(reviewed) => {
-                let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_token_claims(&reviewed.token.claims);
-                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user.username) {
+                let mut event = AuditEvent::new("TokenReview", now, "authenticated").with_verified_token(&reviewed.token);
+                if let Some((namespace, name)) = tokenwarden_core::claims::split_username(&reviewed.token.user().username) {
                     event.service_account = format!("{namespace}/{name}");
                 }
                 event.audiences.clone_from(&reviewed.audiences);
@@ -134,7 +135,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     let status = match reviewed {
         Ok(reviewed) => json!({
             "authenticated": true,
-            "user": reviewed.token.user,
+            "user": reviewed.token.user(),
             "audiences": reviewed.audiences,
         }),
         Err(err) => json!({"user": {}, "error": err.status_error()}),

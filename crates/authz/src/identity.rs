@@ -47,7 +47,7 @@ impl TokenReviewer for LocalReviewer {
             Ok(reviewed) => {
                 let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
                 // The TokenReview status, as Authorino stores it in `auth.identity`.
-                let identity = json!({"authenticated": true, "user": reviewed.token.user, "audiences": reviewed.audiences});
+                let identity = json!({"authenticated": true, "user": reviewed.token.user(), "audiences": reviewed.audiences});
                 (IdentityOutcome::Verified(identity), cache)
             }
             // Authorino's text for a TokenReview that did not authenticate.

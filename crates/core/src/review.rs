@@ -6,6 +6,7 @@
 //! names (cheap: memory lookups), and must run on every review, cached or not.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -57,18 +58,203 @@ impl ReviewError {
     }
 }
 
-/// A token whose signature verified, with its user info prepared.
+/// A token whose signature verified, reduced to what [`authenticate`], the user info and the
+/// audit read: caches hold one per token, so it is two allocations (this and its strings).
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
-    pub claims: Claims,
+    /// The strings of [`Field`], then the audiences, each written as its length in decimal,
+    /// `:` and the string (a separate table of offsets would be one more allocation).
+    text: Box<str>,
+    /// Which optional claims are present ([`JTI`], [`POD`], [`SECRET`], [`NODE`], [`EXP`],
+    /// [`NBF`], [`IAT`]).
+    present: u8,
+    /// `exp`, `nbf`, `iat` (unix seconds), where present.
+    times: [i64; 3],
     /// Issued by the legacy tokens controller (issuer `kubernetes/serviceaccount`).
-    pub legacy: bool,
-    /// SHA-256 of the token, kept for legacy tokens (compared with the Secret's copy).
-    token_sha256: Option<[u8; 32]>,
-    /// A legacy token's missing or inconsistent claims, reported after the audience check as
-    /// kube-apiserver orders its checks.
-    legacy_claims_error: Option<ReviewError>,
-    pub user: UserInfo,
+    legacy: Option<Box<Legacy>>,
+}
+
+#[derive(Clone, Debug)]
+struct Legacy {
+    /// Compared with the Secret's copy.
+    token_sha256: [u8; 32],
+    /// Missing or inconsistent claims, reported after the audience check as kube-apiserver
+    /// orders its checks.
+    claims_error: Option<ReviewError>,
+}
+
+/// The strings of a [`VerifiedToken`] before its audiences. Legacy tokens fill the namespace,
+/// the ServiceAccount and the secret name from their flat claims.
+#[derive(Clone, Copy)]
+enum Field {
+    Jti,
+    Namespace,
+    ServiceAccountName,
+    ServiceAccountUid,
+    PodName,
+    PodUid,
+    SecretName,
+    SecretUid,
+    NodeName,
+    NodeUid,
+}
+
+const FIELDS: usize = 10;
+const JTI: u8 = 1;
+const POD: u8 = 2;
+const SECRET: u8 = 4;
+const NODE: u8 = 8;
+const EXP: u8 = 16;
+const NBF: u8 = 32;
+const IAT: u8 = 64;
+
+/// `name` + `uid` of an object a bound token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+impl VerifiedToken {
+    fn new(claims: &Claims, legacy: Option<Legacy>) -> Self {
+        let mut text = String::new();
+        let mut push = |s: &str| {
+            // writing to a String cannot fail
+            let _ = write!(text, "{}:{s}", s.len());
+        };
+        let mut present = 0;
+        push(claims.jti.as_deref().unwrap_or_default());
+        if claims.jti.is_some() {
+            present |= JTI;
+        }
+        if legacy.is_some() {
+            for value in [&claims.legacy_namespace, &claims.legacy_service_account_name, &claims.legacy_service_account_uid] {
+                push(value.as_deref().unwrap_or_default());
+            }
+            for value in ["", "", claims.legacy_secret_name.as_deref().unwrap_or_default(), "", "", ""] {
+                push(value);
+            }
+        } else {
+            let empty = crate::claims::KubernetesClaims::default();
+            let private = claims.kubernetes.as_ref().unwrap_or(&empty);
+            push(&private.namespace);
+            push(&private.serviceaccount.name);
+            push(&private.serviceaccount.uid);
+            for (flag, reference) in [(POD, &private.pod), (SECRET, &private.secret), (NODE, &private.node)] {
+                let reference = reference.as_ref();
+                if reference.is_some() {
+                    present |= flag;
+                }
+                push(reference.map_or("", |r| r.name.as_str()));
+                push(reference.map_or("", |r| r.uid.as_str()));
+            }
+        }
+        for aud in &claims.aud {
+            push(aud);
+        }
+        let mut times = [0; 3];
+        for (i, (flag, time)) in [(EXP, claims.exp), (NBF, claims.nbf), (IAT, claims.iat)].into_iter().enumerate() {
+            if let Some(time) = time {
+                present |= flag;
+                times[i] = time;
+            }
+        }
+        Self { text: text.into_boxed_str(), present, times, legacy: legacy.map(Box::new) }
+    }
+
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        let mut rest = &*self.text;
+        std::iter::from_fn(move || {
+            let (len, after) = rest.split_once(':')?;
+            let (string, next) = after.split_at_checked(len.parse().ok()?)?;
+            rest = next;
+            Some(string)
+        })
+    }
+
+    fn field(&self, field: Field) -> &str {
+        self.strings().nth(field as usize).unwrap_or_default()
+    }
+
+    fn time(&self, flag: u8, index: usize) -> Option<i64> {
+        self.times.get(index).copied().filter(|_| self.present & flag != 0)
+    }
+
+    fn reference(&self, flag: u8, name: Field, uid: Field) -> Option<ObjectRef<'_>> {
+        (self.present & flag != 0).then(|| ObjectRef { name: self.field(name), uid: self.field(uid) })
+    }
+
+    /// The `aud` claim.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.strings().skip(FIELDS)
+    }
+
+    /// The `exp` claim (unix seconds).
+    pub fn exp(&self) -> Option<i64> {
+        self.time(EXP, 0)
+    }
+
+    pub fn jti(&self) -> Option<&str> {
+        (self.present & JTI != 0).then(|| self.field(Field::Jti))
+    }
+
+    /// Issued by the legacy tokens controller (issuer `kubernetes/serviceaccount`).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy.is_some()
+    }
+
+    /// The Pod a bound token names.
+    pub fn pod(&self) -> Option<ObjectRef<'_>> {
+        self.reference(POD, Field::PodName, Field::PodUid)
+    }
+
+    /// The Secret a bound token names (legacy tokens: `None`).
+    pub fn secret(&self) -> Option<ObjectRef<'_>> {
+        self.reference(SECRET, Field::SecretName, Field::SecretUid)
+    }
+
+    /// The Node a bound token names.
+    pub fn node(&self) -> Option<ObjectRef<'_>> {
+        self.reference(NODE, Field::NodeName, Field::NodeUid)
+    }
+
+    /// The user it authenticates as (`status.user` of a TokenReview); empty for a legacy
+    /// token with missing or inconsistent claims (which never authenticates).
+    pub fn user(&self) -> UserInfo {
+        let namespace = self.field(Field::Namespace);
+        let user = |extra| UserInfo {
+            username: crate::claims::service_account_username(namespace, self.field(Field::ServiceAccountName)),
+            uid: self.field(Field::ServiceAccountUid).to_owned(),
+            groups: groups(namespace),
+            extra,
+        };
+        match &self.legacy {
+            Some(legacy) if legacy.claims_error.is_some() => UserInfo::default(),
+            Some(_) => user(BTreeMap::new()),
+            None => user(self.bound_extra()),
+        }
+    }
+
+    fn bound_extra(&self) -> BTreeMap<String, Vec<String>> {
+        let mut extra = BTreeMap::new();
+        let mut put = |key: &str, value: &str| {
+            extra.insert(format!("authentication.kubernetes.io/{key}"), vec![value.to_owned()]);
+        };
+        if let Some(pod) = self.pod().filter(|p| !p.name.is_empty() && !p.uid.is_empty()) {
+            put("pod-name", pod.name);
+            put("pod-uid", pod.uid);
+        }
+        if let Some(jti) = self.jti().filter(|j| !j.is_empty()) {
+            put("credential-id", &format!("JTI={jti}"));
+        }
+        if let Some(node) = self.node().filter(|n| !n.name.is_empty()) {
+            put("node-name", node.name);
+            if !node.uid.is_empty() {
+                put("node-uid", node.uid);
+            }
+        }
+        extra
+    }
 }
 
 /// Signature, `kid` and claim parsing: the part of a review worth caching.
@@ -80,20 +266,13 @@ pub fn verify(token: &str, keys: &KeySet, config: &IssuerConfig) -> Result<Verif
         JwtError::BadSignature => ReviewError::rejected("go-jose/go-jose: error in cryptographic primitive"),
         JwtError::MalformedClaims(detail) => ReviewError::Rejected(format!("invalid claims: {detail}")),
     })?;
-    if claims.iss == LEGACY_ISSUER {
-        let (user, legacy_claims_error) = match legacy_user(&claims) {
-            Ok(user) => (user, None),
-            Err(err) => (UserInfo::default(), Some(err)),
-        };
-        let sha = crate::sha256(token.as_bytes());
-        return Ok(VerifiedToken { claims, legacy: true, token_sha256: Some(sha), legacy_claims_error, user });
-    }
-    let user = bound_user(&claims);
-    Ok(VerifiedToken { claims, legacy: false, token_sha256: None, legacy_claims_error: None, user })
+    let legacy = (claims.iss == LEGACY_ISSUER)
+        .then(|| Legacy { token_sha256: crate::sha256(token.as_bytes()), claims_error: check_legacy_claims(&claims).err() });
+    Ok(VerifiedToken::new(&claims, legacy))
 }
 
 /// Audiences, time and live-object checks; `requested` empty means the API audiences.
-/// On success the user is `token.user` and the returned audiences are `status.audiences`
+/// On success the user is `token.user()` and the returned audiences are `status.audiences`
 /// (the requested audiences the token carries, in request order).
 pub fn authenticate(
     token: &VerifiedToken,
@@ -102,28 +281,31 @@ pub fn authenticate(
     lookup: &impl ObjectLookup,
     now: Timestamp,
 ) -> Result<Vec<String>, ReviewError> {
-    let token_audiences: &[String] = if token.claims.aud.is_empty() { &config.api_audiences } else { &token.claims.aud };
+    let own = token.audiences().next().is_some();
+    let carries = |aud: &str| if own { token.audiences().any(|a| a == aud) } else { config.api_audiences.iter().any(|a| a == aud) };
     let requested: &[String] = if requested.is_empty() { &config.api_audiences } else { requested };
-    let audiences: Vec<String> = requested.iter().filter(|r| token_audiences.contains(r)).cloned().collect();
+    let audiences: Vec<String> = requested.iter().filter(|r| carries(r)).cloned().collect();
     if audiences.is_empty() && !config.api_audiences.is_empty() {
+        let token_audiences: Vec<&str> = if own { token.audiences().collect() } else { config.api_audiences.iter().map(String::as_str).collect() };
         return Err(ReviewError::Rejected(format!(
             "token audiences {} is invalid for the target audiences {}",
-            go_quote_list(token_audiences),
+            go_quote_list(&token_audiences),
             go_quote_list(requested)
         )));
     }
-    if token.legacy {
-        if let Some(err) = &token.legacy_claims_error {
-            return Err(err.clone());
+    match &token.legacy {
+        Some(legacy) => {
+            if let Some(err) = &legacy.claims_error {
+                return Err(err.clone());
+            }
+            validate_legacy(token, legacy, lookup)?;
         }
-        validate_legacy(token, lookup)?;
-    } else {
-        validate_bound(&token.claims, lookup, now)?;
+        None => validate_bound(token, lookup, now)?,
     }
     Ok(audiences)
 }
 
-/// [`verify`] then [`authenticate`], uncached: the verified token (its `user`) and
+/// [`verify`] then [`authenticate`], uncached: the verified token (its `user()`) and
 /// `status.audiences`.
 pub fn review(
     token: &str,
@@ -142,24 +324,22 @@ fn deleted_before(deletion: Option<Timestamp>, now: Timestamp) -> bool {
     deletion.is_some_and(|t| t < now.plus(-LEEWAY_SECONDS))
 }
 
-fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -> Result<(), ReviewError> {
+fn validate_bound(token: &VerifiedToken, lookup: &impl ObjectLookup, now: Timestamp) -> Result<(), ReviewError> {
     let now_s = now.unix();
-    if claims.nbf.is_some_and(|nbf| now_s + LEEWAY_SECONDS < nbf) {
+    if token.time(NBF, 1).is_some_and(|nbf| now_s + LEEWAY_SECONDS < nbf) {
         return Err(ReviewError::rejected("service account token is not valid yet"));
     }
-    if claims.exp.is_some_and(|exp| now_s - LEEWAY_SECONDS > exp) {
+    if token.exp().is_some_and(|exp| now_s - LEEWAY_SECONDS > exp) {
         return Err(ReviewError::rejected("service account token has expired"));
     }
-    if claims.iat.is_some_and(|iat| now_s + LEEWAY_SECONDS < iat) {
+    if token.time(IAT, 2).is_some_and(|iat| now_s + LEEWAY_SECONDS < iat) {
         return Err(ReviewError::rejected("service account token is issued in the future"));
     }
-    let empty = crate::claims::KubernetesClaims::default();
-    let private = claims.kubernetes.as_ref().unwrap_or(&empty);
-    let namespace = private.namespace.as_str();
-    let sa_ref = &private.serviceaccount;
+    let namespace = token.field(Field::Namespace);
+    let sa_ref = ObjectRef { name: token.field(Field::ServiceAccountName), uid: token.field(Field::ServiceAccountUid) };
     let sa = lookup
-        .service_account(namespace, &sa_ref.name)
-        .ok_or_else(|| ReviewError::Rejected(crate::Error::not_found("serviceaccounts", &sa_ref.name).to_string()))?;
+        .service_account(namespace, sa_ref.name)
+        .ok_or_else(|| ReviewError::Rejected(crate::Error::not_found("serviceaccounts", sa_ref.name).to_string()))?;
     if *sa.uid != *sa_ref.uid {
         return Err(ReviewError::Rejected(format!("service account UID ({}) does not match claim ({})", sa.uid, sa_ref.uid)));
     }
@@ -167,8 +347,8 @@ fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -
         return Err(ReviewError::Rejected(format!("service account {namespace}/{} has been deleted", sa_ref.name)));
     }
     let invalidated = || ReviewError::rejected("service account token has been invalidated");
-    if let Some(secret_ref) = &private.secret {
-        let secret = lookup.secret(namespace, &secret_ref.name).ok_or_else(invalidated)?;
+    if let Some(secret_ref) = token.secret() {
+        let secret = lookup.secret(namespace, secret_ref.name).ok_or_else(invalidated)?;
         if *secret.meta.uid != *secret_ref.uid {
             return Err(ReviewError::Rejected(format!(
                 "secret UID ({}) does not match service account secret ref claim ({})",
@@ -179,8 +359,8 @@ fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -
             return Err(invalidated());
         }
     }
-    if let Some(pod_ref) = &private.pod {
-        let pod = lookup.pod(namespace, &pod_ref.name).ok_or_else(invalidated)?;
+    if let Some(pod_ref) = token.pod() {
+        let pod = lookup.pod(namespace, pod_ref.name).ok_or_else(invalidated)?;
         if *pod.meta.uid != *pod_ref.uid {
             return Err(ReviewError::Rejected(format!(
                 "pod UID ({}) does not match service account pod ref claim ({})",
@@ -190,8 +370,8 @@ fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -
         if deleted_before(pod.meta.deletion_timestamp, now) {
             return Err(invalidated());
         }
-    } else if let Some(node_ref) = &private.node {
-        let node = lookup.node(&node_ref.name).ok_or_else(invalidated)?;
+    } else if let Some(node_ref) = token.node() {
+        let node = lookup.node(node_ref.name).ok_or_else(invalidated)?;
         if *node.uid != *node_ref.uid {
             return Err(ReviewError::Rejected(format!(
                 "node UID ({}) does not match service account node ref claim ({})",
@@ -205,22 +385,18 @@ fn validate_bound(claims: &Claims, lookup: &impl ObjectLookup, now: Timestamp) -
     Ok(())
 }
 
-fn validate_legacy(token: &VerifiedToken, lookup: &impl ObjectLookup) -> Result<(), ReviewError> {
-    let claims = &token.claims;
-    // Presence was checked before (`legacy_claims_error`).
-    let namespace = claims.legacy_namespace.as_deref().unwrap_or_default();
-    let secret_name = claims.legacy_secret_name.as_deref().unwrap_or_default();
-    let sa_name = claims.legacy_service_account_name.as_deref().unwrap_or_default();
-    let sa_uid = claims.legacy_service_account_uid.as_deref().unwrap_or_default();
+fn validate_legacy(token: &VerifiedToken, legacy: &Legacy, lookup: &impl ObjectLookup) -> Result<(), ReviewError> {
+    // Presence was checked before (`Legacy::claims_error`).
+    let namespace = token.field(Field::Namespace);
+    let secret_name = token.field(Field::SecretName);
+    let sa_name = token.field(Field::ServiceAccountName);
+    let sa_uid = token.field(Field::ServiceAccountUid);
     let invalidated = || ReviewError::rejected("Token has been invalidated");
     let secret = lookup.secret(namespace, secret_name).ok_or_else(invalidated)?;
     if secret.meta.deletion_timestamp.is_some() {
         return Err(invalidated());
     }
-    let matches = match (secret.token_sha256, token.token_sha256) {
-        (Some(stored), Some(presented)) => aws_lc_rs::constant_time::verify_slices_are_equal(&stored, &presented).is_ok(),
-        _ => false,
-    };
+    let matches = secret.token_sha256.is_some_and(|stored| aws_lc_rs::constant_time::verify_slices_are_equal(&stored, &legacy.token_sha256).is_ok());
     if !matches {
         return Err(ReviewError::rejected("Token does not match server's copy"));
     }
@@ -245,53 +421,23 @@ fn groups(namespace: &str) -> Vec<String> {
     vec!["system:serviceaccounts".to_owned(), format!("system:serviceaccounts:{namespace}"), "system:authenticated".to_owned()]
 }
 
-fn bound_user(claims: &Claims) -> UserInfo {
-    let empty = crate::claims::KubernetesClaims::default();
-    let private = claims.kubernetes.as_ref().unwrap_or(&empty);
-    let mut extra = BTreeMap::new();
-    let mut put = |key: &str, value: &str| {
-        extra.insert(format!("authentication.kubernetes.io/{key}"), vec![value.to_owned()]);
-    };
-    if let Some(pod) = private.pod.as_ref().filter(|p| !p.name.is_empty() && !p.uid.is_empty()) {
-        put("pod-name", &pod.name);
-        put("pod-uid", &pod.uid);
-    }
-    if let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) {
-        put("credential-id", &format!("JTI={jti}"));
-    }
-    if let Some(node) = private.node.as_ref().filter(|n| !n.name.is_empty()) {
-        put("node-name", &node.name);
-        if !node.uid.is_empty() {
-            put("node-uid", &node.uid);
+/// What kube-apiserver requires of a legacy token's claims.
+fn check_legacy_claims(claims: &Claims) -> Result<(), ReviewError> {
+    fn present<'a>(v: &'a Option<String>, what: &str) -> Result<&'a str, ReviewError> {
+        match v.as_deref() {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(ReviewError::Rejected(format!("{what} claim is missing"))),
         }
     }
-    UserInfo {
-        username: crate::claims::service_account_username(&private.namespace, &private.serviceaccount.name),
-        uid: private.serviceaccount.uid.clone(),
-        groups: groups(&private.namespace),
-        extra,
-    }
-}
-
-fn legacy_user(claims: &Claims) -> Result<UserInfo, ReviewError> {
-    let present = |v: &Option<String>, what: &str| match v.as_deref() {
-        Some(s) if !s.is_empty() => Ok(s.to_owned()),
-        _ => Err(ReviewError::Rejected(format!("{what} claim is missing"))),
-    };
     if claims.sub.is_empty() {
         return Err(ReviewError::rejected("sub claim is missing"));
     }
     let namespace = present(&claims.legacy_namespace, "namespace")?;
     present(&claims.legacy_secret_name, "secretName")?;
     let name = present(&claims.legacy_service_account_name, "serviceAccountName")?;
-    let uid = present(&claims.legacy_service_account_uid, "serviceAccountUID")?;
-    if split_username(&claims.sub) != Some((namespace.as_str(), name.as_str())) {
+    present(&claims.legacy_service_account_uid, "serviceAccountUID")?;
+    if split_username(&claims.sub) != Some((namespace, name)) {
         return Err(ReviewError::rejected("sub claim is invalid"));
     }
-    Ok(UserInfo {
-        username: claims.sub.clone(),
-        uid,
-        groups: groups(&namespace),
-        extra: BTreeMap::new(),
-    })
+    Ok(())
 }

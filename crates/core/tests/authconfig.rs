@@ -673,6 +673,27 @@ fn evaluation_steps_and_misuse() {
     assert_eq!(restart.code(), 500);
 }
 
+#[test]
+fn request_attributes_are_built_only_for_authconfigs_that_read_them() {
+    let request = bearer("tok").with_header("x-tenant", "acme");
+    let evaluation = Evaluation::new(guide(), &request);
+    assert_eq!(evaluation.authorization_json(), &json!({"auth": {"identity": null, "metadata": {}, "authorization": {}, "response": {}, "callbacks": {}}}));
+
+    let reads = config(with_spec(
+        "reads",
+        json!({
+            "hosts": [HOST],
+            "authentication": {"sa": {"kubernetesTokenReview": {}}},
+            "response": {"success": {"headers": {"x-tenant": {"plain": {"selector": "request.headers.x-tenant"}}}}},
+        }),
+    ));
+    let mut evaluation = Evaluation::new(reads, &request);
+    assert_eq!(evaluation.authorization_json()["request"]["headers"]["x-tenant"], "acme");
+    evaluation.start();
+    let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
+    assert_eq!(decision.header("x-tenant"), Some("acme"));
+}
+
 // ---------------------------------------------------------------- host index
 
 fn hosts_config(name: &str, hosts: &[&str]) -> Arc<AuthConfig> {

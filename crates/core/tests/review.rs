@@ -55,7 +55,7 @@ fn run_cfg(
 /// `status.error` of a review that must fail.
 fn error_of(token: &str, requested: &[&str], lookup: &StaticLookup, now: Timestamp) -> String {
     match run(token, requested, &keys_rsa(), lookup, now) {
-        Ok((v, _)) => panic!("accepted: {:?}", v.claims),
+        Ok((v, _)) => panic!("accepted: {v:?}"),
         Err(e) => e,
     }
 }
@@ -299,7 +299,7 @@ fn empty_kid_tries_every_key() {
     let payload = serde_json::to_vec(&bound_claims()).expect("json");
     let token = sign_raw(&rsa(), r#"{"alg":"RS256","kid":""}"#, &payload);
     let (v, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("empty kid means every key");
-    assert_eq!(v.user.username, "system:serviceaccount:ns:sa");
+    assert_eq!(v.user().username, "system:serviceaccount:ns:sa");
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn es256_tokens_review() {
     let keys = keys_ec();
     let t = issue(input(spec(&[], None, Some(pod_ref()))), &config(), &keys, &world(), NOW, RANDOM).expect("issue");
     let (v, auds) = run(&t.token, &[], &keys, &world(), NOW).expect("es256 review");
-    assert_eq!(v.user.username, "system:serviceaccount:ns:sa");
+    assert_eq!(v.user().username, "system:serviceaccount:ns:sa");
     assert_eq!(auds, strings(&[ISSUER, ISSUER2]));
 }
 
@@ -317,7 +317,7 @@ fn key_rotation_keeps_old_tokens_valid() {
     let old_token = mint(&old, spec(&[], None, None)).token;
     let rotated = KeySet::new(ec2(), vec![rsa().verifying_key().clone()]);
     let (v, _) = run(&old_token, &[], &rotated, &world(), NOW).expect("old token after rotation");
-    assert_eq!(v.user.uid, SA_UID);
+    assert_eq!(v.user().uid, SA_UID);
     // New tokens carry the new kid and verify too.
     let new_token = mint(&rotated, spec(&[], None, None)).token;
     assert_eq!(decode(&new_token).0, json!({"alg": "ES256", "kid": ec2().kid()}));
@@ -413,7 +413,7 @@ fn fractional_numeric_dates_are_accepted() {
     v["nbf"] = json!(T as f64 + 0.25);
     let token = sign_json(&rsa(), &v);
     let (verified, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("float dates");
-    assert_eq!(verified.claims.exp, Some(T + 600));
+    assert_eq!(verified.exp(), Some(T + 600));
 }
 
 #[test]
@@ -606,7 +606,7 @@ fn pod_bound_token_does_not_look_up_its_node() {
     let mut w = world();
     w.nodes.clear();
     let (v, _) = run(&token, &[], &keys_rsa(), &w, NOW).expect("node not consulted");
-    assert_eq!(v.user.extra["authentication.kubernetes.io/node-uid"], vec![NODE_UID.to_owned()]);
+    assert_eq!(v.user().extra["authentication.kubernetes.io/node-uid"], vec![NODE_UID.to_owned()]);
 }
 
 #[test]
@@ -686,9 +686,9 @@ fn cached_verification_still_checks_live_objects() {
 fn pod_bound_user_info() {
     let token = mint_rsa(spec(&[], None, Some(pod_ref())));
     let (v, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("review");
-    assert!(!v.legacy);
+    assert!(!v.is_legacy());
     assert_eq!(
-        v.user,
+        v.user(),
         UserInfo {
             username: "system:serviceaccount:ns:sa".into(),
             uid: SA_UID.into(),
@@ -704,7 +704,7 @@ fn pod_bound_user_info() {
     );
     // As `status.user` serializes.
     assert_eq!(
-        serde_json::to_value(&v.user).expect("json"),
+        serde_json::to_value(v.user()).expect("json"),
         json!({
             "username": "system:serviceaccount:ns:sa",
             "uid": SA_UID,
@@ -724,17 +724,17 @@ fn pod_bound_user_info() {
 fn unbound_user_info_has_only_the_credential_id() {
     let token = mint_rsa(spec(&[], None, None));
     let (v, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("review");
-    assert_eq!(v.user.username, "system:serviceaccount:ns:sa");
-    assert_eq!(v.user.uid, SA_UID);
-    assert_eq!(v.user.groups, groups(NS));
-    assert_eq!(v.user.extra, extra(&[("credential-id", &format!("JTI={RANDOM_UUID}"))]));
+    assert_eq!(v.user().username, "system:serviceaccount:ns:sa");
+    assert_eq!(v.user().uid, SA_UID);
+    assert_eq!(v.user().groups, groups(NS));
+    assert_eq!(v.user().extra, extra(&[("credential-id", &format!("JTI={RANDOM_UUID}"))]));
 }
 
 #[test]
 fn secret_bound_user_info_has_only_the_credential_id() {
     let token = mint_rsa(spec(&[], None, Some(bound("Secret", "v1", SECRET, ""))));
     let (v, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("review");
-    assert_eq!(v.user.extra, extra(&[("credential-id", &format!("JTI={RANDOM_UUID}"))]));
+    assert_eq!(v.user().extra, extra(&[("credential-id", &format!("JTI={RANDOM_UUID}"))]));
 }
 
 #[test]
@@ -742,7 +742,7 @@ fn node_bound_user_info() {
     let token = mint_rsa(spec(&[], None, Some(bound("Node", "v1", NODE, ""))));
     let (v, _) = run(&token, &[], &keys_rsa(), &world(), NOW).expect("review");
     assert_eq!(
-        v.user.extra,
+        v.user().extra,
         extra(&[("credential-id", &format!("JTI={RANDOM_UUID}")), ("node-name", NODE), ("node-uid", NODE_UID)])
     );
 }
@@ -754,7 +754,7 @@ fn node_uid_extra_only_when_the_claim_has_one() {
     let token = mint_in(&w, spec(&[], None, Some(pod_ref())));
     let (v, _) = run(&token, &[], &keys_rsa(), &w, NOW).expect("review");
     assert_eq!(
-        v.user.extra,
+        v.user().extra,
         extra(&[
             ("credential-id", &format!("JTI={RANDOM_UUID}")),
             ("node-name", NODE),
@@ -769,8 +769,8 @@ fn no_jti_means_no_credential_id() {
     let mut c = bound_claims();
     c.jti = None;
     let (v, _) = run(&sign(&c), &[], &keys_rsa(), &world(), NOW).expect("review");
-    assert!(v.user.extra.is_empty(), "{:?}", v.user.extra);
-    assert_eq!(serde_json::to_value(&v.user).expect("json").get("extra"), None);
+    assert!(v.user().extra.is_empty(), "{:?}", v.user().extra);
+    assert_eq!(serde_json::to_value(v.user()).expect("json").get("extra"), None);
 }
 
 #[test]
@@ -782,9 +782,9 @@ fn user_info_for_another_namespace() {
     i.service_account = "builder".into();
     let token = issue(i, &config(), &keys_rsa(), &w, NOW, RANDOM).expect("issue").token;
     let (v, _) = run(&token, &[], &keys_rsa(), &w, NOW).expect("review");
-    assert_eq!(v.user.username, "system:serviceaccount:kube-system:builder");
-    assert_eq!(v.user.uid, "b-uid");
-    assert_eq!(v.user.groups, groups("kube-system"));
+    assert_eq!(v.user().username, "system:serviceaccount:kube-system:builder");
+    assert_eq!(v.user().uid, "b-uid");
+    assert_eq!(v.user().groups, groups("kube-system"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -812,9 +812,9 @@ fn secret_mut(w: &mut StaticLookup) -> &mut SecretInfo {
 fn legacy_token_is_valid_while_the_secret_holds_it() {
     let token = legacy();
     let (v, auds) = run(&token, &[], &keys_rsa(), &world_holding(&token), NOW).expect("legacy review");
-    assert!(v.legacy);
+    assert!(v.is_legacy());
     assert_eq!(
-        v.user,
+        v.user(),
         UserInfo {
             username: "system:serviceaccount:ns:sa".into(),
             uid: SA_UID.into(),

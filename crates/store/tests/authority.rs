@@ -76,7 +76,7 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
     let audiences = vec!["talker-api".to_owned()];
     let reviewed = authority.review(&issued.token, &audiences).unwrap();
-    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
+    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
     assert_eq!(reviewed.audiences, audiences);
     assert!(!reviewed.cached);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
@@ -106,8 +106,8 @@ async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
         .unwrap();
     let issued = authority.request_token(request("default", &[], Some(("Pod", "web")))).await.unwrap();
     let reviewed = authority.review(&issued.token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
-    assert_eq!(reviewed.token.user.extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
+    assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
+    assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
     assert_eq!(reviewed.audiences, vec![ISSUER.to_owned()], "defaulted to the API audiences");
 
     authority.delete(&Resource::PODS, "ns", "web", &Preconditions::default()).await.unwrap();
@@ -152,8 +152,8 @@ async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
     assert_eq!(claims["iss"], "kubernetes/serviceaccount");
     assert!(claims.get("exp").is_none());
     let reviewed = authority.review(&token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.username, "system:serviceaccount:ns:default");
-    assert!(reviewed.token.user.extra.is_empty());
+    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
+    assert!(reviewed.token.user().extra.is_empty());
 
     // The Secret no longer holding this token: refused.
     let mut changed = secret.clone();
@@ -210,20 +210,23 @@ async fn rotated_keys_keep_verifying_old_tokens() {
     assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, invalid signature, no keys found]");
 }
 
+/// A key set and a token it signed (for `ns/sa`, valid for an hour from `NOW`).
+fn signed_token() -> (Arc<KeySet>, String) {
+    let key = keystore::generate(Algorithm::Es256).unwrap();
+    let keys = KeySet::new(key, Vec::new());
+    let mut lookup = tokenwarden_core::lookup::StaticLookup::default();
+    lookup.service_accounts.insert("ns/sa".into(), tokenwarden_core::lookup::ObjectMeta { uid: "u".into(), deletion_timestamp: None });
+    let mut input = request("sa", &[], None);
+    input.namespace = "ns".into();
+    let issued = tokenwarden_core::token_request::issue(input, &IssuerConfig::new(ISSUER), &keys, &lookup, NOW, [3; 16]).unwrap();
+    (Arc::new(keys), issued.token)
+}
+
 #[test]
 fn concurrent_misses_verify_once_and_failures_are_not_cached() {
     let cache = Arc::new(ReviewCache::new(100));
     let calls = Arc::new(AtomicUsize::new(0));
-    let (authority_keys, token) = {
-        let key = keystore::generate(Algorithm::Es256).unwrap();
-        let keys = KeySet::new(key, Vec::new());
-        let mut lookup = tokenwarden_core::lookup::StaticLookup::default();
-        lookup.service_accounts.insert("ns/sa".into(), tokenwarden_core::lookup::ObjectMeta { uid: "u".into(), deletion_timestamp: None });
-        let mut input = request("sa", &[], None);
-        input.namespace = "ns".into();
-        let issued = tokenwarden_core::token_request::issue(input, &IssuerConfig::new(ISSUER), &keys, &lookup, NOW, [3; 16]).unwrap();
-        (Arc::new(keys), issued.token)
-    };
+    let (authority_keys, token) = signed_token();
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (cache, calls, keys, token) = (Arc::clone(&cache), Arc::clone(&calls), Arc::clone(&authority_keys), token.clone());
@@ -251,6 +254,44 @@ fn concurrent_misses_verify_once_and_failures_are_not_cached() {
     assert_eq!(cache.len(), 2);
 }
 
+#[test]
+fn the_review_cache_keeps_about_its_capacity_until_the_token_expires() {
+    let (keys, token) = signed_token();
+    let verify = || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER));
+    let cache = ReviewCache::new(32);
+    for i in 0..500 {
+        cache.get_or_verify(&token, &[format!("a{i}")], NOW, verify).unwrap();
+    }
+    assert!((1..=32).contains(&cache.len()), "{}", cache.len());
+    let audiences = ["kept".to_owned()];
+    assert!(!cache.get_or_verify(&token, &audiences, NOW, verify).unwrap().1);
+    assert!(cache.get_or_verify(&token, &audiences, NOW.plus(3599), verify).unwrap().1);
+    // an hour at most (here also `exp`): verified again
+    assert!(!cache.get_or_verify(&token, &audiences, NOW.plus(3600), verify).unwrap().1);
+    cache.clear();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn a_verifier_that_panics_lets_the_waiting_misses_verify() {
+    let (keys, token) = signed_token();
+    let cache = Arc::new(ReviewCache::new(100));
+    let panicking = {
+        let (cache, token) = (Arc::clone(&cache), token.clone());
+        std::thread::spawn(move || {
+            cache.get_or_verify(&token, &[], NOW, || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!("verifier failed");
+            })
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waited = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
+    assert!(panicking.join().is_err());
+    assert!(!waited.unwrap().1, "the waiter verified itself");
+    assert_eq!(cache.len(), 1);
+}
+
 #[tokio::test]
 async fn tokens_survive_a_restart_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -265,7 +306,7 @@ async fn tokens_survive_a_restart_on_sqlite() {
     };
     let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
     let reviewed = authority.review(&token, &[]).unwrap();
-    assert_eq!(reviewed.token.user.uid, uid);
+    assert_eq!(reviewed.token.user().uid, uid);
 }
 
 #[tokio::test]

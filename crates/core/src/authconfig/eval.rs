@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 
 use super::hosts::HostIndex;
 use super::spec::{
-    AuthConfig, AuthorizationMethod, Credentials, DenyWith, IdentityMethod, SubjectAccessReviewSpec, ValueOrSelector, all_match,
+    AuthConfig, Authentication, Authorization, AuthorizationMethod, Credentials, DenyWith, IdentityMethod, SubjectAccessReviewSpec,
+    ValueOrSelector, all_match,
 };
 
 pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
@@ -225,9 +226,50 @@ impl AuthRequest {
             "source": well_known_peer(&self.source),
             "destination": well_known_peer(&self.destination),
             "metadata": {},
-            "auth": {"identity": null, "metadata": {}, "authorization": {}, "response": {}, "callbacks": {}},
+            "auth": auth_skeleton(),
         })
     }
+}
+
+/// `auth` before any phase ran.
+fn auth_skeleton() -> Value {
+    json!({"identity": null, "metadata": {}, "authorization": {}, "response": {}, "callbacks": {}})
+}
+
+/// Whether evaluating `config` may read the authorization JSON beyond `auth`: a condition, a
+/// selector or a pattern anywhere. Most AuthConfigs (one token review, no policy) read nothing,
+/// and building the request part would cost more than the rest of their check.
+fn reads_authorization_json(config: &AuthConfig) -> bool {
+    let selector = |v: &ValueOrSelector| matches!(v, ValueOrSelector::Selector(_));
+    let any_selector = |v: &Option<ValueOrSelector>| v.as_ref().is_some_and(selector);
+    let deny_with = |d: &Option<DenyWith>| {
+        d.as_ref().is_some_and(|d| any_selector(&d.message) || any_selector(&d.body) || d.headers.iter().any(|(_, v)| selector(v)))
+    };
+    let identity = |a: &Authentication| {
+        !a.when.is_empty()
+            || matches!(a.method, IdentityMethod::Plain { .. })
+            || a.defaults.iter().chain(&a.overrides).any(|(_, v)| selector(v))
+    };
+    let policy = |a: &Authorization| {
+        !a.when.is_empty()
+            || match &a.method {
+                AuthorizationMethod::PatternMatching(_) => true,
+                AuthorizationMethod::SubjectAccessReview(spec) => {
+                    any_selector(&spec.user)
+                        || any_selector(&spec.authorization_groups)
+                        || spec.resource_attributes.as_ref().is_some_and(|r| {
+                            [&r.namespace, &r.group, &r.resource, &r.name, &r.subresource, &r.verb].into_iter().any(any_selector)
+                        })
+                }
+            }
+    };
+    !config.when.is_empty()
+        || config.authentication.iter().any(identity)
+        || config.authorization.iter().any(policy)
+        || !config.response.headers.is_empty()
+        || !config.response.dynamic_metadata.is_empty()
+        || deny_with(&config.response.unauthenticated)
+        || deny_with(&config.response.unauthorized)
 }
 
 /// What the caller must verify: one identity source's credential. `Debug` hides the credential.
@@ -439,19 +481,20 @@ impl Evaluation {
     pub fn new(config: Arc<AuthConfig>, request: &AuthRequest) -> Self {
         let credentials = config.authentication.iter().map(|a| request.credential(&a.credentials)).collect();
         Self {
-            config,
             request_host: request.host.clone(),
             request_method: request.method.clone(),
             request_path: request.path.clone(),
             credentials,
-            data: request.authorization_json(),
+            data: if reads_authorization_json(&config) { request.authorization_json() } else { json!({"auth": auth_skeleton()}) },
             phase: Phase::New,
             identity_errors: Vec::new(),
             identity_unavailable: false,
+            config,
         }
     }
 
     /// The authorization JSON as it stands (identity and policy results filled in as they come).
+    /// Only `auth` when the AuthConfig reads nothing else: no condition, selector or pattern.
     pub fn authorization_json(&self) -> &Value {
         &self.data
     }
@@ -569,6 +612,11 @@ impl Evaluation {
     fn identity_succeeded(&mut self, i: usize, mut identity: Value) -> Step {
         let config = Arc::clone(&self.config);
         if let Some(source) = config.authentication.get(i) {
+            if source.defaults.is_empty() && source.overrides.is_empty() {
+                self.set_auth("identity", identity);
+                return self.run_authorization(0);
+            }
+            // defaults and overrides see the identity as verified
             self.set_auth("identity", identity.clone());
             if let Value::Object(obj) = &mut identity {
                 for (key, value) in &source.defaults {
