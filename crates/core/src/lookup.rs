@@ -29,6 +29,8 @@ pub struct SecretInfo {
     pub token_sha256: Option<[u8; 32]>,
     /// `kubernetes.io/legacy-token-invalid-since` is set.
     pub legacy_token_invalid: bool,
+    /// `kubernetes.io/legacy-token-last-used`: the day its token last authenticated.
+    pub legacy_token_last_used: Option<String>,
 }
 
 pub trait ObjectLookup {

@@ -213,6 +213,11 @@ impl VerifiedToken {
         self.reference(SECRET, Field::SecretName, Field::SecretUid)
     }
 
+    /// The namespace and name of the Secret a legacy token came from.
+    pub fn legacy_secret(&self) -> Option<(&str, &str)> {
+        self.legacy.is_some().then(|| (self.field(Field::Namespace), self.field(Field::SecretName)))
+    }
+
     /// The Node a bound token names.
     pub fn node(&self) -> Option<ObjectRef<'_>> {
         self.reference(NODE, Field::NodeName, Field::NodeUid)

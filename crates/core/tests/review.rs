@@ -799,7 +799,7 @@ fn world_holding(token: &str) -> StaticLookup {
     let mut w = world();
     w.secrets.insert(
         format!("{NS}/{SECRET}"),
-        SecretInfo { meta: meta(SECRET_UID), token_sha256: Some(sha256(token.as_bytes())), legacy_token_invalid: false },
+        SecretInfo { meta: meta(SECRET_UID), token_sha256: Some(sha256(token.as_bytes())), legacy_token_invalid: false, legacy_token_last_used: None },
     );
     w
 }

@@ -2,13 +2,15 @@
 //! review cache, with the write rules Kubernetes' controllers apply (default ServiceAccounts,
 //! legacy token Secrets, namespace deletion) and the TokenRequest and TokenReview operations.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokenwarden_core::keys::{Algorithm, KeySet};
 use tokenwarden_core::object::{SERVICE_ACCOUNT_NAME_ANNOTATION, SERVICE_ACCOUNT_TOKEN_SECRET_TYPE, SERVICE_ACCOUNT_UID_ANNOTATION};
 use tokenwarden_core::review::{self, ReviewError, VerifiedToken};
 use tokenwarden_core::token_request::{self, IssuedToken, IssuerConfig, TokenRequestInput};
-use tokenwarden_core::{Error, FieldError, Object, Resource};
+use tokenwarden_core::legacy_tokens::LAST_USED_LABEL;
+use tokenwarden_core::{Error, FieldError, Object, Resource, Timestamp};
 use tokenwarden_core::lookup::ObjectLookup as _;
 
 use crate::clock::{Clock, random_bytes};
@@ -87,6 +89,8 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     /// PEM of the CA written into legacy token Secrets as `ca.crt`, if any.
     ca_pem: Option<String>,
+    /// Legacy token Secrets whose last-used label is being written.
+    tracking: Arc<Mutex<HashSet<(String, String)>>>,
     follower: tokio::task::JoinHandle<()>,
 }
 
@@ -120,6 +124,7 @@ impl Authority {
             cache: ReviewCache::new(REVIEW_CACHE_CAPACITY),
             clock,
             ca_pem,
+            tracking: Arc::default(),
             follower,
         }))
     }
@@ -339,7 +344,41 @@ impl Authority {
         let keys = self.keys();
         let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config))?;
         let audiences = review::authenticate(&verified, audiences, &self.config, &*self.index, now)?;
+        if let Some((namespace, name)) = verified.legacy_secret() {
+            self.track_legacy_use(namespace, name, now);
+        }
         Ok(Reviewed { token: verified, audiences, cached })
+    }
+
+    /// kube-apiserver's legacy token tracking: the Secret of a legacy token that authenticated
+    /// is labelled with today's date (`kubernetes.io/legacy-token-last-used`), at most one
+    /// write a day, off the review path. A failed write is retried on the next use.
+    fn track_legacy_use(&self, namespace: &str, name: &str, now: Timestamp) {
+        let today = now.date();
+        if self.index.secret(namespace, name).is_none_or(|s| s.legacy_token_last_used.as_deref() == Some(today.as_str())) {
+            return;
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if !self.tracking.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone()) {
+            return;
+        }
+        let (store, tracking) = (Arc::clone(&self.store), Arc::clone(&self.tracking));
+        runtime.spawn(async move {
+            let (namespace, name) = &key;
+            let written = async {
+                let mut secret = store.get(&Resource::SECRETS, namespace, name).await?;
+                if secret.label(LAST_USED_LABEL) != Some(today.as_str()) {
+                    secret.set_label(LAST_USED_LABEL, &today);
+                    store.update(&Resource::SECRETS, secret).await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = written.await {
+                tracing::debug!(error = %e, secret = %format!("{namespace}/{name}"), "recording a legacy token's use failed; the next use retries");
+            }
+            tracking.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+        });
     }
 }
 

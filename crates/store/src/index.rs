@@ -67,6 +67,7 @@ fn secret_info(secret: &Object) -> SecretInfo {
         meta: meta(secret),
         token_sha256,
         legacy_token_invalid: secret.label(LEGACY_TOKEN_INVALID_SINCE_LABEL).is_some(),
+        legacy_token_last_used: secret.label(tokenwarden_core::legacy_tokens::LAST_USED_LABEL).map(str::to_owned),
     }
 }
 

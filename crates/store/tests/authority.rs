@@ -381,3 +381,36 @@ async fn unused_auto_generated_legacy_tokens_are_marked_invalid_then_deleted_a_p
     assert_eq!(rejected(&authority, &tokens["unused"]), "[invalid bearer token, Token has been invalidated]");
     assert!(authority.review(&tokens["manual"], &[]).is_ok());
 }
+
+#[tokio::test]
+async fn a_legacy_token_that_authenticates_labels_its_secret_with_the_day_it_was_used() {
+    let (authority, clock) = authority().await;
+    let secret = obj(json!({"metadata": {"name": "bot-token", "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "default"}},
+                            "type": "kubernetes.io/service-account-token"}));
+    let created = authority.create(&Resource::SECRETS, secret).await.unwrap();
+    assert_eq!(created.label("kubernetes.io/legacy-token-last-used"), None);
+    let token = String::from_utf8(created.secret_data("token").unwrap()).unwrap();
+    let last_used = || async {
+        let secret = authority.store().get(&Resource::SECRETS, "ns", "bot-token").await.unwrap();
+        secret.label("kubernetes.io/legacy-token-last-used").map(str::to_owned)
+    };
+    for day in 0..2 {
+        clock.advance(day * 86_400);
+        let today = tokenwarden_store::Clock::now(&clock).date();
+        authority.review(&token, &[]).unwrap();
+        let mut waited = 0;
+        while last_used().await.as_deref() != Some(today.as_str()) {
+            assert!(waited < 100, "the Secret is not labelled {today}: {:?}", last_used().await);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+    }
+    // A refused token records nothing.
+    let mut other = obj(json!({"metadata": {"name": "other-token", "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "default"}},
+                               "type": "kubernetes.io/service-account-token"}));
+    other = authority.create(&Resource::SECRETS, other).await.unwrap();
+    let other_token = String::from_utf8(other.secret_data("token").unwrap()).unwrap();
+    authority.review(&other_token, &["wrong-audience".to_owned()]).unwrap_err();
+    tokio::task::yield_now().await;
+    assert_eq!(authority.store().get(&Resource::SECRETS, "ns", "other-token").await.unwrap().label("kubernetes.io/legacy-token-last-used"), None);
+}

@@ -100,7 +100,7 @@ pub fn world() -> StaticLookup {
     w.nodes.insert(NODE.to_owned(), meta(NODE_UID));
     w.secrets.insert(
         format!("{NS}/{SECRET}"),
-        SecretInfo { meta: meta(SECRET_UID), token_sha256: None, legacy_token_invalid: false },
+        SecretInfo { meta: meta(SECRET_UID), token_sha256: None, legacy_token_invalid: false, legacy_token_last_used: None },
     );
     w
 }
