@@ -2,8 +2,11 @@
 //! before anything connects or binds (exit 64 on a bad one).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokenwarden_store::etcd::{DEFAULT_PREFIX, EtcdOptions, EtcdTls};
+use tokenwarden_store::etcd::{DEFAULT_PREFIX, EtcdOptions, EtcdStore, EtcdTls};
+use tokenwarden_store::{Clock, StoreError};
 use tokenwarden_store::etcd_keys::KeyEncryptionKey;
 
 use crate::Failure;
@@ -135,4 +138,35 @@ impl StoreArgs {
         options.tls = tls;
         Ok(Some(EtcdPlan { options, kek, rotation_period }))
     }
+}
+
+/// How long a replica started before etcd listens waits for it, as kube-apiserver waits for
+/// its storage, instead of exiting because it came up first.
+const ETCD_STARTUP_WAIT: Duration = Duration::from_secs(60);
+
+/// Connects to etcd once one endpoint accepts TCP connections (waiting up to
+/// [`ETCD_STARTUP_WAIT`]). Only the wait for a listener is retried: a TLS or authentication
+/// failure is a configuration error and fails at once.
+pub async fn connect_etcd(options: &EtcdOptions, clock: Arc<dyn Clock>) -> Result<EtcdStore, StoreError> {
+    // `scheme://host:port[/...]` (checked by the flag parser) → `host:port`.
+    let addresses: Vec<&str> =
+        options.endpoints.iter().filter_map(|url| url.split_once("://")).filter_map(|(_, rest)| rest.split('/').next()).collect();
+    let deadline = tokio::time::Instant::now() + ETCD_STARTUP_WAIT;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut listening = false;
+        for address in &addresses {
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await {
+                listening = true;
+                break;
+            }
+        }
+        if listening || tokio::time::Instant::now() + delay >= deadline {
+            break;
+        }
+        tracing::warn!(endpoints = %options.endpoints.join(","), "waiting for etcd to listen");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+    EtcdStore::connect(options.clone(), clock).await
 }

@@ -169,7 +169,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             // the data directory keeps only this replica's admin.kubeconfig.
             let endpoints = plan.options.endpoints.join(",");
             let unreachable = |e: &dyn std::fmt::Display| Failure::Runtime(format!("etcd {endpoints}: {e}"));
-            let store = Arc::new(EtcdStore::connect(plan.options, Arc::new(clock)).await.map_err(|e| unreachable(&e))?);
+            let store = Arc::new(crate::cluster::connect_etcd(&plan.options, Arc::new(clock)).await.map_err(|e| unreachable(&e))?);
             let shared = SharedKeys::new(&store, plan.kek);
             let keys = shared.load_or_create(algorithm, clock.now()).await.map_err(|e| unreachable(&e))?;
             if let Some(key) = &imported_key {

@@ -80,6 +80,28 @@ fn etcd_mode_flags_are_checked_before_starting() {
 }
 
 #[test]
+fn a_replica_started_before_etcd_waits_for_it() {
+    // A cluster whose members are all down when the replica starts, back two seconds later
+    // (services started side by side come up in any order).
+    let mut etcd = EtcdCluster::start(1);
+    etcd.kill_all();
+    let secrets = tempfile::tempdir().unwrap();
+    let args = replica_args(&etcd, "/late", &write_kek(secrets.path()));
+    let etcd = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        etcd.restart_all();
+        etcd
+    });
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Waits for ready, and fails if the replica exits first.
+    let server = Server::start_with(&args);
+    let _etcd = etcd.join().unwrap();
+    assert!(server.stderr().contains("waiting for etcd to listen"), "{}", server.stderr());
+    let ns = unique("late");
+    server.kubectl_ok(&["create", "namespace", &ns]);
+}
+
+#[test]
 fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
     // Its own cluster: members are killed.
     let mut etcd = EtcdCluster::start(3);

@@ -11,6 +11,10 @@ use std::process::Command;
 
 use common::{BIN, describe, free_port, text, workspace};
 
+/// A document's script that hangs (a server that never comes up, say) fails the test after
+/// this long instead of hanging CI; bash's EXIT trap still stops what it started.
+const BASH_WITH_TIMEOUT: [&str; 3] = ["--kill-after=10", "300", "bash"];
+
 /// The ```sh blocks of a Markdown document, in order.
 fn shell_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -48,7 +52,8 @@ fn the_tutorial_runs_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!("{}:/usr/sbin:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("bash")
+    let out = Command::new("timeout")
+        .args(BASH_WITH_TIMEOUT)
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
         .env("PATH", path)
@@ -120,7 +125,8 @@ fn the_cluster_guide_runs_as_written() {
     let etcd_dir = tokenwarden_testkit::etcd::etcd_binary();
     let etcd_dir = etcd_dir.parent().unwrap();
     let path = format!("{}:{}:/usr/sbin:{}", bin_dir.display(), etcd_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("bash")
+    let out = Command::new("timeout")
+        .args(BASH_WITH_TIMEOUT)
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
         .env("PATH", path)
