@@ -107,7 +107,7 @@ impl Authorizer {
                             "miss"
                         }
                     };
-                    self.metrics.identity_cache.get_or_create(&CacheLabels { result: result.into() }).inc();
+                    self.metrics.identity_cache.get_or_create(&CacheLabels { result }).inc();
                     evaluation.provide_identity(outcome)
                 }
                 Step::SubjectAccessReview(review) => {
@@ -123,8 +123,8 @@ impl Authorizer {
     }
 
     fn count(&self, config: Option<AuthConfigLabels>, decision: &Decision) {
-        let status = code_name(decision.grpc_code()).to_owned();
-        self.metrics.response_status.get_or_create(&StatusLabels { status: status.clone() }).inc();
+        let status = code_name(decision.grpc_code());
+        self.metrics.response_status.get_or_create(&StatusLabels { status }).inc();
         if let Some(labels) = config {
             self.metrics.authconfig_total.get_or_create(&labels).inc();
             let with_status = AuthConfigStatusLabels { namespace: labels.namespace, authconfig: labels.authconfig, status };

@@ -47,28 +47,34 @@ fn peer(peer: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_conte
 
 /// The request as the core sees it, from `attributes.request.http`; headers from both
 /// `headers` and `header_map` (with `encode_raw_headers`). `None` without HTTP attributes.
-pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
-    let attributes = check.attributes.as_ref()?;
-    let http = attributes.request.as_ref()?.http.as_ref()?;
-    let mut request = AuthRequest::new(&http.method, &http.host, &http.path);
-    request.id.clone_from(&http.id);
-    request.scheme.clone_from(&http.scheme);
-    request.protocol.clone_from(&http.protocol);
-    request.body.clone_from(&http.body);
-    for (name, value) in &http.headers {
-        request.add_header(name, value);
+/// Takes the message so its strings move into the request instead of being copied.
+pub fn auth_request(check: CheckRequest) -> Option<AuthRequest> {
+    let attributes = check.attributes?;
+    let http = attributes.request?.http?;
+    let mut request = AuthRequest {
+        id: http.id,
+        method: http.method,
+        scheme: http.scheme,
+        host: http.host,
+        path: http.path,
+        protocol: http.protocol,
+        body: http.body,
+        context_extensions: attributes.context_extensions.into_iter().collect(),
+        source: peer(attributes.source.as_ref()),
+        destination: peer(attributes.destination.as_ref()),
+        ..AuthRequest::default()
+    };
+    for (name, value) in http.headers {
+        request.insert_header(name, value);
     }
-    if let Some(map) = &http.header_map {
-        for header in &map.headers {
-            let value = if header.raw_value.is_empty() { header.value.clone() } else { String::from_utf8_lossy(&header.raw_value).into_owned() };
-            request.add_header(&header.key, &value);
-        }
+    for header in http.header_map.map(|map| map.headers).unwrap_or_default() {
+        let value = if header.raw_value.is_empty() {
+            header.value
+        } else {
+            String::from_utf8(header.raw_value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        request.insert_header(header.key, value);
     }
-    for (name, value) in &attributes.context_extensions {
-        request.context_extensions.insert(name.clone(), value.clone());
-    }
-    request.source = peer(attributes.source.as_ref());
-    request.destination = peer(attributes.destination.as_ref());
     Some(request)
 }
 
@@ -121,7 +127,7 @@ pub fn check_response(decision: &Decision) -> CheckResponse {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let decision = match auth_request(request.get_ref()) {
+        let decision = match auth_request(request.into_inner()) {
             Some(auth) => self.0.check(&auth).await,
             None => Decision::invalid_request(),
         };

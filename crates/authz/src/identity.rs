@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokenwarden_core::Object;
 use tokenwarden_core::cache_key::CacheKeyer;
 use tokenwarden_core::authconfig::{IdentityMethod, IdentityOutcome, IdentityRequest, JwtSource};
@@ -47,7 +47,12 @@ impl TokenReviewer for LocalReviewer {
             Ok(reviewed) => {
                 let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
                 // The TokenReview status, as Authorino stores it in `auth.identity`.
-                let identity = json!({"authenticated": true, "user": reviewed.token.user(), "audiences": reviewed.audiences});
+                // Built in place: `json!` would copy the user's strings once more.
+                let mut identity = serde_json::Map::new();
+                identity.insert("authenticated".to_owned(), Value::Bool(true));
+                identity.insert("user".to_owned(), reviewed.token.user().into_json());
+                identity.insert("audiences".to_owned(), Value::Array(reviewed.audiences.into_iter().map(Value::String).collect()));
+                let identity = Value::Object(identity);
                 (IdentityOutcome::Verified(identity), cache)
             }
             // Authorino's text for a TokenReview that did not authenticate.

@@ -16,7 +16,7 @@ use tokenwarden_store::health::StoreHealth;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// The gRPC code name of the decision: OK, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, UNAVAILABLE.
-    pub status: String,
+    pub status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,13 +29,13 @@ pub struct AuthConfigLabels {
 pub struct AuthConfigStatusLabels {
     pub namespace: String,
     pub authconfig: String,
-    pub status: String,
+    pub status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     /// `hit` or `miss`.
-    pub result: String,
+    pub result: &'static str,
 }
 
 fn duration_histogram() -> Histogram {
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn exposes_authorinos_names() {
         let metrics = Metrics::new();
-        metrics.response_status.get_or_create(&StatusLabels { status: "OK".into() }).inc();
+        metrics.response_status.get_or_create(&StatusLabels { status: "OK" }).inc();
         let labels = AuthConfigLabels { namespace: "ns".into(), authconfig: "talker-api".into() };
         metrics.authconfig_total.get_or_create(&labels).inc();
         metrics.authconfig_duration.get_or_create(&labels).observe(0.002);

@@ -146,7 +146,7 @@ impl Env {
     }
 
     fn cache_hits(&self) -> u64 {
-        self.authorizer.metrics().identity_cache.get_or_create(&CacheLabels { result: "hit".into() }).get()
+        self.authorizer.metrics().identity_cache.get_or_create(&CacheLabels { result: "hit" }).get()
     }
 }
 

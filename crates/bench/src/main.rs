@@ -17,6 +17,10 @@ mod mint;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator tokenwarden uses, so the baselines share its stack (crates/cli/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tokenwarden-bench", about = "tokenwarden's benchmark helpers (see bench/run)")]
 struct Cli {

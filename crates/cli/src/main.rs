@@ -15,6 +15,12 @@ mod tools;
 
 use std::process::ExitCode;
 
+/// mimalloc: the hot paths allocate many small, short-lived strings and JSON nodes, which cost
+/// glibc's malloc about a seventh of a proxied request's CPU (docs/benchmarks.md, Findings).
+/// Built without transparent huge pages, which kept ~10 MiB more resident for nothing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]

@@ -34,6 +34,29 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+impl UserInfo {
+    /// The user as JSON, as it serializes, moving the strings instead of copying them (the
+    /// authorizer builds one per check).
+    pub fn into_json(self) -> serde_json::Value {
+        use serde_json::Value;
+        let strings = |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
+        let mut map = serde_json::Map::new();
+        if !self.username.is_empty() {
+            map.insert("username".to_owned(), Value::String(self.username));
+        }
+        if !self.uid.is_empty() {
+            map.insert("uid".to_owned(), Value::String(self.uid));
+        }
+        if !self.groups.is_empty() {
+            map.insert("groups".to_owned(), strings(self.groups));
+        }
+        if !self.extra.is_empty() {
+            map.insert("extra".to_owned(), Value::Object(self.extra.into_iter().map(|(k, v)| (k, strings(v))).collect()));
+        }
+        Value::Object(map)
+    }
+}
+
 /// Why a review failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReviewError {

@@ -1015,3 +1015,18 @@ fn legacy_audience_check_precedes_claim_checks() {
         rejected(&format!(r#"token audiences ["{ISSUER}" "{ISSUER2}"] is invalid for the target audiences ["vault"]"#))
     );
 }
+
+#[test]
+fn user_info_as_json_is_what_it_serializes_to() {
+    let full = UserInfo {
+        username: "system:serviceaccount:ns:bot".into(),
+        uid: "c0ffee".into(),
+        groups: vec!["system:serviceaccounts".into(), "system:serviceaccounts:ns".into()],
+        extra: BTreeMap::from([("authentication.kubernetes.io/pod-name".to_owned(), vec!["web-0".to_owned()])]),
+    };
+    let legacy = UserInfo { extra: BTreeMap::new(), ..full.clone() };
+    for user in [full, legacy, UserInfo::default()] {
+        assert_eq!(user.clone().into_json(), serde_json::to_value(&user).unwrap(), "{user:?}");
+    }
+    assert_eq!(UserInfo::default().into_json(), json!({}));
+}

@@ -104,14 +104,19 @@ impl AuthRequest {
 
     /// See [`AuthRequest::with_header`].
     pub fn add_header(&mut self, name: &str, value: &str) {
-        let name = name.to_ascii_lowercase();
+        self.insert_header(name.to_owned(), value.to_owned());
+    }
+
+    /// [`AuthRequest::add_header`] with owned strings, which it keeps rather than copies.
+    pub fn insert_header(&mut self, mut name: String, value: String) {
+        name.make_ascii_lowercase();
         match self.headers.get_mut(&name) {
             Some(existing) => {
                 existing.push(',');
-                existing.push_str(value);
+                existing.push_str(&value);
             }
             None => {
-                self.headers.insert(name, value.to_owned());
+                self.headers.insert(name, value);
             }
         }
     }
@@ -485,7 +490,7 @@ impl Evaluation {
             request_method: request.method.clone(),
             request_path: request.path.clone(),
             credentials,
-            data: if reads_authorization_json(&config) { request.authorization_json() } else { json!({"auth": auth_skeleton()}) },
+            data: if reads_authorization_json(&config) { request.authorization_json() } else { Value::Object(Map::from_iter([("auth".to_owned(), auth_skeleton())])) },
             phase: Phase::New,
             identity_errors: Vec::new(),
             identity_unavailable: false,
