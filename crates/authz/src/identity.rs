@@ -28,6 +28,12 @@ pub trait TokenReviewer: Send + Sync {
     /// `Verified` with the TokenReview `status` (`{authenticated, user, audiences}`),
     /// `Invalid("not authenticated")`, or `Unavailable` when the reviewer cannot answer.
     async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult);
+
+    /// A verified identity from the reviewer's own cache, without verifying anything; None
+    /// when the token is not cached as valid (then [`TokenReviewer::review`] decides).
+    fn review_cached(&self, _token: &str, _audiences: &[String]) -> Option<IdentityOutcome> {
+        None
+    }
 }
 
 /// Verifies JWTs against an issuer's keys (`jwt` identity).
@@ -46,19 +52,27 @@ impl TokenReviewer for LocalReviewer {
         match self.0.review(token, audiences) {
             Ok(reviewed) => {
                 let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
-                // The TokenReview status, as Authorino stores it in `auth.identity`.
-                // Built in place: `json!` would copy the user's strings once more.
-                let mut identity = serde_json::Map::new();
-                identity.insert("authenticated".to_owned(), Value::Bool(true));
-                identity.insert("user".to_owned(), reviewed.token.user().into_json());
-                identity.insert("audiences".to_owned(), Value::Array(reviewed.audiences.into_iter().map(Value::String).collect()));
-                let identity = Value::Object(identity);
-                (IdentityOutcome::Verified(identity), cache)
+                (IdentityOutcome::Verified(token_review_status(reviewed)), cache)
             }
             // Authorino's text for a TokenReview that did not authenticate.
             Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
         }
     }
+
+    fn review_cached(&self, token: &str, audiences: &[String]) -> Option<IdentityOutcome> {
+        let reviewed = self.0.review_cached(token, audiences)?.ok()?;
+        Some(IdentityOutcome::Verified(token_review_status(reviewed)))
+    }
+}
+
+/// The TokenReview `status`, as Authorino stores it in `auth.identity`. Built in place:
+/// `json!` would copy the user's strings once more.
+fn token_review_status(reviewed: tokenwarden_store::Reviewed) -> Value {
+    let mut status = serde_json::Map::new();
+    status.insert("authenticated".to_owned(), Value::Bool(true));
+    status.insert("user".to_owned(), reviewed.token.user().into_json());
+    status.insert("audiences".to_owned(), Value::Array(reviewed.audiences.into_iter().map(Value::String).collect()));
+    Value::Object(status)
 }
 
 /// How long an invalid credential is remembered.
@@ -132,6 +146,13 @@ impl Identities {
     pub async fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
         if request.credential.len() > MAX_CREDENTIAL_BYTES {
             return (IdentityOutcome::Invalid("credential too large".into()), CacheResult::Miss);
+        }
+        // A token the reviewer has cached as valid skips the negative cache (one keyed hash
+        // of the token per check instead of two).
+        if let (IdentityMethod::KubernetesTokenReview { .. }, Some(reviewer)) = (&request.method, &self.reviewer)
+            && let Some(outcome) = reviewer.review_cached(&request.credential, &request.audiences)
+        {
+            return (outcome, CacheResult::Hit);
         }
         let negative_key = self.keyer.key(
             &[&request.authconfig_namespace, &request.authconfig_name, &request.source, &request.credential],

@@ -143,6 +143,14 @@ impl ReviewCache {
         }
     }
 
+    /// The cached verification of (`token`, `audiences`), if there is a fresh one; never
+    /// verifies.
+    pub fn get(&self, token: &str, audiences: &[String], now: Timestamp) -> Option<Arc<VerifiedToken>> {
+        let key = self.keyer.key(&[token], audiences);
+        let shard = lock(&self.shards[usize::from(key[0]) % SHARDS]);
+        shard.entries.get(&key).filter(|entry| entry.expires > now.unix()).map(|entry| Arc::clone(&entry.token))
+    }
+
     /// The verified token for (`token`, `audiences`), running `verify` on a miss, and whether
     /// it came from the cache. Concurrent misses for the same key wait for one `verify`.
     /// Failures are not cached.

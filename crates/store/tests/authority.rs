@@ -75,16 +75,25 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     let (authority, _) = authority().await;
     let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
     let audiences = vec!["talker-api".to_owned()];
+    assert!(authority.review_cached(&issued.token, &audiences).is_none(), "nothing cached before the first review");
     let reviewed = authority.review(&issued.token, &audiences).unwrap();
     assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
     assert_eq!(reviewed.audiences, audiences);
     assert!(!reviewed.cached);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
     assert!(authority.review(&issued.token, &audiences).unwrap().cached);
+    let from_cache = authority.review_cached(&issued.token, &audiences).unwrap().unwrap();
+    assert_eq!((from_cache.token.user(), from_cache.audiences, from_cache.cached), (reviewed.token.user(), audiences.clone(), true));
+    assert!(authority.review_cached(&issued.token, &["other-api".to_owned()]).is_none(), "keyed by the audiences too");
 
     authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
     assert_eq!(
         authority.review(&issued.token, &audiences).unwrap_err().status_error(),
+        r#"[invalid bearer token, serviceaccounts "default" not found]"#
+    );
+    // The cache holds the verification, never the verdict: the live check runs on a hit too.
+    assert_eq!(
+        authority.review_cached(&issued.token, &audiences).unwrap().unwrap_err().status_error(),
         r#"[invalid bearer token, serviceaccounts "default" not found]"#
     );
 
