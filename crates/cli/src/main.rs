@@ -15,13 +15,13 @@ mod tools;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 /// mimalloc: the hot paths allocate many small, short-lived strings and JSON nodes, which cost
 /// glibc's malloc about a seventh of a proxied request's CPU (docs/benchmarks.md, Findings).
 /// Built without transparent huge pages, which kept ~10 MiB more resident for nothing.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "tokenwarden", version, about = "Kubernetes ServiceAccount tokens, issued, reviewed and enforced")]
