@@ -1,5 +1,6 @@
 //! `serve --store etcd`: the flags that put several replicas on one etcd cluster, checked
-//! before anything connects or binds (exit 64 on a bad one).
+//! before anything connects or binds (exit 64 on a bad one), and the first connection, which
+//! waits for etcd to listen.
 
 use std::path::PathBuf;
 use std::sync::Arc;
