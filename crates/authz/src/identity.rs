@@ -27,11 +27,12 @@ use tokenwarden_store::Authority;
 pub trait TokenReviewer: Send + Sync {
     /// `Verified` with the TokenReview `status` (`{authenticated, user, audiences}`),
     /// `Invalid("not authenticated")`, or `Unavailable` when the reviewer cannot answer.
-    async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult);
+    /// Without `wants_object` the `status` may be left out (`Verified(Null)`): nothing reads it.
+    async fn review(&self, token: &str, audiences: &[String], wants_object: bool) -> (IdentityOutcome, CacheResult);
 
     /// A verified identity from the reviewer's own cache, without verifying anything; None
     /// when the token is not cached as valid (then [`TokenReviewer::review`] decides).
-    fn review_cached(&self, _token: &str, _audiences: &[String]) -> Option<IdentityOutcome> {
+    fn review_cached(&self, _token: &str, _audiences: &[String], _wants_object: bool) -> Option<IdentityOutcome> {
         None
     }
 }
@@ -48,21 +49,28 @@ pub struct LocalReviewer(pub Arc<Authority>);
 
 #[async_trait::async_trait]
 impl TokenReviewer for LocalReviewer {
-    async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult) {
+    async fn review(&self, token: &str, audiences: &[String], wants_object: bool) -> (IdentityOutcome, CacheResult) {
         match self.0.review(token, audiences) {
             Ok(reviewed) => {
                 let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
-                (IdentityOutcome::Verified(token_review_status(reviewed)), cache)
+                (verified(reviewed, wants_object), cache)
             }
             // Authorino's text for a TokenReview that did not authenticate.
             Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
         }
     }
 
-    fn review_cached(&self, token: &str, audiences: &[String]) -> Option<IdentityOutcome> {
+    fn review_cached(&self, token: &str, audiences: &[String], wants_object: bool) -> Option<IdentityOutcome> {
         let reviewed = self.0.review_cached(token, audiences)?.ok()?;
-        Some(IdentityOutcome::Verified(token_review_status(reviewed)))
+        Some(verified(reviewed, wants_object))
     }
+}
+
+/// A successful review as an identity: its TokenReview `status` when the AuthConfig reads it.
+/// Most do not (one token review, no policy), and building the object and dropping it unread
+/// was a tenth of a cached check.
+fn verified(reviewed: tokenwarden_store::Reviewed, wants_object: bool) -> IdentityOutcome {
+    IdentityOutcome::Verified(if wants_object { token_review_status(reviewed) } else { Value::Null })
 }
 
 /// The TokenReview `status`, as Authorino stores it in `auth.identity`. Built in place:
@@ -149,21 +157,21 @@ impl Identities {
         }
         // A token the reviewer has cached as valid skips the negative cache (one keyed hash
         // of the token per check instead of two).
-        if let (IdentityMethod::KubernetesTokenReview { .. }, Some(reviewer)) = (&request.method, &self.reviewer)
-            && let Some(outcome) = reviewer.review_cached(&request.credential, &request.audiences)
+        if let (IdentityMethod::KubernetesTokenReview { .. }, Some(reviewer)) = (request.method(), &self.reviewer)
+            && let Some(outcome) = reviewer.review_cached(&request.credential, request.audiences(), request.wants_object())
         {
             return (outcome, CacheResult::Hit);
         }
         let negative_key = self.keyer.key(
-            &[&request.authconfig_namespace, &request.authconfig_name, &request.source, &request.credential],
-            &request.audiences,
+            &[request.authconfig_namespace(), request.authconfig_name(), request.source(), &request.credential],
+            request.audiences(),
         );
         if let Some(reason) = self.negative.get(&negative_key) {
             return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
         }
-        let (outcome, cache) = match &request.method {
+        let (outcome, cache) = match request.method() {
             IdentityMethod::KubernetesTokenReview { .. } => match &self.reviewer {
-                Some(reviewer) => reviewer.review(&request.credential, &request.audiences).await,
+                Some(reviewer) => reviewer.review(&request.credential, request.audiences(), request.wants_object()).await,
                 None => (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss),
             },
             IdentityMethod::ApiKey { selector, all_namespaces } => (self.api_key(request, selector, *all_namespaces), CacheResult::Miss),
@@ -187,7 +195,7 @@ impl Identities {
             return IdentityOutcome::Unavailable("no source of API-key Secrets in this mode".into());
         };
         let found = keys.values().find(|secret| {
-            (all_namespaces || secret.namespace == request.authconfig_namespace)
+            (all_namespaces || secret.namespace == request.authconfig_namespace())
                 && selector.matches(&secret.object)
                 && aws_lc_rs::constant_time::verify_slices_are_equal(&secret.key_sha256, &presented).is_ok()
         });

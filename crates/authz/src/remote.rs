@@ -309,7 +309,8 @@ impl RemoteReviewer {
 
 #[async_trait::async_trait]
 impl TokenReviewer for RemoteReviewer {
-    async fn review(&self, token: &str, audiences: &[String]) -> (IdentityOutcome, CacheResult) {
+    /// The API server's answer is parsed whole anyway, so `status` is always there.
+    async fn review(&self, token: &str, audiences: &[String], _wants_object: bool) -> (IdentityOutcome, CacheResult) {
         let key = self.keyer.key(&[token], audiences);
         // Concurrent misses on one key share one call; errors are not cached.
         match self.cache.entry(key).or_try_insert_with(self.call(token, audiences)).await {

@@ -198,6 +198,26 @@ async fn denials_carry_authorinos_codes_and_headers() {
 }
 
 #[tokio::test]
+async fn the_local_reviewer_builds_the_tokenreview_status_only_when_it_is_read() {
+    use tokenwarden_authz::identity::{CacheResult, LocalReviewer, TokenReviewer};
+    use tokenwarden_core::authconfig::IdentityOutcome;
+    let s = setup().await;
+    let token = token(&s.authority, "api-consumer-1", "talker-api").await;
+    let reviewer = LocalReviewer(Arc::clone(&s.authority));
+    let audiences = ["talker-api".to_owned()];
+    let (outcome, cache) = reviewer.review(&token, &audiences, false).await;
+    assert_eq!((outcome, cache), (IdentityOutcome::Verified(serde_json::Value::Null), CacheResult::Miss));
+    let Some(IdentityOutcome::Verified(status)) = reviewer.review_cached(&token, &audiences, true) else { panic!("the token was cached") };
+    assert_eq!(status["authenticated"], true);
+    assert_eq!(status["user"]["username"], "system:serviceaccount:ns:api-consumer-1");
+    assert_eq!(status["audiences"], json!(["talker-api"]));
+    assert_eq!(reviewer.review_cached(&token, &audiences, false), Some(IdentityOutcome::Verified(serde_json::Value::Null)));
+    // refused either way
+    let (wrong, _) = reviewer.review(&token, &["other-api".to_owned()], false).await;
+    assert_eq!(wrong, IdentityOutcome::Invalid("not authenticated".into()));
+}
+
+#[tokio::test]
 async fn a_deleted_service_account_is_denied_within_a_second_though_its_token_was_cached() {
     let mut s = setup().await;
     let token = token(&s.authority, "api-consumer-1", "talker-api").await;

@@ -223,7 +223,7 @@ async fn token_review_verified_invalid_cached_and_coalesced() {
     let reviewer = RemoteReviewer::new(api.client());
     let (token, _) = api.token("talker-api").await;
 
-    let (outcome, cache) = reviewer.review(&token, &aud(&["talker-api"])).await;
+    let (outcome, cache) = reviewer.review(&token, &aud(&["talker-api"]), true).await;
     let IdentityOutcome::Verified(status) = outcome else { panic!("{outcome:?}") };
     assert_eq!(cache, CacheResult::Miss);
     assert_eq!(status["authenticated"], true);
@@ -233,18 +233,18 @@ async fn token_review_verified_invalid_cached_and_coalesced() {
     assert_eq!(api.reviews(), 1);
 
     // The second call is answered from the cache: no request reaches the API server.
-    let (again, cache) = reviewer.review(&token, &aud(&["talker-api"])).await;
+    let (again, cache) = reviewer.review(&token, &aud(&["talker-api"]), true).await;
     assert_eq!(again, IdentityOutcome::Verified(status.clone()));
     assert_eq!(cache, CacheResult::Hit);
     assert_eq!(api.reviews(), 1);
 
     // Wrong audience: not authenticated (a 401 in the authorizer), also cached.
-    let (wrong, cache) = reviewer.review(&token, &aud(&["other-api"])).await;
+    let (wrong, cache) = reviewer.review(&token, &aud(&["other-api"]), true).await;
     assert_eq!((wrong, cache), (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss));
-    let (wrong, cache) = reviewer.review(&token, &aud(&["other-api"])).await;
+    let (wrong, cache) = reviewer.review(&token, &aud(&["other-api"]), true).await;
     assert_eq!((wrong, cache), (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Hit));
     assert_eq!(api.reviews(), 2);
-    let (garbage, _) = reviewer.review("not-a-token", &aud(&["talker-api"])).await;
+    let (garbage, _) = reviewer.review("not-a-token", &aud(&["talker-api"]), true).await;
     assert_eq!(garbage, IdentityOutcome::Invalid("not authenticated".into()));
 
     // Concurrent misses on one key are coalesced into one TokenReview.
@@ -254,7 +254,7 @@ async fn token_review_verified_invalid_cached_and_coalesced() {
     let calls: Vec<_> = (0..32)
         .map(|_| {
             let (reviewer, token, audiences) = (Arc::clone(&reviewer), token.clone(), audiences.clone());
-            tokio::spawn(async move { reviewer.review(&token, &audiences).await })
+            tokio::spawn(async move { reviewer.review(&token, &audiences, true).await })
         })
         .collect();
     let mut misses = 0;
@@ -277,13 +277,13 @@ async fn cache_ttl_is_bounded_by_token_expiry_and_invalid_ttl() {
     let reviewer = RemoteReviewer::with_options(api.client(), options, Arc::new(clock));
     let audiences = aud(&["talker-api"]);
     let wrong = aud(&["other-api"]);
-    assert_eq!(reviewer.review(&token, &audiences).await.1, CacheResult::Miss);
-    assert_eq!(reviewer.review(&token, &wrong).await.1, CacheResult::Miss);
-    assert_eq!(reviewer.review(&token, &audiences).await.1, CacheResult::Hit);
-    assert_eq!(reviewer.review(&token, &wrong).await.1, CacheResult::Hit);
+    assert_eq!(reviewer.review(&token, &audiences, true).await.1, CacheResult::Miss);
+    assert_eq!(reviewer.review(&token, &wrong, true).await.1, CacheResult::Miss);
+    assert_eq!(reviewer.review(&token, &audiences, true).await.1, CacheResult::Hit);
+    assert_eq!(reviewer.review(&token, &wrong, true).await.1, CacheResult::Hit);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(reviewer.review(&token, &audiences).await.1, CacheResult::Miss);
-    assert_eq!(reviewer.review(&token, &wrong).await.1, CacheResult::Miss);
+    assert_eq!(reviewer.review(&token, &audiences, true).await.1, CacheResult::Miss);
+    assert_eq!(reviewer.review(&token, &wrong, true).await.1, CacheResult::Miss);
     assert_eq!(api.reviews(), 4);
 }
 
@@ -323,7 +323,7 @@ async fn api_server_outage_is_unavailable_and_503_never_401() {
 
     api.stop().await;
     // Not in the cache, and nobody to ask: unavailable, with the reason on one line.
-    let (outcome, cache) = reviewer.review(&other, &aud(&["talker-api"])).await;
+    let (outcome, cache) = reviewer.review(&other, &aud(&["talker-api"]), true).await;
     let IdentityOutcome::Unavailable(reason) = outcome else { panic!("{outcome:?}") };
     assert_eq!(cache, CacheResult::Miss);
     assert!(reason.starts_with("TokenReview failed: "), "{reason}");
@@ -342,7 +342,7 @@ async fn refused_credentials_throttling_and_server_errors_are_unavailable() {
     // The authorizer's own credential refused: 401 from the API server is not the token's fault.
     let bad = write_kubeconfig(api._dir.path(), &format!("http://{}", api.addr), "wrong-credential");
     let reviewer = RemoteReviewer::new(ApiClient::new(ClusterAccess::from_kubeconfig_files(&[bad], None).unwrap()).unwrap());
-    let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"])).await;
+    let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"]), true).await;
     let IdentityOutcome::Unavailable(reason) = outcome else { panic!("{outcome:?}") };
     assert!(reason.contains("HTTP 401"), "{reason}");
 
@@ -352,11 +352,11 @@ async fn refused_credentials_throttling_and_server_errors_are_unavailable() {
         let addr = listener.local_addr().unwrap();
         let _stop = serve(listener, app).await;
         let reviewer = RemoteReviewer::new(ApiClient::new(ClusterAccess::new(&format!("http://{addr}"), Some("t")).unwrap()).unwrap());
-        let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"])).await;
+        let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"]), true).await;
         let IdentityOutcome::Unavailable(reason) = outcome else { panic!("{status}: {outcome:?}") };
         assert!(reason.contains(&format!("HTTP {}", status.as_u16())) && reason.contains("go away"), "{reason}");
         // Not cached: the next call asks again.
-        assert_eq!(reviewer.review(&token, &aud(&["talker-api"])).await.1, CacheResult::Miss);
+        assert_eq!(reviewer.review(&token, &aud(&["talker-api"]), true).await.1, CacheResult::Miss);
     }
 
     // A server that accepts and never answers: the per-call timeout.
@@ -372,7 +372,7 @@ async fn refused_credentials_throttling_and_server_errors_are_unavailable() {
     let api_client = ApiClient::new(ClusterAccess::new(&format!("http://{addr}"), None).unwrap()).unwrap();
     let reviewer = RemoteReviewer::with_options(api_client, options, Arc::new(SystemClock));
     let started = tokio::time::Instant::now();
-    let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"])).await;
+    let (outcome, _) = reviewer.review(&token, &aud(&["talker-api"]), true).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(outcome, IdentityOutcome::Unavailable("TokenReview failed: timed out after 300 ms".into()));
     held.abort();
@@ -454,7 +454,7 @@ async fn token_review_over_tls_trusts_the_kubeconfig_ca_and_speaks_h2() {
         async move {
         let access = ClusterAccess::from_kubeconfig_files(&[kubeconfig], None).unwrap();
         assert!(access.server().starts_with("https://"));
-        RemoteReviewer::new(ApiClient::new(access).unwrap()).review(&token, &aud(&["talker-api"])).await.0
+        RemoteReviewer::new(ApiClient::new(access).unwrap()).review(&token, &aud(&["talker-api"]), true).await.0
         }
     };
 

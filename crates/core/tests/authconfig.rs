@@ -120,10 +120,10 @@ fn guide_valid_token_is_allowed_with_the_tokenreview_status_as_identity() {
     let calls = verifier.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].credential, "good");
-    assert_eq!(calls[0].audiences, vec!["talker-api".to_owned()]);
-    assert_eq!(calls[0].source, "authorized-service-accounts");
-    assert_eq!((calls[0].authconfig_namespace.as_str(), calls[0].authconfig_name.as_str()), ("authorino", "talker-api-protection"));
-    assert!(matches!(calls[0].method, IdentityMethod::KubernetesTokenReview { .. }));
+    assert_eq!(calls[0].audiences(), ["talker-api".to_owned()]);
+    assert_eq!(calls[0].source(), "authorized-service-accounts");
+    assert_eq!((calls[0].authconfig_namespace(), calls[0].authconfig_name()), ("authorino", "talker-api-protection"));
+    assert!(matches!(calls[0].method(), IdentityMethod::KubernetesTokenReview { .. }));
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn default_audience_is_the_request_host_with_its_port() {
     let mut request = bearer("t");
     request.host = format!("{HOST}:8000");
     run(&cfg, &request, &verifier);
-    assert_eq!(verifier.calls()[0].audiences, vec![format!("{HOST}:8000")]);
+    assert_eq!(verifier.calls()[0].audiences(), [format!("{HOST}:8000")]);
 }
 
 // ---------------------------------------------------------------- credentials
@@ -410,7 +410,7 @@ fn unavailable_source_does_not_fall_back_to_a_lower_priority_but_a_sibling_succe
     let sibling = run(&cfg, &bearer("down").with_header("x-api-key", "key1"), &verifier);
     assert!(sibling.is_allowed(), "{sibling:?}");
     let calls = verifier.calls();
-    assert!(matches!(&calls.last().unwrap().method, IdentityMethod::ApiKey { all_namespaces: false, .. }));
+    assert!(matches!(calls.last().unwrap().method(), IdentityMethod::ApiKey { all_namespaces: false, .. }));
 }
 
 #[test]
@@ -665,12 +665,36 @@ fn evaluation_steps_and_misuse() {
     let mut evaluation = Evaluation::new(guide(), &bearer("secret-token"));
     evaluation.start();
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
-    assert!(decision.is_allowed());
-    assert_eq!(evaluation.authorization_json()["auth"]["identity"], sa_identity("f"));
+    let Decision::Allow { identity, .. } = &decision else { panic!("{decision:?}") };
+    assert_eq!(identity.as_ref(), Some(&sa_identity("f")), "the identity moves into the decision");
     let Step::Done(again) = evaluation.provide_identity(IdentityOutcome::Verified(json!({}))) else { panic!() };
     assert_eq!(again.code(), 500);
     let Step::Done(restart) = evaluation.start() else { panic!() };
     assert_eq!(restart.code(), 500);
+}
+
+#[test]
+fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
+    let mut plain = Evaluation::new(guide(), &bearer("t"));
+    let Step::Identity(request) = plain.start() else { panic!("expected an identity step") };
+    assert!(!request.wants_object(), "one token review and no policy read nothing");
+    // a verifier that skipped the object: still allowed
+    let Step::Done(decision) = plain.provide_identity(IdentityOutcome::Verified(Value::Null)) else { panic!() };
+    assert!(decision.is_allowed(), "{decision:?}");
+
+    let reads = config(with_spec(
+        "reads-identity",
+        json!({
+            "hosts": [HOST],
+            "authentication": {"sa": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
+            "authorization": {"ns": {"patternMatching": {"patterns": [rule("auth.identity.user.username", "eq", "system:serviceaccount:authorino:f")]}}},
+        }),
+    ));
+    let mut evaluation = Evaluation::new(reads, &bearer("t"));
+    let Step::Identity(request) = evaluation.start() else { panic!("expected an identity step") };
+    assert!(request.wants_object(), "a pattern reads auth.identity");
+    let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
+    assert!(decision.is_allowed(), "{decision:?}");
 }
 
 #[test]

@@ -278,27 +278,72 @@ fn reads_authorization_json(config: &AuthConfig) -> bool {
 }
 
 /// What the caller must verify: one identity source's credential. `Debug` hides the credential.
-#[derive(Clone, PartialEq, Eq)]
+/// It borrows the AuthConfig (names, method, audiences) rather than copying it: one is made
+/// for every check.
+#[derive(Clone)]
 pub struct IdentityRequest {
-    pub authconfig_namespace: String,
-    pub authconfig_name: String,
-    /// The identity source (`spec.authentication.<name>`).
-    pub source: String,
-    pub method: IdentityMethod,
+    config: Arc<AuthConfig>,
+    /// The identity source: `config.authentication[source]`.
+    source: usize,
     pub credential: String,
+    /// `[request host]` for a `kubernetesTokenReview` without audiences, else empty.
+    host_audience: Vec<String>,
+    wants_object: bool,
+}
+
+impl IdentityRequest {
+    pub fn authconfig_namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    pub fn authconfig_name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The identity source's name (`spec.authentication.<name>`).
+    pub fn source(&self) -> &str {
+        self.config.authentication.get(self.source).map_or("", |a| a.name.as_str())
+    }
+
+    pub fn method(&self) -> &IdentityMethod {
+        self.config.authentication.get(self.source).map_or(&IdentityMethod::Anonymous, |a| &a.method)
+    }
+
     /// For `kubernetesTokenReview`: the configured audiences, or `[request host]` (port
     /// included, as Authorino does) when none are configured. Empty for other methods.
-    pub audiences: Vec<String>,
+    pub fn audiences(&self) -> &[String] {
+        match self.method() {
+            IdentityMethod::KubernetesTokenReview { audiences, .. } if !audiences.is_empty() => audiences,
+            _ => &self.host_audience,
+        }
+    }
+
+    /// Whether the AuthConfig reads the identity object (`auth.identity`): a condition, a
+    /// selector, a pattern or a response does. When it does not, a verifier may answer
+    /// `Verified(Value::Null)` and skip building an object nothing would read.
+    pub fn wants_object(&self) -> bool {
+        self.wants_object
+    }
 }
+
+impl PartialEq for IdentityRequest {
+    fn eq(&self, other: &Self) -> bool {
+        (self.authconfig_namespace(), self.authconfig_name(), self.source(), self.method(), &self.credential, self.audiences(), self.wants_object)
+            == (other.authconfig_namespace(), other.authconfig_name(), other.source(), other.method(), &other.credential, other.audiences(), other.wants_object)
+    }
+}
+
+impl Eq for IdentityRequest {}
 
 impl fmt::Debug for IdentityRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityRequest")
-            .field("authconfig", &format_args!("{}/{}", self.authconfig_namespace, self.authconfig_name))
-            .field("source", &self.source)
-            .field("method", &self.method.kind())
+            .field("authconfig", &format_args!("{}/{}", self.authconfig_namespace(), self.authconfig_name()))
+            .field("source", &self.source())
+            .field("method", &self.method().kind())
             .field("credential", &"<redacted>")
-            .field("audiences", &self.audiences)
+            .field("audiences", &self.audiences())
+            .field("wants_object", &self.wants_object)
             .finish()
     }
 }
@@ -367,7 +412,8 @@ impl SubjectAccessReviewer for NoSubjectAccessReviewer {
 pub enum Decision {
     /// Forward the request, adding `headers` upstream; `dynamic_metadata` goes to Envoy under
     /// `envoy.filters.http.ext_authz`. `identity` is `None` when the top-level `when` skipped
-    /// the AuthConfig.
+    /// the AuthConfig, and may be `Null` when nothing read it (see
+    /// [`IdentityRequest::wants_object`]).
     Allow { headers: Vec<(String, String)>, dynamic_metadata: Map<String, Value>, identity: Option<Value> },
     /// Answer the client with `code`, `headers` (in order; `WWW-Authenticate` may repeat) and
     /// `body`. `grpc_code` is `CheckResponse.status.code`; `message` is the reason (also in
@@ -463,6 +509,8 @@ pub struct Evaluation {
     request_method: String,
     request_path: String,
     credentials: Vec<Option<String>>,
+    /// Whether anything in the AuthConfig reads the authorization JSON beyond `auth`.
+    reads_data: bool,
     data: Value,
     phase: Phase,
     identity_errors: Vec<(String, String)>,
@@ -485,12 +533,14 @@ impl fmt::Debug for Evaluation {
 impl Evaluation {
     pub fn new(config: Arc<AuthConfig>, request: &AuthRequest) -> Self {
         let credentials = config.authentication.iter().map(|a| request.credential(&a.credentials)).collect();
+        let reads_data = reads_authorization_json(&config);
         Self {
             request_host: request.host.clone(),
             request_method: request.method.clone(),
             request_path: request.path.clone(),
             credentials,
-            data: if reads_authorization_json(&config) { request.authorization_json() } else { Value::Object(Map::from_iter([("auth".to_owned(), auth_skeleton())])) },
+            reads_data,
+            data: if reads_data { request.authorization_json() } else { Value::Object(Map::from_iter([("auth".to_owned(), auth_skeleton())])) },
             phase: Phase::New,
             identity_errors: Vec::new(),
             identity_unavailable: false,
@@ -498,8 +548,9 @@ impl Evaluation {
         }
     }
 
-    /// The authorization JSON as it stands (identity and policy results filled in as they come).
-    /// Only `auth` when the AuthConfig reads nothing else: no condition, selector or pattern.
+    /// The authorization JSON as it stands (identity and policy results filled in as they come;
+    /// once allowed, the identity has moved into the [`Decision`]). Only `auth` when the
+    /// AuthConfig reads nothing else: no condition, selector or pattern.
     pub fn authorization_json(&self) -> &Value {
         &self.data
     }
@@ -578,22 +629,21 @@ impl Evaluation {
                     Some(identity) if !identity.is_null() => return self.identity_succeeded(i, identity),
                     _ => self.identity_errors.push((source.name.clone(), "could not retrieve identity object or null".to_owned())),
                 },
-                method => match self.credentials.get(i).cloned().flatten() {
+                // each source is asked once, so its credential moves into the request
+                method => match self.credentials.get_mut(i).and_then(Option::take) {
                     None => self.identity_errors.push((source.name.clone(), CREDENTIAL_NOT_FOUND.to_owned())),
                     Some(credential) => {
-                        let audiences = match method {
+                        let host_audience = match method {
                             IdentityMethod::KubernetesTokenReview { audiences, .. } if audiences.is_empty() => vec![self.request_host.clone()],
-                            IdentityMethod::KubernetesTokenReview { audiences, .. } => audiences.clone(),
                             _ => Vec::new(),
                         };
                         self.phase = Phase::AwaitIdentity(i);
                         return Step::Identity(IdentityRequest {
-                            authconfig_namespace: config.namespace.clone(),
-                            authconfig_name: config.name.clone(),
-                            source: source.name.clone(),
-                            method: method.clone(),
                             credential,
-                            audiences,
+                            host_audience,
+                            wants_object: self.reads_data,
+                            source: i,
+                            config,
                         });
                     }
                 },
@@ -735,7 +785,8 @@ impl Evaluation {
                 map.insert(item.name.clone(), value);
             }
         }
-        let identity = self.data.get("auth").and_then(|a| a.get("identity")).cloned();
+        // The evaluation is over: the identity moves into the decision.
+        let identity = self.data.get_mut("auth").and_then(|a| a.get_mut("identity")).map(Value::take);
         Decision::Allow { headers, dynamic_metadata, identity }
     }
 

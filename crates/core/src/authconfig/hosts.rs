@@ -121,12 +121,19 @@ impl HostIndex {
     /// The AuthConfig for a request's host (`host` context extension, or `:authority` with its
     /// port): `host` as written, then without its port.
     pub fn lookup(&self, host: &str) -> Option<&Arc<AuthConfig>> {
-        let host = host.to_ascii_lowercase();
+        // hosts are nearly always sent in lower case: copy only when not
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) { std::borrow::Cow::Owned(host.to_ascii_lowercase()) } else { std::borrow::Cow::Borrowed(host) };
         if let Some(found) = self.find(&host) {
             return Some(found);
         }
         let (bare, _port) = host.split_once(':')?;
         self.find(bare)
+    }
+
+    /// The indexed AuthConfigs, each once.
+    pub fn configs(&self) -> impl Iterator<Item = &Arc<AuthConfig>> {
+        let mut seen = std::collections::HashSet::new();
+        self.hosts.values().filter(move |config| seen.insert(Arc::as_ptr(config)))
     }
 
     /// Number of indexed hosts.
