@@ -61,7 +61,7 @@ async fn check(State(authorizer): State<Arc<Authorizer>>, request: Request) -> R
         Err(_) => return plain(StatusCode::BAD_REQUEST, "cannot read the request body"),
     };
     let decision = match original_request(&parts, &body) {
-        Some(auth) => authorize(authorizer, auth).await,
+        Some(auth) => authorizer.check(&auth).await,
         None => Decision::invalid_request(),
     };
     decision_response(&decision)
@@ -77,12 +77,6 @@ fn too_large() -> Response {
 
 fn plain(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()
-}
-
-/// Runs the check. A cached identity costs microseconds, so it runs inline: handing every
-/// request to the blocking pool would cost more than it saves.
-pub(crate) async fn authorize(authorizer: Arc<Authorizer>, request: AuthRequest) -> Decision {
-    authorizer.check(&request).await
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

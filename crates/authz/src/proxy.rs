@@ -16,13 +16,12 @@
 //! client address in `X-Forwarded-For` and in the check's `source`. Only `http://` upstreams
 //! are supported; protocol upgrades (WebSocket) are not proxied.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{StatusCode, Uri};
@@ -33,7 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokenwarden_core::authconfig::{AuthRequest, Decision};
 
 use crate::Authorizer;
-use crate::http::{add_headers, authorize, decision_response, request_host, set_peer, wire_header};
+use crate::http::{add_headers, decision_response, request_host, set_peer, wire_header};
 
 /// How long the upstream may take to send its response headers.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,20 +122,23 @@ fn one_line(status: StatusCode, message: &str) -> Response {
 
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let host = request_host(&parts);
-    let path_and_query = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str).to_owned();
-
-    let mut auth = AuthRequest::new(parts.method.as_str(), &host, &path_and_query);
+    // The check's copies of host, path and client address are reused for the upstream request.
+    let mut auth = AuthRequest {
+        method: parts.method.as_str().to_owned(),
+        host: request_host(&parts),
+        path: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str).to_owned(),
+        scheme: "http".to_owned(),
+        ..AuthRequest::default()
+    };
     if let Some(pinned) = &proxy.options.host {
         auth.context_extensions.insert("host".to_owned(), pinned.clone());
     }
-    auth.scheme = "http".to_owned();
     add_headers(&mut auth, &parts.headers);
     set_peer(&mut auth, &parts);
     if let Some(id) = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
         id.clone_into(&mut auth.id);
     }
-    let decision = authorize(Arc::clone(&proxy.authorizer), auth).await;
+    let decision = proxy.authorizer.check(&auth).await;
     let Decision::Allow { headers: success, .. } = &decision else {
         return decision_response(&decision);
     };
@@ -145,7 +147,8 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let Some(authority) = proxy.authority.clone() else {
         return one_line(StatusCode::BAD_GATEWAY, "upstream unavailable: no upstream host configured");
     };
-    let Ok(path) = PathAndQuery::try_from(format!("{}{}", proxy.base_path, path_and_query)) else {
+    let path = if proxy.base_path.is_empty() { std::mem::take(&mut auth.path) } else { format!("{}{}", proxy.base_path, auth.path) };
+    let Ok(path) = PathAndQuery::try_from(path) else {
         return one_line(StatusCode::BAD_REQUEST, "invalid request path");
     };
     let Ok(uri) = Uri::builder().scheme(proxy.scheme.clone()).authority(authority).path_and_query(path).build() else {
@@ -157,17 +160,18 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     if proxy.options.strip_credential {
         headers.remove(header::AUTHORIZATION);
     }
-    let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
-    if let Some(ip) = client_ip {
+    // `source.address` is the client's address when the connection is known (`set_peer`).
+    let client_ip = std::mem::take(&mut auth.source.address);
+    if !client_ip.is_empty() {
         let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(previous) if !previous.trim().is_empty() => format!("{previous}, {ip}"),
-            _ => ip,
+            Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client_ip}"),
+            _ => client_ip,
         };
         if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
             headers.insert("x-forwarded-for", value);
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&host) {
+    if let Ok(value) = HeaderValue::from_str(&auth.host) {
         headers.insert("x-forwarded-host", value.clone());
         // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
         headers.entry(header::HOST).or_insert(value);

@@ -110,13 +110,14 @@ impl AuthRequest {
     /// [`AuthRequest::add_header`] with owned strings, which it keeps rather than copies.
     pub fn insert_header(&mut self, mut name: String, value: String) {
         name.make_ascii_lowercase();
-        match self.headers.get_mut(&name) {
-            Some(existing) => {
+        match self.headers.entry(name) {
+            std::collections::btree_map::Entry::Occupied(mut existing) => {
+                let existing = existing.get_mut();
                 existing.push(',');
                 existing.push_str(&value);
             }
-            None => {
-                self.headers.insert(name, value);
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(value);
             }
         }
     }
@@ -509,9 +510,12 @@ pub struct Evaluation {
     request_method: String,
     request_path: String,
     credentials: Vec<Option<String>>,
-    /// Whether anything in the AuthConfig reads the authorization JSON beyond `auth`.
+    /// Whether anything in the AuthConfig reads the authorization JSON.
     reads_data: bool,
+    /// The authorization JSON; `Null` when nothing reads it.
     data: Value,
+    /// The verified identity, when `data` is not built.
+    identity: Option<Value>,
     phase: Phase,
     identity_errors: Vec<(String, String)>,
     identity_unavailable: bool,
@@ -540,7 +544,8 @@ impl Evaluation {
             request_path: request.path.clone(),
             credentials,
             reads_data,
-            data: if reads_data { request.authorization_json() } else { Value::Object(Map::from_iter([("auth".to_owned(), auth_skeleton())])) },
+            data: if reads_data { request.authorization_json() } else { Value::Null },
+            identity: None,
             phase: Phase::New,
             identity_errors: Vec::new(),
             identity_unavailable: false,
@@ -549,8 +554,8 @@ impl Evaluation {
     }
 
     /// The authorization JSON as it stands (identity and policy results filled in as they come;
-    /// once allowed, the identity has moved into the [`Decision`]). Only `auth` when the
-    /// AuthConfig reads nothing else: no condition, selector or pattern.
+    /// once allowed, the identity has moved into the [`Decision`]). `Null` when the AuthConfig
+    /// reads none of it: no condition, selector, pattern or response.
     pub fn authorization_json(&self) -> &Value {
         &self.data
     }
@@ -668,11 +673,11 @@ impl Evaluation {
         let config = Arc::clone(&self.config);
         if let Some(source) = config.authentication.get(i) {
             if source.defaults.is_empty() && source.overrides.is_empty() {
-                self.set_auth("identity", identity);
+                self.set_identity(identity);
                 return self.run_authorization(0);
             }
             // defaults and overrides see the identity as verified
-            self.set_auth("identity", identity.clone());
+            self.set_identity(identity.clone());
             if let Value::Object(obj) = &mut identity {
                 for (key, value) in &source.defaults {
                     if !obj.contains_key(key) {
@@ -683,14 +688,17 @@ impl Evaluation {
                     obj.insert(key.clone(), value.resolve(&self.data));
                 }
             }
-            self.set_auth("identity", identity);
+            self.set_identity(identity);
         }
         self.run_authorization(0)
     }
 
-    fn set_auth(&mut self, key: &str, value: Value) {
-        if let Some(auth) = self.data.get_mut("auth").and_then(Value::as_object_mut) {
-            auth.insert(key.to_owned(), value);
+    fn set_identity(&mut self, identity: Value) {
+        match self.data.get_mut("auth").and_then(Value::as_object_mut) {
+            Some(auth) => {
+                auth.insert("identity".to_owned(), identity);
+            }
+            None => self.identity = Some(identity),
         }
     }
 
@@ -786,7 +794,10 @@ impl Evaluation {
             }
         }
         // The evaluation is over: the identity moves into the decision.
-        let identity = self.data.get_mut("auth").and_then(|a| a.get_mut("identity")).map(Value::take);
+        let identity = match self.identity.take() {
+            Some(identity) => Some(identity),
+            None => self.data.get_mut("auth").and_then(|a| a.get_mut("identity")).map(Value::take),
+        };
         Decision::Allow { headers, dynamic_metadata, identity }
     }
 
