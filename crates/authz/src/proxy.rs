@@ -145,12 +145,19 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let Decision::Allow { headers: success, .. } = &decision else {
         return decision_response(&decision);
     };
+    // `source.address` is the client's address when the connection is known (`set_peer`).
+    let (host, mut path, client_ip) = (std::mem::take(&mut auth.host), std::mem::take(&mut auth.path), std::mem::take(&mut auth.source.address));
+    // The check's copy of the headers (the credential among them) goes now, not after the
+    // upstream answers.
+    drop(auth);
 
     // The upstream URI: the upstream's scheme, authority and base path, then the request's path.
     let Some(authority) = proxy.authority.clone() else {
         return one_line(StatusCode::BAD_GATEWAY, "upstream unavailable: no upstream host configured");
     };
-    let path = if proxy.base_path.is_empty() { std::mem::take(&mut auth.path) } else { format!("{}{}", proxy.base_path, auth.path) };
+    if !proxy.base_path.is_empty() {
+        path.insert_str(0, &proxy.base_path);
+    }
     let Ok(path) = PathAndQuery::try_from(path) else {
         return one_line(StatusCode::BAD_REQUEST, "invalid request path");
     };
@@ -163,8 +170,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     if proxy.options.strip_credential {
         headers.remove(header::AUTHORIZATION);
     }
-    // `source.address` is the client's address when the connection is known (`set_peer`).
-    let client_ip = std::mem::take(&mut auth.source.address);
     if !client_ip.is_empty() {
         let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client_ip}"),
@@ -174,7 +179,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             headers.insert("x-forwarded-for", value);
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&auth.host) {
+    if let Ok(value) = HeaderValue::from_str(&host) {
         headers.insert("x-forwarded-host", value.clone());
         // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
         headers.entry(header::HOST).or_insert(value);

@@ -242,9 +242,10 @@ fn auth_skeleton() -> Value {
     json!({"identity": null, "metadata": {}, "authorization": {}, "response": {}, "callbacks": {}})
 }
 
-/// Whether evaluating `config` may read the authorization JSON beyond `auth`: a condition, a
-/// selector or a pattern anywhere. Most AuthConfigs (one token review, no policy) read nothing,
-/// and building the request part would cost more than the rest of their check.
+/// Whether evaluating `config` may read the authorization JSON at all: a condition, a selector,
+/// a pattern or a response anywhere. Most AuthConfigs (one token review, no policy) read
+/// nothing, and building it (or the identity object) would cost more than the rest of their
+/// check.
 fn reads_authorization_json(config: &AuthConfig) -> bool {
     let selector = |v: &ValueOrSelector| matches!(v, ValueOrSelector::Selector(_));
     let any_selector = |v: &Option<ValueOrSelector>| v.as_ref().is_some_and(selector);
@@ -284,8 +285,8 @@ fn reads_authorization_json(config: &AuthConfig) -> bool {
 #[derive(Clone)]
 pub struct IdentityRequest {
     config: Arc<AuthConfig>,
-    /// The identity source: `config.authentication[source]`.
-    source: usize,
+    /// The identity source is `config.authentication[source_index]`.
+    source_index: usize,
     pub credential: String,
     /// `[request host]` for a `kubernetesTokenReview` without audiences, else empty.
     host_audience: Vec<String>,
@@ -303,11 +304,11 @@ impl IdentityRequest {
 
     /// The identity source's name (`spec.authentication.<name>`).
     pub fn source(&self) -> &str {
-        self.config.authentication.get(self.source).map_or("", |a| a.name.as_str())
+        self.config.authentication.get(self.source_index).map_or("", |a| a.name.as_str())
     }
 
     pub fn method(&self) -> &IdentityMethod {
-        self.config.authentication.get(self.source).map_or(&IdentityMethod::Anonymous, |a| &a.method)
+        self.config.authentication.get(self.source_index).map_or(&IdentityMethod::Anonymous, |a| &a.method)
     }
 
     /// For `kubernetesTokenReview`: the configured audiences, or `[request host]` (port
@@ -413,8 +414,8 @@ impl SubjectAccessReviewer for NoSubjectAccessReviewer {
 pub enum Decision {
     /// Forward the request, adding `headers` upstream; `dynamic_metadata` goes to Envoy under
     /// `envoy.filters.http.ext_authz`. `identity` is `None` when the top-level `when` skipped
-    /// the AuthConfig, and may be `Null` when nothing read it (see
-    /// [`IdentityRequest::wants_object`]).
+    /// the AuthConfig, and may be `Null` (without `defaults` or `overrides`) when nothing read
+    /// it (see [`IdentityRequest::wants_object`]).
     Allow { headers: Vec<(String, String)>, dynamic_metadata: Map<String, Value>, identity: Option<Value> },
     /// Answer the client with `code`, `headers` (in order; `WWW-Authenticate` may repeat) and
     /// `body`. `grpc_code` is `CheckResponse.status.code`; `message` is the reason (also in
@@ -647,7 +648,7 @@ impl Evaluation {
                             credential,
                             host_audience,
                             wants_object: self.reads_data,
-                            source: i,
+                            source_index: i,
                             config,
                         });
                     }
@@ -676,8 +677,10 @@ impl Evaluation {
                 self.set_identity(identity);
                 return self.run_authorization(0);
             }
-            // defaults and overrides see the identity as verified
-            self.set_identity(identity.clone());
+            // defaults and overrides see the identity as verified (when anything is read)
+            if self.reads_data {
+                self.set_identity(identity.clone());
+            }
             if let Value::Object(obj) = &mut identity {
                 for (key, value) in &source.defaults {
                     if !obj.contains_key(key) {
