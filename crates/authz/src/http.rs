@@ -91,7 +91,11 @@ pub(crate) fn request_host(parts: &Parts) -> String {
 /// Every header, lower-cased, repeated ones merged with `,`; non-UTF-8 values lossily.
 pub(crate) fn add_headers(request: &mut AuthRequest, headers: &HeaderMap) {
     for (name, value) in headers {
-        request.add_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+        // The strict check is the fast one (the lossy scan goes byte by byte through a token).
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(value) => request.add_header(name.as_str(), value),
+            Err(_) => request.insert_header(name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        }
     }
 }
 
@@ -217,5 +221,24 @@ pub fn decision_response(decision: &Decision) -> Response {
             }
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+    use super::*;
+
+    #[test]
+    fn headers_are_copied_merged_and_non_utf8_values_lossily() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        headers.insert("x-bin", HeaderValue::from_bytes(b"ok\xff").unwrap());
+        let mut request = AuthRequest::default();
+        add_headers(&mut request, &headers);
+        assert_eq!(request.headers.get("x-a").map(String::as_str), Some("1,2"));
+        assert_eq!(request.headers.get("x-bin").map(String::as_str), Some("ok\u{fffd}"));
+        assert_eq!(request.headers.len(), 2);
     }
 }

@@ -8,6 +8,8 @@
 //!   as tokenwarden's proxy (axum-server, hyper-util's pooled client), with no authorization:
 //!   the ceiling for any gateway on the machine.
 //! - `noop-check`: an ext_authz `Check` server on the same tonic stack that allows everything.
+//! - Both baselines as floors (`--hash-token`, `--verify-key`): the least any authorizer must
+//!   do with each bearer token, and nothing else.
 //! - `mint`: tokens like the server's own (the template's header and claims, a distinct
 //!   `jti` each), signed with the server's key file; `--expired` moves them into the past.
 
