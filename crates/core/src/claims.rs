@@ -1,6 +1,7 @@
 //! The JWT claims kube-apiserver writes: bound tokens (TokenRequest) and legacy Secret tokens.
 //! Fields are declared in alphabetical order so tokens serialize as Go's map marshalling does.
 
+use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The issuer of legacy (Secret-based) tokens.
@@ -74,19 +75,31 @@ pub fn split_username(username: &str) -> Option<(&str, &str)> {
     (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
 }
 
-/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3). Read by a visitor: an untagged
+/// enum buffers the value and, for the array every ServiceAccount token carries, first builds
+/// the error of the string variant.
 fn audience<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Aud {
-        One(String),
-        Many(Vec<String>),
+    struct Audience;
+    impl<'de> Visitor<'de> for Audience {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Self::Value, E> {
+            Ok(vec![one.to_owned()])
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut many = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+            while let Some(one) = seq.next_element()? {
+                many.push(one);
+            }
+            Ok(many)
+        }
     }
-    Ok(match Option::<Aud>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Aud::One(a)) => vec![a],
-        Some(Aud::Many(a)) => a,
-    })
+    d.deserialize_any(Audience)
 }
 
 /// NumericDate: JSON number, possibly fractional (go-jose accepts floats), truncated.
@@ -133,6 +146,11 @@ mod tests {
         assert_eq!((c.aud, c.exp), (vec!["x".to_owned()], Some(12)));
         assert!(serde_json::from_value::<Claims>(json!({"exp": "soon"})).is_err());
         assert!(serde_json::from_value::<Claims>(json!({"aud": [1]})).is_err());
+        assert!(serde_json::from_value::<Claims>(json!({"aud": 1})).is_err());
+        let c: Claims = serde_json::from_str(r#"{"aud": ["a", "b"]}"#).unwrap();
+        assert_eq!(c.aud, ["a", "b"]);
+        let c: Claims = serde_json::from_str(r#"{"aud": null}"#).unwrap();
+        assert!(c.aud.is_empty());
         assert!(serde_json::from_value::<Claims>(json!({"exp": 1e300})).is_err());
     }
 

@@ -51,8 +51,16 @@ struct Entry {
 
 #[derive(Default)]
 struct Flight {
-    state: Mutex<FlightState>,
+    state: Mutex<FlightProgress>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct FlightProgress {
+    state: FlightState,
+    /// Callers asleep on `changed`. Almost always none, and a wake-up is a system call even
+    /// then (std's futex condvar), so the leader wakes only when someone waits.
+    waiting: usize,
 }
 
 #[derive(Default)]
@@ -90,10 +98,14 @@ impl Shard {
 impl Flight {
     /// The verifying caller's outcome, `None` if it gave up.
     fn wait(&self) -> Option<Result<Arc<VerifiedToken>, ReviewError>> {
-        let mut state = lock(&self.state);
+        let mut progress = lock(&self.state);
         loop {
-            match &*state {
-                FlightState::Running => state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+            match &progress.state {
+                FlightState::Running => {
+                    progress.waiting += 1;
+                    progress = self.changed.wait(progress).unwrap_or_else(PoisonError::into_inner);
+                    progress.waiting -= 1;
+                }
                 FlightState::Done(result) => return Some(result.clone()),
                 FlightState::Abandoned => return None,
             }
@@ -101,11 +113,17 @@ impl Flight {
     }
 
     fn finish(&self, state: FlightState) {
-        let mut current = lock(&self.state);
-        if matches!(*current, FlightState::Running) {
-            *current = state;
+        let mut progress = lock(&self.state);
+        if matches!(progress.state, FlightState::Running) {
+            progress.state = state;
         }
-        self.changed.notify_all();
+        if progress.waiting > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        matches!(lock(&self.state).state, FlightState::Running)
     }
 }
 
@@ -118,7 +136,7 @@ struct Leader<'a> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        if matches!(*lock(&self.flight.state), FlightState::Running) {
+        if self.flight.is_running() {
             lock(self.shard).flights.remove(&self.key);
             self.flight.finish(FlightState::Abandoned);
         }
