@@ -6,7 +6,6 @@
 //! names (cheap: memory lookups), and must run on every review, cached or not.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -89,10 +88,14 @@ pub struct VerifiedToken {
     /// `:` and the string (a separate table of offsets would be one more allocation).
     text: Box<str>,
     /// Which optional claims are present ([`JTI`], [`POD`], [`SECRET`], [`NODE`], [`EXP`],
-    /// [`NBF`], [`IAT`]).
+    /// [`NBF`], [`IAT`], [`AUD`]).
     present: u8,
     /// `exp`, `nbf`, `iat` (unix seconds), where present.
     times: [i64; 3],
+    /// Where in `text` the strings of [`STARTS`] start, so a lookup
+    /// skips at most a few strings (every cached review reads them). Fits in the struct's
+    /// padding: a cache holds a million of these.
+    starts: [u16; 3],
     /// Issued by the legacy tokens controller (issuer `kubernetes/serviceaccount`).
     legacy: Option<Box<Legacy>>,
 }
@@ -130,6 +133,10 @@ const NODE: u8 = 8;
 const EXP: u8 = 16;
 const NBF: u8 = 32;
 const IAT: u8 = 64;
+const AUD: u8 = 128;
+/// The strings whose offsets [`VerifiedToken::starts`] records: the namespace, the Pod name and
+/// the first audience.
+const STARTS: [usize; 3] = [Field::Namespace as usize, Field::PodName as usize, FIELDS];
 
 /// `name` + `uid` of an object a bound token names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,40 +147,41 @@ pub struct ObjectRef<'a> {
 
 impl VerifiedToken {
     fn new(claims: &Claims, legacy: Option<Legacy>) -> Self {
-        let mut text = String::new();
-        let mut push = |s: &str| {
-            // writing to a String cannot fail
-            let _ = write!(text, "{}:{s}", s.len());
-        };
-        let mut present = 0;
-        push(claims.jti.as_deref().unwrap_or_default());
-        if claims.jti.is_some() {
-            present |= JTI;
-        }
+        let mut fields = [""; FIELDS];
+        let mut present = if claims.jti.is_some() { JTI } else { 0 };
+        fields[Field::Jti as usize] = claims.jti.as_deref().unwrap_or_default();
         if legacy.is_some() {
-            for value in [&claims.legacy_namespace, &claims.legacy_service_account_name, &claims.legacy_service_account_uid] {
-                push(value.as_deref().unwrap_or_default());
+            fn value(v: &Option<String>) -> &str {
+                v.as_deref().unwrap_or_default()
             }
-            for value in ["", "", claims.legacy_secret_name.as_deref().unwrap_or_default(), "", "", ""] {
-                push(value);
-            }
-        } else {
-            let empty = crate::claims::KubernetesClaims::default();
-            let private = claims.kubernetes.as_ref().unwrap_or(&empty);
-            push(&private.namespace);
-            push(&private.serviceaccount.name);
-            push(&private.serviceaccount.uid);
-            for (flag, reference) in [(POD, &private.pod), (SECRET, &private.secret), (NODE, &private.node)] {
-                let reference = reference.as_ref();
-                if reference.is_some() {
+            fields[Field::Namespace as usize] = value(&claims.legacy_namespace);
+            fields[Field::ServiceAccountName as usize] = value(&claims.legacy_service_account_name);
+            fields[Field::ServiceAccountUid as usize] = value(&claims.legacy_service_account_uid);
+            fields[Field::SecretName as usize] = value(&claims.legacy_secret_name);
+        } else if let Some(private) = &claims.kubernetes {
+            fields[Field::Namespace as usize] = &private.namespace;
+            fields[Field::ServiceAccountName as usize] = &private.serviceaccount.name;
+            fields[Field::ServiceAccountUid as usize] = &private.serviceaccount.uid;
+            for (flag, reference, name) in [(POD, &private.pod, Field::PodName), (SECRET, &private.secret, Field::SecretName), (NODE, &private.node, Field::NodeName)] {
+                if let Some(reference) = reference {
                     present |= flag;
+                    fields[name as usize] = &reference.name;
+                    fields[name as usize + 1] = &reference.uid;
                 }
-                push(reference.map_or("", |r| r.name.as_str()));
-                push(reference.map_or("", |r| r.uid.as_str()));
             }
         }
-        for aud in &claims.aud {
-            push(aud);
+        let strings = || fields.iter().copied().chain(claims.aud.iter().map(String::as_str));
+        let mut text = String::with_capacity(strings().map(|s| s.len() + 6).sum());
+        let mut starts = [0; 3];
+        for (i, string) in strings().enumerate() {
+            if let Some(slot) = STARTS.iter().position(|&at| at == i) {
+                // Tokens are at most 16 KiB (`jwt::MAX_TOKEN_BYTES`); were one longer, lookups
+                // would find nothing and the review would fail.
+                starts[slot] = u16::try_from(text.len()).unwrap_or(u16::MAX);
+            }
+            text.push_str(itoa::Buffer::new().format(string.len()));
+            text.push(':');
+            text.push_str(string);
         }
         let mut times = [0; 3];
         for (i, (flag, time)) in [(EXP, claims.exp), (NBF, claims.nbf), (IAT, claims.iat)].into_iter().enumerate() {
@@ -182,11 +190,15 @@ impl VerifiedToken {
                 times[i] = time;
             }
         }
-        Self { text: text.into_boxed_str(), present, times, legacy: legacy.map(Box::new) }
+        if !claims.aud.is_empty() {
+            present |= AUD;
+        }
+        Self { text: text.into_boxed_str(), present, times, starts, legacy: legacy.map(Box::new) }
     }
 
-    fn strings(&self) -> impl Iterator<Item = &str> {
-        let mut rest = &*self.text;
+    /// The strings of `text` from byte `start` on.
+    fn strings_from(&self, start: u16) -> impl Iterator<Item = &str> {
+        let mut rest = self.text.get(usize::from(start)..).unwrap_or_default();
         std::iter::from_fn(move || {
             let (len, after) = rest.split_once(':')?;
             let (string, next) = after.split_at_checked(len.parse().ok()?)?;
@@ -196,7 +208,13 @@ impl VerifiedToken {
     }
 
     fn field(&self, field: Field) -> &str {
-        self.strings().nth(field as usize).unwrap_or_default()
+        // From the nearest recorded start before it.
+        let (start, skip) = match field as usize {
+            i if i >= Field::PodName as usize => (self.starts[1], i - Field::PodName as usize),
+            i if i >= Field::Namespace as usize => (self.starts[0], i - Field::Namespace as usize),
+            i => (0, i),
+        };
+        self.strings_from(start).nth(skip).unwrap_or_default()
     }
 
     fn time(&self, flag: u8, index: usize) -> Option<i64> {
@@ -209,7 +227,14 @@ impl VerifiedToken {
 
     /// The `aud` claim.
     pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        self.strings().skip(FIELDS)
+        // None at all: no start was recorded, and the walk would begin at the first field.
+        let start = if self.present & AUD != 0 { self.starts[2] } else { u16::try_from(self.text.len()).unwrap_or(u16::MAX) };
+        self.strings_from(start)
+    }
+
+    /// Whether the token carries an `aud` claim with at least one audience.
+    fn has_audiences(&self) -> bool {
+        self.present & AUD != 0
     }
 
     /// The `exp` claim (unix seconds).
@@ -309,7 +334,7 @@ pub fn authenticate(
     lookup: &impl ObjectLookup,
     now: Timestamp,
 ) -> Result<Vec<String>, ReviewError> {
-    let own = token.audiences().next().is_some();
+    let own = token.has_audiences();
     let carries = |aud: &str| if own { token.audiences().any(|a| a == aud) } else { config.api_audiences.iter().any(|a| a == aud) };
     let requested: &[String] = if requested.is_empty() { &config.api_audiences } else { requested };
     let audiences: Vec<String> = requested.iter().filter(|r| carries(r)).cloned().collect();
@@ -468,4 +493,73 @@ fn check_legacy_claims(claims: &Claims) -> Result<(), ReviewError> {
         return Err(ReviewError::rejected("sub claim is invalid"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{KubernetesClaims, Ref};
+
+    fn reference(name: &str, uid: &str) -> Option<Ref> {
+        Some(Ref { name: name.to_owned(), uid: uid.to_owned() })
+    }
+
+    #[test]
+    fn every_string_reads_back_as_the_claims_held_it() {
+        let claims = Claims {
+            aud: vec!["a:1".to_owned(), String::new(), "ünï".to_owned()],
+            jti: Some("j".to_owned()),
+            kubernetes: Some(KubernetesClaims {
+                namespace: "ns".to_owned(),
+                serviceaccount: Ref { name: "sa".to_owned(), uid: "12:34".to_owned() },
+                pod: reference("pod", "pod-uid"),
+                secret: reference("", "secret-uid"),
+                node: reference("node", "node-uid"),
+                ..KubernetesClaims::default()
+            }),
+            ..Claims::default()
+        };
+        let token = VerifiedToken::new(&claims, None);
+        assert_eq!(token.audiences().collect::<Vec<_>>(), ["a:1", "", "ünï"]);
+        assert!(token.has_audiences());
+        assert_eq!(token.jti(), Some("j"));
+        assert_eq!(
+            [Field::Namespace, Field::ServiceAccountName, Field::ServiceAccountUid].map(|f| token.field(f)),
+            ["ns", "sa", "12:34"]
+        );
+        assert_eq!(token.pod(), Some(ObjectRef { name: "pod", uid: "pod-uid" }));
+        assert_eq!(token.secret(), Some(ObjectRef { name: "", uid: "secret-uid" }));
+        assert_eq!(token.node(), Some(ObjectRef { name: "node", uid: "node-uid" }));
+    }
+
+    #[test]
+    fn a_token_without_audiences_or_objects_reads_back_empty() {
+        let token = VerifiedToken::new(&Claims { jti: None, ..Claims::default() }, None);
+        assert_eq!(token.audiences().count(), 0);
+        assert!(!token.has_audiences());
+        assert_eq!((token.jti(), token.pod(), token.secret(), token.node()), (None, None, None, None));
+        assert_eq!(token.field(Field::Namespace), "");
+    }
+
+    #[test]
+    fn a_legacy_token_keeps_its_secret_name() {
+        let claims = Claims {
+            legacy_namespace: Some("ns".to_owned()),
+            legacy_secret_name: Some("sa-token".to_owned()),
+            legacy_service_account_name: Some("sa".to_owned()),
+            legacy_service_account_uid: Some("uid".to_owned()),
+            ..Claims::default()
+        };
+        let token = VerifiedToken::new(&claims, Some(Legacy { token_sha256: [0; 32], claims_error: None }));
+        assert_eq!(token.legacy_secret(), Some(("ns", "sa-token")));
+        assert_eq!(token.field(Field::ServiceAccountUid), "uid");
+        assert_eq!(token.secret(), None, "a legacy token names no bound Secret");
+    }
+
+    /// The review cache holds a million of these within the memory target: the offsets
+    /// must stay in the padding.
+    #[test]
+    fn a_verified_token_keeps_its_offsets_in_its_padding() {
+        assert_eq!(std::mem::size_of::<VerifiedToken>(), 56);
+    }
 }
