@@ -92,9 +92,9 @@ pub struct VerifiedToken {
     present: u8,
     /// `exp`, `nbf`, `iat` (unix seconds), where present.
     times: [i64; 3],
-    /// Where in `text` the strings of [`STARTS`] start, so a lookup
-    /// skips at most a few strings (every cached review reads them). Fits in the struct's
-    /// padding: a cache holds a million of these.
+    /// Where in `text` the strings of [`STARTS`] begin, so a lookup skips at most a few
+    /// strings (every cached review reads them); [`BEYOND`] when past `u16`. Fits in the
+    /// struct's padding: a cache holds a million of these.
     starts: [u16; 3],
     /// Issued by the legacy tokens controller (issuer `kubernetes/serviceaccount`).
     legacy: Option<Box<Legacy>>,
@@ -137,6 +137,9 @@ const AUD: u8 = 128;
 /// The strings whose offsets [`VerifiedToken::starts`] records: the namespace, the Pod name and
 /// the first audience.
 const STARTS: [usize; 3] = [Field::Namespace as usize, Field::PodName as usize, FIELDS];
+/// A start past what a `u16` holds. Tokens are at most 16 KiB (`jwt::MAX_TOKEN_BYTES`), so
+/// never; were one longer, its lookups would find nothing and its review would fail.
+const BEYOND: u16 = u16::MAX;
 
 /// `name` + `uid` of an object a bound token names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,9 +178,7 @@ impl VerifiedToken {
         let mut starts = [0; 3];
         for (i, string) in strings().enumerate() {
             if let Some(slot) = STARTS.iter().position(|&at| at == i) {
-                // Tokens are at most 16 KiB (`jwt::MAX_TOKEN_BYTES`); were one longer, lookups
-                // would find nothing and the review would fail.
-                starts[slot] = u16::try_from(text.len()).unwrap_or(u16::MAX);
+                starts[slot] = u16::try_from(text.len()).ok().filter(|&at| at != BEYOND).unwrap_or(BEYOND);
             }
             text.push_str(itoa::Buffer::new().format(string.len()));
             text.push(':');
@@ -198,7 +199,7 @@ impl VerifiedToken {
 
     /// The strings of `text` from byte `start` on.
     fn strings_from(&self, start: u16) -> impl Iterator<Item = &str> {
-        let mut rest = self.text.get(usize::from(start)..).unwrap_or_default();
+        let mut rest = if start == BEYOND { "" } else { self.text.get(usize::from(start)..).unwrap_or_default() };
         std::iter::from_fn(move || {
             let (len, after) = rest.split_once(':')?;
             let (string, next) = after.split_at_checked(len.parse().ok()?)?;
@@ -227,8 +228,8 @@ impl VerifiedToken {
 
     /// The `aud` claim.
     pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        // None at all: no start was recorded, and the walk would begin at the first field.
-        let start = if self.present & AUD != 0 { self.starts[2] } else { u16::try_from(self.text.len()).unwrap_or(u16::MAX) };
+        // None at all: no start was recorded, and a walk from 0 would read the fields.
+        let start = if self.has_audiences() { self.starts[2] } else { BEYOND };
         self.strings_from(start)
     }
 
@@ -554,6 +555,21 @@ mod tests {
         assert_eq!(token.legacy_secret(), Some(("ns", "sa-token")));
         assert_eq!(token.field(Field::ServiceAccountUid), "uid");
         assert_eq!(token.secret(), None, "a legacy token names no bound Secret");
+    }
+
+    #[test]
+    fn strings_past_what_an_offset_holds_read_as_empty_not_as_other_bytes() {
+        let long = "x".repeat(usize::from(u16::MAX) + 10);
+        let claims = Claims {
+            aud: vec!["api".to_owned()],
+            jti: Some(long),
+            kubernetes: Some(KubernetesClaims { namespace: "ns".to_owned(), ..KubernetesClaims::default() }),
+            ..Claims::default()
+        };
+        let token = VerifiedToken::new(&claims, None);
+        assert_eq!(token.field(Field::Namespace), "");
+        assert_eq!(token.audiences().count(), 0);
+        assert_eq!(token.jti().map(str::len), Some(usize::from(u16::MAX) + 10), "what precedes the offsets still reads");
     }
 
     /// The review cache holds a million of these within the memory target: the offsets
