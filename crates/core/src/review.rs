@@ -178,7 +178,7 @@ impl VerifiedToken {
         let mut starts = [0; 3];
         for (i, string) in strings().enumerate() {
             if let Some(slot) = STARTS.iter().position(|&at| at == i) {
-                starts[slot] = u16::try_from(text.len()).ok().filter(|&at| at != BEYOND).unwrap_or(BEYOND);
+                starts[slot] = u16::try_from(text.len()).unwrap_or(BEYOND);
             }
             text.push_str(itoa::Buffer::new().format(string.len()));
             text.push(':');
