@@ -23,7 +23,7 @@
 //! identity source, `X-Ext-Auth-Reason`) and body. Anything that goes wrong inside is a 503:
 //! the check fails closed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -109,10 +109,30 @@ fn protocol(version: axum::http::Version) -> &'static str {
     }
 }
 
+/// An address as `Display` writes it; IPv4 digit by digit (the formatter costs about a
+/// microsecond a request on the proxy, where every request has one).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// `source` from the connection (when served with connect info).
 pub(crate) fn set_peer(request: &mut AuthRequest, parts: &Parts) {
     if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        request.source.address = addr.ip().to_string();
+        request.source.address = ip_text(addr.ip());
         request.source.port = u32::from(addr.port());
     }
     request.protocol = protocol(parts.version).to_owned();
@@ -240,5 +260,13 @@ mod tests {
         assert_eq!(request.headers.get("x-a").map(String::as_str), Some("1,2"));
         assert_eq!(request.headers.get("x-bin").map(String::as_str), Some("ok\u{fffd}"));
         assert_eq!(request.headers.len(), 2);
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.0.100.9", "1.20.200.3", "255.255.255.255", "192.168.7.99", "::1", "::ffff:10.1.2.3", "2001:db8::8"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }
