@@ -122,7 +122,7 @@ impl Authorizer {
 
     /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
     /// answer is a 503 denial.
-    pub async fn check(&self, request: &AuthRequest) -> Decision {
+    pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
         // Never a header value here: they carry credentials.
         tracing::debug!(id = %request.id, method = %request.method, host = %request.host, path = %request.url_path(), "incoming authorization request");
         let decision = self.decide(request).await;
@@ -135,7 +135,7 @@ impl Authorizer {
         decision
     }
 
-    async fn decide(&self, request: &AuthRequest) -> Decision {
+    async fn decide(&self, request: &AuthRequest<'_>) -> Decision {
         let live = self.live();
         let Some(config) = live.index.lookup(request.lookup_host()).cloned() else {
             let decision = Decision::not_found();

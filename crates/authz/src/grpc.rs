@@ -48,17 +48,17 @@ fn peer(peer: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_conte
 /// The request as the core sees it, from `attributes.request.http`; headers from both
 /// `headers` and `header_map` (with `encode_raw_headers`). `None` without HTTP attributes.
 /// Takes the message so its strings move into the request instead of being copied.
-pub fn auth_request(check: CheckRequest) -> Option<AuthRequest> {
+pub fn auth_request(check: CheckRequest) -> Option<AuthRequest<'static>> {
     let attributes = check.attributes?;
     let http = attributes.request?.http?;
     let mut request = AuthRequest {
-        id: http.id,
-        method: http.method,
-        scheme: http.scheme,
-        host: http.host,
-        path: http.path,
-        protocol: http.protocol,
-        body: http.body,
+        id: http.id.into(),
+        method: http.method.into(),
+        scheme: http.scheme.into(),
+        host: http.host.into(),
+        path: http.path.into(),
+        protocol: http.protocol.into(),
+        body: http.body.into(),
         context_extensions: attributes.context_extensions.into_iter().collect(),
         source: peer(attributes.source.as_ref()),
         destination: peer(attributes.destination.as_ref()),

@@ -31,6 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
+use axum::http::uri::Authority;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -84,17 +85,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The host the client asked for: `Host`, else the URI's authority (HTTP/2 `:authority`).
-pub(crate) fn request_host(parts: &Parts) -> String {
-    header(&parts.headers, "host").map(str::to_owned).or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned())).unwrap_or_default()
+pub(crate) fn request_host(parts: &Parts) -> &str {
+    header(&parts.headers, "host").or_else(|| parts.uri.authority().map(Authority::as_str)).unwrap_or_default()
 }
 
-/// Every header, lower-cased, repeated ones merged with `,`; non-UTF-8 values lossily.
-pub(crate) fn add_headers(request: &mut AuthRequest, headers: &HeaderMap) {
+/// Every header, borrowed (names are lower case already), repeated ones merged with `,`;
+/// non-UTF-8 values lossily.
+pub(crate) fn add_headers<'a>(request: &mut AuthRequest<'a>, headers: &'a HeaderMap) {
     for (name, value) in headers {
         // The strict check is the fast one (the lossy scan goes byte by byte through a token).
         match std::str::from_utf8(value.as_bytes()) {
-            Ok(value) => request.add_header(name.as_str(), value),
-            Err(_) => request.insert_header(name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            Ok(value) => request.insert_header(name.as_str(), value),
+            Err(_) => request.insert_header(name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned()),
         }
     }
 }
@@ -130,12 +132,12 @@ fn ip_text(ip: IpAddr) -> String {
 }
 
 /// `source` from the connection (when served with connect info).
-pub(crate) fn set_peer(request: &mut AuthRequest, parts: &Parts) {
+pub(crate) fn set_peer(request: &mut AuthRequest<'_>, parts: &Parts) {
     if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         request.source.address = ip_text(addr.ip());
         request.source.port = u32::from(addr.port());
     }
-    request.protocol = protocol(parts.version).to_owned();
+    request.protocol = protocol(parts.version).into();
 }
 
 /// `path` with Authorino's `/check` prefix removed: `/check` → `/`, `/check/a?b` → `/a?b`,
@@ -151,7 +153,7 @@ pub fn strip_check_prefix(path_and_query: &str) -> String {
 
 /// The request being authorized, from whichever convention the calling proxy follows (see
 /// the module docs). `None` when `X-Original-URL` is not a URL.
-pub fn original_request(parts: &Parts, body: &[u8]) -> Option<AuthRequest> {
+pub fn original_request<'a>(parts: &'a Parts, body: &'a [u8]) -> Option<AuthRequest<'a>> {
     let headers = &parts.headers;
     let own_method = parts.method.as_str();
     let original_method = header(headers, "x-original-method");
@@ -162,30 +164,30 @@ pub fn original_request(parts: &Parts, body: &[u8]) -> Option<AuthRequest> {
         // ingress-nginx: `$scheme://$http_host$request_uri`
         let uri: Uri = url.parse().ok()?;
         let authority = uri.authority()?.as_str().to_owned();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), &authority, path);
-        request.scheme = uri.scheme_str().unwrap_or("http").to_owned();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), authority, path);
+        request.scheme = uri.scheme_str().unwrap_or("http").to_owned().into();
         request
     } else if let Some(uri) = header(headers, "x-original-uri") {
         // nginx `auth_request`
-        let host = forwarded_host.map_or_else(|| request_host(parts), str::to_owned);
-        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), &host, uri);
-        request.scheme = forwarded_proto.unwrap_or("http").to_owned();
+        let host = forwarded_host.unwrap_or_else(|| request_host(parts));
+        let mut request = AuthRequest::new(original_method.unwrap_or(own_method), host, uri);
+        request.scheme = forwarded_proto.unwrap_or("http").into();
         request
     } else if header(headers, "x-forwarded-uri").is_some() || header(headers, "x-forwarded-method").is_some() {
         // Traefik ForwardAuth
-        let host = forwarded_host.map_or_else(|| request_host(parts), str::to_owned);
+        let host = forwarded_host.unwrap_or_else(|| request_host(parts));
         let path = header(headers, "x-forwarded-uri").unwrap_or("/");
         let method = header(headers, "x-forwarded-method").unwrap_or(own_method);
-        let mut request = AuthRequest::new(method, &host, path);
-        request.scheme = forwarded_proto.unwrap_or("http").to_owned();
+        let mut request = AuthRequest::new(method, host, path);
+        request.scheme = forwarded_proto.unwrap_or("http").into();
         request
     } else {
         // Envoy `http_service` / Authorino's raw `/check`
         forwarded = false;
         let path = strip_check_prefix(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
-        let mut request = AuthRequest::new(own_method, &request_host(parts), &path);
-        request.scheme = forwarded_proto.or_else(|| parts.uri.scheme_str()).unwrap_or("http").to_owned();
+        let mut request = AuthRequest::new(own_method, request_host(parts), path);
+        request.scheme = forwarded_proto.or_else(|| parts.uri.scheme_str()).unwrap_or("http").into();
         request
     };
     add_headers(&mut request, headers);
@@ -199,9 +201,9 @@ pub fn original_request(parts: &Parts, body: &[u8]) -> Option<AuthRequest> {
         }
     }
     if let Some(id) = header(headers, "x-request-id") {
-        id.clone_into(&mut request.id);
+        request.id = id.into();
     }
-    request.body = String::from_utf8_lossy(body).into_owned();
+    request.body = String::from_utf8_lossy(body);
     Some(request)
 }
 
@@ -257,8 +259,8 @@ mod tests {
         headers.insert("x-bin", HeaderValue::from_bytes(b"ok\xff").unwrap());
         let mut request = AuthRequest::default();
         add_headers(&mut request, &headers);
-        assert_eq!(request.headers.get("x-a").map(String::as_str), Some("1,2"));
-        assert_eq!(request.headers.get("x-bin").map(String::as_str), Some("ok\u{fffd}"));
+        assert_eq!(request.header("x-a"), Some("1,2"));
+        assert_eq!(request.header("x-bin"), Some("ok\u{fffd}"));
         assert_eq!(request.headers.len(), 2);
     }
 

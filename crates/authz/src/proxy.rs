@@ -119,51 +119,60 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// [`request_host`] as a header value: the `Host` header itself (shared, not copied) when it
+/// has one.
+fn host_value(parts: &axum::http::request::Parts) -> Option<HeaderValue> {
+    match parts.headers.get(header::HOST) {
+        Some(value) if value.to_str().is_ok_and(|v| !v.trim().is_empty()) => Some(value.clone()),
+        _ => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
 fn one_line(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    // The check's copies of host, path and client address are reused for the upstream request.
-    let mut auth = AuthRequest {
-        method: parts.method.as_str().to_owned(),
-        host: request_host(&parts),
-        path: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str).to_owned(),
-        scheme: "http".to_owned(),
-        ..AuthRequest::default()
+    // The check borrows the request's method, host, path and headers; only the client address
+    // is written out for it, and that text is reused for `X-Forwarded-For`.
+    let (decision, client_ip) = {
+        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut auth = AuthRequest::new(parts.method.as_str(), request_host(&parts), path);
+        auth.scheme = "http".into();
+        if let Some(pinned) = &proxy.options.host {
+            auth.context_extensions.insert("host".to_owned(), pinned.clone());
+        }
+        add_headers(&mut auth, &parts.headers);
+        set_peer(&mut auth, &parts);
+        if let Some(id) = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            auth.id = id.into();
+        }
+        let decision = proxy.authorizer.check(&auth).await;
+        // `source.address` is the client's address when the connection is known (`set_peer`).
+        (decision, std::mem::take(&mut auth.source.address))
     };
-    if let Some(pinned) = &proxy.options.host {
-        auth.context_extensions.insert("host".to_owned(), pinned.clone());
-    }
-    add_headers(&mut auth, &parts.headers);
-    set_peer(&mut auth, &parts);
-    if let Some(id) = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        id.clone_into(&mut auth.id);
-    }
-    let decision = proxy.authorizer.check(&auth).await;
     let Decision::Allow { headers: success, .. } = &decision else {
         return decision_response(&decision);
     };
-    // `source.address` is the client's address when the connection is known (`set_peer`).
-    let (host, mut path, client_ip) = (std::mem::take(&mut auth.host), std::mem::take(&mut auth.path), std::mem::take(&mut auth.source.address));
-    // The check's copy of the headers (the credential among them) goes now, not after the
-    // upstream answers.
-    drop(auth);
 
     // The upstream URI: the upstream's scheme, authority and base path, then the request's path.
     let Some(authority) = proxy.authority.clone() else {
         return one_line(StatusCode::BAD_GATEWAY, "upstream unavailable: no upstream host configured");
     };
-    if !proxy.base_path.is_empty() {
-        path.insert_str(0, &proxy.base_path);
-    }
-    let Ok(path) = PathAndQuery::try_from(path) else {
-        return one_line(StatusCode::BAD_REQUEST, "invalid request path");
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path = if proxy.base_path.is_empty() {
+        path
+    } else {
+        let Ok(path) = PathAndQuery::try_from(format!("{}{}", proxy.base_path, path.as_str())) else {
+            return one_line(StatusCode::BAD_REQUEST, "invalid request path");
+        };
+        path
     };
     let Ok(uri) = Uri::builder().scheme(proxy.scheme.clone()).authority(authority).path_and_query(path).build() else {
         return one_line(StatusCode::BAD_GATEWAY, "upstream unavailable: invalid upstream URI");
     };
+    let host = host_value(&parts);
 
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
@@ -179,7 +188,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             headers.insert("x-forwarded-for", value);
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&host) {
+    if let Some(value) = host {
         headers.insert("x-forwarded-host", value.clone());
         // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
         headers.entry(header::HOST).or_insert(value);

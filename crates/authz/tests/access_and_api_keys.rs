@@ -48,7 +48,7 @@ async fn token(authority: &Arc<Authority>, sa: &str) -> String {
     authority.request_token(input).await.unwrap().token
 }
 
-fn request(host: &str, authorization: &str) -> AuthRequest {
+fn request<'a>(host: &'a str, authorization: &str) -> AuthRequest<'a> {
     AuthRequest::new("GET", host, "/hello").with_header("authorization", authorization)
 }
 

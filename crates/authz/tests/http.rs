@@ -619,6 +619,25 @@ async fn the_proxy_joins_the_upstream_base_path() {
 }
 
 #[tokio::test]
+async fn the_proxy_gives_an_http2_request_the_host_of_its_authority() {
+    let env = Env::new().await;
+    let (echo_addr, _) = echo_server(None).await;
+    // Pinned, so the check does not depend on the :authority, which must name the proxy here.
+    let pinned = ProxyOptions { strip_credential: false, host: Some(HOST.to_owned()) };
+    let proxy = serve(proxy_router(Arc::clone(&env.authorizer), upstream(echo_addr), pinned)).await;
+    let bearer = format!("Bearer {}", env.token("api-consumer", "talker-api").await);
+    let request = axum::http::Request::builder().uri(format!("http://{proxy}/h2?q=1")).header("authorization", bearer).body(Body::empty()).unwrap();
+    let h2 = Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new());
+    let response = h2.request(request).await.unwrap();
+    assert_eq!(response.version(), axum::http::Version::HTTP_2);
+    let (parts, body) = response.into_parts();
+    let saw = upstream_saw(&answer(Response::from_parts(parts, Body::new(body))).await);
+    assert_eq!(saw["uri"], "/h2?q=1");
+    assert_eq!(saw["headers"]["host"], proxy.to_string(), "an HTTP/1.1 upstream needs Host: the :authority");
+    assert_eq!(saw["headers"]["x-forwarded-host"], proxy.to_string());
+}
+
+#[tokio::test]
 async fn a_pinned_proxy_checks_its_own_authconfig_whatever_host_the_client_sends() {
     let env = Env::new().await;
     let (echo_addr, _) = echo_server(None).await;

@@ -66,12 +66,12 @@ struct Env {
 }
 
 /// `GET https://api.example.com/` with `token` as the bearer credential.
-fn bearer_request(token: &str) -> AuthRequest {
+fn bearer_request(token: &str) -> AuthRequest<'static> {
     AuthRequest {
         method: "GET".into(),
         host: "api.example.com".into(),
         path: "/".into(),
-        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
+        headers: [("authorization".into(), format!("Bearer {token}").into())].into_iter().collect(),
         ..AuthRequest::default()
     }
 }

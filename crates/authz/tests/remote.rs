@@ -287,7 +287,7 @@ async fn cache_ttl_is_bounded_by_token_expiry_and_invalid_ttl() {
     assert_eq!(api.reviews(), 4);
 }
 
-fn check_request(token: &str) -> AuthRequest {
+fn check_request(token: &str) -> AuthRequest<'static> {
     AuthRequest {
         id: "1".into(),
         method: "GET".into(),
@@ -295,7 +295,7 @@ fn check_request(token: &str) -> AuthRequest {
         host: HOST.into(),
         path: "/hello".into(),
         protocol: "HTTP/1.1".into(),
-        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into_iter().collect(),
+        headers: [("authorization".into(), format!("Bearer {token}").into())].into_iter().collect(),
         ..AuthRequest::default()
     }
 }
@@ -499,7 +499,7 @@ fn api_key_config(name: &str, host: &str, all_namespaces: bool) -> Value {
     )
 }
 
-fn api_key_request(host: &str, key: &str) -> AuthRequest {
+fn api_key_request<'a>(host: &'a str, key: &str) -> AuthRequest<'a> {
     AuthRequest::new("GET", host, "/hello").with_header("authorization", &format!("APIKEY {key}"))
 }
 
@@ -521,7 +521,7 @@ async fn within<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
     }
 }
 
-async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest, want: u16) -> Decision {
+async fn answers_within_a_second(authorizer: &Authorizer, request: &AuthRequest<'_>, want: u16) -> Decision {
     within(Duration::from_secs(1), &format!("{want}"), move || authorizer.check(request), |decision| code(decision) == want).await
 }
 

@@ -91,15 +91,15 @@ impl SubjectAccessReviewer for Reviewer {
     }
 }
 
-fn get(path: &str) -> AuthRequest {
+fn get(path: &str) -> AuthRequest<'_> {
     AuthRequest::new("GET", HOST, path)
 }
 
-fn bearer(token: &str) -> AuthRequest {
+fn bearer(token: &str) -> AuthRequest<'static> {
     get("/hello").with_header("Authorization", &format!("Bearer {token}"))
 }
 
-fn run(config: &Arc<AuthConfig>, request: &AuthRequest, verifier: &Verifier) -> Decision {
+fn run(config: &Arc<AuthConfig>, request: &AuthRequest<'_>, verifier: &Verifier) -> Decision {
     evaluate(config, request, verifier, &NoSubjectAccessReviewer)
 }
 
@@ -163,17 +163,17 @@ fn unknown_host_is_404_service_not_found_and_port_falls_back() {
     let index = HostIndex::build([guide()]);
     let verifier = Verifier::default().with("good", IdentityOutcome::Verified(sa_identity("a")));
     let mut request = bearer("good");
-    request.host = "other.127.0.0.1.nip.io".to_owned();
+    request.host = "other.127.0.0.1.nip.io".into();
     let decision = check(&index, &request, &verifier, &NoSubjectAccessReviewer);
     assert_deny(&decision, 404, 5, "Service not found");
     assert_eq!(decision.headers().len(), 1);
 
-    request.host = format!("{HOST}:8000");
+    request.host = format!("{HOST}:8000").into();
     assert!(check(&index, &request, &verifier, &NoSubjectAccessReviewer).is_allowed());
 
     // the `host` context extension wins over :authority
     let mut routed = bearer("good");
-    routed.host = "internal:9000".to_owned();
+    routed.host = "internal:9000".into();
     let routed = routed.with_context_extension("host", HOST);
     assert!(check(&index, &routed, &verifier, &NoSubjectAccessReviewer).is_allowed());
 }
@@ -183,7 +183,7 @@ fn default_audience_is_the_request_host_with_its_port() {
     let cfg = config(with_spec("noaud", json!({"hosts": [HOST], "authentication": {"k8s": {"kubernetesTokenReview": {}}}})));
     let verifier = Verifier::default();
     let mut request = bearer("t");
-    request.host = format!("{HOST}:8000");
+    request.host = format!("{HOST}:8000").into();
     run(&cfg, &request, &verifier);
     assert_eq!(verifier.calls()[0].audiences(), [format!("{HOST}:8000")]);
 }
@@ -194,7 +194,7 @@ fn single_source(credentials: Value) -> Arc<AuthConfig> {
     config(with_spec("creds", json!({"hosts": [HOST], "authentication": {"src": {"credentials": credentials, "kubernetesTokenReview": {"audiences": ["a"]}}}})))
 }
 
-fn credential_seen(cfg: &Arc<AuthConfig>, request: &AuthRequest) -> Option<String> {
+fn credential_seen(cfg: &Arc<AuthConfig>, request: &AuthRequest<'_>) -> Option<String> {
     let verifier = Verifier::default();
     run(cfg, request, &verifier);
     verifier.calls().first().map(|c| c.credential.clone())
@@ -360,7 +360,7 @@ fn per_evaluator_when_skips_identity_authorization_and_response() {
     assert_eq!(read.headers(), &[("x-user".to_owned(), "system:serviceaccount:authorino:api-consumer".to_owned())]);
 
     let mut write = bearer("t");
-    write.method = "POST".to_owned();
+    write.method = "POST".into();
     assert_deny(&run(&cfg, &write, &verifier), 403, 7, "Unauthorized");
 
     // a skipped source is not in the reason; the other's failure is
@@ -653,7 +653,8 @@ fn subject_access_review_requests_and_outcomes() {
 
 #[test]
 fn evaluation_steps_and_misuse() {
-    let mut evaluation = Evaluation::new(guide(), &bearer("secret-token"));
+    let asked = bearer("secret-token");
+    let mut evaluation = Evaluation::new(guide(), &asked);
     let Step::Identity(request) = evaluation.start() else { panic!("expected an identity step") };
     assert_eq!(request.credential, "secret-token");
     assert!(!format!("{request:?}").contains("secret-token"), "Debug must not print the credential");
@@ -662,7 +663,7 @@ fn evaluation_steps_and_misuse() {
     let Step::Done(decision) = evaluation.provide_review(ReviewOutcome::Allowed) else { panic!() };
     assert_eq!(decision.code(), 500);
 
-    let mut evaluation = Evaluation::new(guide(), &bearer("secret-token"));
+    let mut evaluation = Evaluation::new(guide(), &asked);
     evaluation.start();
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
     let Decision::Allow { identity, .. } = &decision else { panic!("{decision:?}") };
@@ -675,7 +676,8 @@ fn evaluation_steps_and_misuse() {
 
 #[test]
 fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
-    let mut plain = Evaluation::new(guide(), &bearer("t"));
+    let asked = bearer("t");
+    let mut plain = Evaluation::new(guide(), &asked);
     let Step::Identity(request) = plain.start() else { panic!("expected an identity step") };
     assert!(!request.wants_object(), "one token review and no policy read nothing");
     // a verifier that skipped the object: still allowed
@@ -690,7 +692,7 @@ fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
             "authorization": {"ns": {"patternMatching": {"patterns": [rule("auth.identity.user.username", "eq", "system:serviceaccount:authorino:f")]}}},
         }),
     ));
-    let mut evaluation = Evaluation::new(reads, &bearer("t"));
+    let mut evaluation = Evaluation::new(reads, &asked);
     let Step::Identity(request) = evaluation.start() else { panic!("expected an identity step") };
     assert!(request.wants_object(), "a pattern reads auth.identity");
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
@@ -880,7 +882,8 @@ mod fuzz {
             let index = HostIndex::build([hosts_config("h", &["*.example.com", "api.example.com:443"])]);
             let _ = index.lookup(&s);
             let _ = index.lookup(&t);
-            let request = AuthRequest::new("GET", &t, &format!("/p?{s}={t}&{t}"))
+            let path = format!("/p?{s}={t}&{t}");
+            let request = AuthRequest::new("GET", &*t, &*path)
                 .with_header("authorization", &t)
                 .with_header("cookie", &format!("{s}={t}; {t}"));
             for credentials in [

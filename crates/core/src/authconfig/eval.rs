@@ -14,6 +14,7 @@
 //! reason, and custom `unauthenticated` / `unauthorized` responses applied. A verifier or
 //! reviewer that could not answer makes the result 503, never 401 and never allow.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -56,29 +57,33 @@ pub struct Peer {
 /// The request being authorized, as the transports see it (Envoy `AttributeContext.request.http`
 /// plus what a forward-auth proxy passes along). Header names are lower case; repeated headers
 /// are merged with `,` as Envoy does. `Debug` never prints header values (they hold credentials).
+///
+/// The strings may borrow from the transport's own request (the reverse proxy checks every
+/// request it forwards, and copying its headers was about a quarter of what the check added to
+/// each one) or own what the transport handed over (a gRPC `CheckRequest`'s strings move in).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct AuthRequest {
+pub struct AuthRequest<'a> {
     /// `x-request-id` or the transport's id.
-    pub id: String,
+    pub id: Cow<'a, str>,
     /// RFC 3339, from the transport (the core has no clock).
-    pub time: String,
-    pub method: String,
-    pub scheme: String,
+    pub time: Cow<'a, str>,
+    pub method: Cow<'a, str>,
+    pub scheme: Cow<'a, str>,
     /// `:authority` / `Host` as sent, port included.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// The path with its query string.
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// `HTTP/1.1`, `HTTP/2`, ...
-    pub protocol: String,
-    pub headers: BTreeMap<String, String>,
-    pub body: String,
+    pub protocol: Cow<'a, str>,
+    pub headers: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    pub body: Cow<'a, str>,
     /// Envoy's per-route `context_extensions`; `host` overrides the lookup key.
     pub context_extensions: BTreeMap<String, String>,
     pub source: Peer,
     pub destination: Peer,
 }
 
-impl fmt::Debug for AuthRequest {
+impl fmt::Debug for AuthRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthRequest")
             .field("id", &self.id)
@@ -91,33 +96,35 @@ impl fmt::Debug for AuthRequest {
     }
 }
 
-impl AuthRequest {
-    pub fn new(method: &str, host: &str, path: &str) -> Self {
-        Self { method: method.to_owned(), host: host.to_owned(), path: path.to_owned(), ..Self::default() }
+impl<'a> AuthRequest<'a> {
+    /// A request with this method, host and path, each borrowed or owned (`&str`, `String`,
+    /// `Cow`).
+    pub fn new(method: impl Into<Cow<'a, str>>, host: impl Into<Cow<'a, str>>, path: impl Into<Cow<'a, str>>) -> Self {
+        Self { method: method.into(), host: host.into(), path: path.into(), ..Self::default() }
     }
 
-    /// Adds a header: the name is lower-cased; a repeated header is merged with `,`.
+    /// Adds a copy of a header: the name is lower-cased; a repeated header is merged with `,`.
+    #[must_use]
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.add_header(name, value);
+        self.insert_header(name.to_owned(), value.to_owned());
         self
     }
 
-    /// See [`AuthRequest::with_header`].
-    pub fn add_header(&mut self, name: &str, value: &str) {
-        self.insert_header(name.to_owned(), value.to_owned());
-    }
-
-    /// [`AuthRequest::add_header`] with owned strings, which it keeps rather than copies.
-    pub fn insert_header(&mut self, mut name: String, value: String) {
-        name.make_ascii_lowercase();
+    /// Adds a header, borrowed or owned, which it keeps rather than copies (a name with upper
+    /// case is lower-cased into a copy); a repeated header is merged with `,`.
+    pub fn insert_header(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        let mut name = name.into();
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.to_mut().make_ascii_lowercase();
+        }
         match self.headers.entry(name) {
             std::collections::btree_map::Entry::Occupied(mut existing) => {
-                let existing = existing.get_mut();
+                let existing = existing.get_mut().to_mut();
                 existing.push(',');
-                existing.push_str(&value);
+                existing.push_str(&value.into());
             }
             std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(value);
+                slot.insert(value.into());
             }
         }
     }
@@ -128,17 +135,17 @@ impl AuthRequest {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers.get(name.to_ascii_lowercase().as_str()).map(|v| &**v)
     }
 
     /// The host-index key: the `host` context extension if set, else [`AuthRequest::host`].
     pub fn lookup_host(&self) -> &str {
-        self.context_extensions.get("host").map_or(self.host.as_str(), String::as_str)
+        self.context_extensions.get("host").map_or(&*self.host, String::as_str)
     }
 
     /// The path without its query string.
     pub fn url_path(&self) -> &str {
-        self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p)
+        self.path.split_once('?').map_or(&*self.path, |(p, _)| p)
     }
 
     /// The query string (without `?`), `""` if none.
@@ -154,14 +161,14 @@ impl AuthRequest {
                 let header = self.headers.get("authorization")?;
                 header.strip_prefix(prefix.as_str())?.strip_prefix(' ').map(str::to_owned)
             }
-            Credentials::CustomHeader { name } => self.headers.get(&name.to_ascii_lowercase()).cloned(),
+            Credentials::CustomHeader { name } => self.header(name).map(str::to_owned),
             Credentials::Cookie { name } => {
                 let header = self.headers.get("cookie")?;
                 header.split(';').find_map(|part| part.trim().strip_prefix(name.as_str())?.strip_prefix('=').map(str::to_owned))
             }
             Credentials::QueryString { name } => {
                 // `[?&]name=([^&]*)` on the whole path, first match
-                let path = self.path.as_str();
+                let path = &*self.path;
                 let needle = format!("{name}=");
                 let mut from = 0;
                 while let Some(at) = path.get(from..)?.find(&needle) {
@@ -213,7 +220,7 @@ impl AuthRequest {
                 "context_extensions": self.context_extensions,
             },
             "request": {
-                "id": self.header("x-request-id").unwrap_or(&self.id),
+                "id": self.header("x-request-id").unwrap_or(&*self.id),
                 "time": self.time,
                 "protocol": self.protocol,
                 "scheme": self.scheme,
@@ -505,12 +512,9 @@ enum Phase {
 /// One request's evaluation against one AuthConfig. See the module docs. `Debug` shows the
 /// progress, never the credentials or the authorization JSON (which holds every header).
 #[derive(Clone)]
-pub struct Evaluation {
+pub struct Evaluation<'r> {
     config: Arc<AuthConfig>,
-    request_host: String,
-    request_method: String,
-    request_path: String,
-    credentials: Vec<Option<String>>,
+    request: &'r AuthRequest<'r>,
     /// Whether anything in the AuthConfig reads the authorization JSON.
     reads_data: bool,
     /// The authorization JSON; `Null` when nothing reads it.
@@ -522,28 +526,24 @@ pub struct Evaluation {
     identity_unavailable: bool,
 }
 
-impl fmt::Debug for Evaluation {
+impl fmt::Debug for Evaluation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Evaluation")
             .field("authconfig", &format_args!("{}/{}", self.config.namespace, self.config.name))
-            .field("request_host", &self.request_host)
-            .field("request_method", &self.request_method)
-            .field("request_path", &self.request_path)
+            .field("request", &self.request)
             .field("phase", &self.phase)
             .field("identity_errors", &self.identity_errors)
             .finish_non_exhaustive()
     }
 }
 
-impl Evaluation {
-    pub fn new(config: Arc<AuthConfig>, request: &AuthRequest) -> Self {
-        let credentials = config.authentication.iter().map(|a| request.credential(&a.credentials)).collect();
+impl<'r> Evaluation<'r> {
+    /// Borrows the request for as long as the evaluation runs: nothing of it is copied that
+    /// the AuthConfig does not read.
+    pub fn new(config: Arc<AuthConfig>, request: &'r AuthRequest<'r>) -> Self {
         let reads_data = reads_authorization_json(&config);
         Self {
-            request_host: request.host.clone(),
-            request_method: request.method.clone(),
-            request_path: request.path.clone(),
-            credentials,
+            request,
             reads_data,
             data: if reads_data { request.authorization_json() } else { Value::Null },
             identity: None,
@@ -635,12 +635,11 @@ impl Evaluation {
                     Some(identity) if !identity.is_null() => return self.identity_succeeded(i, identity),
                     _ => self.identity_errors.push((source.name.clone(), "could not retrieve identity object or null".to_owned())),
                 },
-                // each source is asked once, so its credential moves into the request
-                method => match self.credentials.get_mut(i).and_then(Option::take) {
+                method => match self.request.credential(&source.credentials) {
                     None => self.identity_errors.push((source.name.clone(), CREDENTIAL_NOT_FOUND.to_owned())),
                     Some(credential) => {
                         let host_audience = match method {
-                            IdentityMethod::KubernetesTokenReview { audiences, .. } if audiences.is_empty() => vec![self.request_host.clone()],
+                            IdentityMethod::KubernetesTokenReview { audiences, .. } if audiences.is_empty() => vec![self.request.host.clone().into_owned()],
                             _ => Vec::new(),
                         };
                         self.phase = Phase::AwaitIdentity(i);
@@ -760,7 +759,7 @@ impl Evaluation {
                 subresource: resolve(&r.subresource),
                 verb: resolve(&r.verb),
             },
-            None => AccessAttributes::NonResource { path: self.request_path.clone(), verb: self.request_method.to_ascii_lowercase() },
+            None => AccessAttributes::NonResource { path: self.request.path.clone().into_owned(), verb: self.request.method.to_ascii_lowercase() },
         };
         SubjectAccessReviewRequest {
             authconfig_namespace: config.namespace.clone(),
@@ -846,7 +845,7 @@ impl Evaluation {
 /// Evaluates a request against an AuthConfig, calling the verifier and reviewer as needed.
 pub fn evaluate(
     config: &Arc<AuthConfig>,
-    request: &AuthRequest,
+    request: &AuthRequest<'_>,
     verifier: &dyn IdentityVerifier,
     reviewer: &dyn SubjectAccessReviewer,
 ) -> Decision {
@@ -865,7 +864,7 @@ pub fn evaluate(
 /// none), then [`evaluate`]s.
 pub fn check(
     index: &HostIndex,
-    request: &AuthRequest,
+    request: &AuthRequest<'_>,
     verifier: &dyn IdentityVerifier,
     reviewer: &dyn SubjectAccessReviewer,
 ) -> Decision {
