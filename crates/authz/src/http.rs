@@ -252,7 +252,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_are_copied_merged_and_non_utf8_values_lossily() {
+    fn headers_are_borrowed_merged_and_non_utf8_values_lossily() {
         let mut headers = HeaderMap::new();
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
