@@ -89,7 +89,7 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Caller> 
             ..UserInfo::default()
         }));
     }
-    match state.authority.review(token, &[]) {
+    match state.authority.review(token, &[]).result {
         Ok(reviewed) => Ok(Caller::new(reviewed.token.user())),
         Err(_) => Err(ApiError::unauthorized()),
     }

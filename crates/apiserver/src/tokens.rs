@@ -115,7 +115,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         Some(value) => Vec::deserialize(value)
             .map_err(|e| ApiError::bad_request(format!("TokenReview in version {api_version:?} cannot be handled as a TokenReview: {e}")))?,
     };
-    let reviewed = state.authority.review(token, &audiences);
+    let reviewed = state.authority.review(token, &audiences).result;
     state.audit(|| {
         let now = state.authority.clock().now();
         let mut event = match &reviewed {

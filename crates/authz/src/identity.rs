@@ -8,8 +8,9 @@
 //! - `apiKey`: Secrets holding `api_key`, selected by labels, compared by digest in constant
 //!   time, from an index kept by the store's follower (`serve`) or a watch of the API server's
 //!   Secrets (`authorize`), never a read per request.
-//! - Invalid credentials are remembered briefly (negative cache), so a flood of one bad token
-//!   costs one verification per window.
+//! - Invalid credentials are remembered briefly, so a flood of one bad token costs one
+//!   verification per window: by the token reviewers themselves, and for the other methods
+//!   here (negative cache).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -28,13 +29,9 @@ pub trait TokenReviewer: Send + Sync {
     /// `Verified` with the TokenReview `status` (`{authenticated, user, audiences}`),
     /// `Invalid("not authenticated")`, or `Unavailable` when the reviewer cannot answer.
     /// Without `wants_object` the `status` may be left out (`Verified(Null)`): nothing reads it.
+    /// A reviewer remembers its refusals for a while (the authorizer keeps no negative cache
+    /// of its own for token reviews).
     async fn review(&self, token: &str, audiences: &[String], wants_object: bool) -> (IdentityOutcome, CacheResult);
-
-    /// A verified identity from the reviewer's own cache, without verifying anything; None
-    /// when the token is not cached as valid (then [`TokenReviewer::review`] decides).
-    fn review_cached(&self, _token: &str, _audiences: &[String], _wants_object: bool) -> Option<IdentityOutcome> {
-        None
-    }
 }
 
 /// Verifies JWTs against an issuer's keys (`jwt` identity).
@@ -44,25 +41,20 @@ pub trait JwtVerifier: Send + Sync {
 }
 
 /// The in-process authority as a token reviewer: no network hop, and its review cache
-/// (HMAC-keyed, coalesced, re-validated against live objects on every hit) answers repeats.
+/// (HMAC-keyed, coalesced, re-validated against live objects on every hit) answers repeats,
+/// refusals included.
 pub struct LocalReviewer(pub Arc<Authority>);
 
 #[async_trait::async_trait]
 impl TokenReviewer for LocalReviewer {
     async fn review(&self, token: &str, audiences: &[String], wants_object: bool) -> (IdentityOutcome, CacheResult) {
-        match self.0.review(token, audiences) {
-            Ok(reviewed) => {
-                let cache = if reviewed.cached { CacheResult::Hit } else { CacheResult::Miss };
-                (verified(reviewed, wants_object), cache)
-            }
+        let review = self.0.review(token, audiences);
+        let cache = if review.cached { CacheResult::Hit } else { CacheResult::Miss };
+        match review.result {
+            Ok(reviewed) => (verified(reviewed, wants_object), cache),
             // Authorino's text for a TokenReview that did not authenticate.
-            Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss),
+            Err(_) => (IdentityOutcome::Invalid("not authenticated".into()), cache),
         }
-    }
-
-    fn review_cached(&self, token: &str, audiences: &[String], wants_object: bool) -> Option<IdentityOutcome> {
-        let reviewed = self.0.review_cached(token, audiences)?.ok()?;
-        Some(verified(reviewed, wants_object))
     }
 }
 
@@ -155,12 +147,13 @@ impl Identities {
         if request.credential.len() > MAX_CREDENTIAL_BYTES {
             return (IdentityOutcome::Invalid("credential too large".into()), CacheResult::Miss);
         }
-        // A token the reviewer has cached as valid skips the negative cache (one keyed hash
-        // of the token per check instead of two).
-        if let (IdentityMethod::KubernetesTokenReview { .. }, Some(reviewer)) = (request.method(), &self.reviewer)
-            && let Some(outcome) = reviewer.review_cached(&request.credential, request.audiences(), request.wants_object())
-        {
-            return (outcome, CacheResult::Hit);
+        // Reviewers remember their refusals themselves, under the key of their own cache: a
+        // token review hashes the token once, however it ends.
+        if let IdentityMethod::KubernetesTokenReview { .. } = request.method() {
+            return match &self.reviewer {
+                Some(reviewer) => reviewer.review(&request.credential, request.audiences(), request.wants_object()).await,
+                None => (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss),
+            };
         }
         let negative_key = self.keyer.key(
             &[request.authconfig_namespace(), request.authconfig_name(), request.source(), &request.credential],
@@ -170,17 +163,15 @@ impl Identities {
             return (IdentityOutcome::Invalid(reason.to_string()), CacheResult::Hit);
         }
         let (outcome, cache) = match request.method() {
-            IdentityMethod::KubernetesTokenReview { .. } => match &self.reviewer {
-                Some(reviewer) => reviewer.review(&request.credential, request.audiences(), request.wants_object()).await,
-                None => (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss),
-            },
             IdentityMethod::ApiKey { selector, all_namespaces } => (self.api_key(request, selector, *all_namespaces), CacheResult::Miss),
             IdentityMethod::Jwt { source, .. } => match &self.jwt {
                 Some(jwt) => jwt.verify(source, &request.credential).await,
                 None => (IdentityOutcome::Unavailable("no JWT verifier configured".into()), CacheResult::Miss),
             },
-            // Anonymous and plain are resolved by the evaluation itself.
-            IdentityMethod::Anonymous | IdentityMethod::Plain { .. } => (IdentityOutcome::Invalid("unexpected identity request".into()), CacheResult::Miss),
+            // Token reviews are answered above; anonymous and plain by the evaluation itself.
+            IdentityMethod::KubernetesTokenReview { .. } | IdentityMethod::Anonymous | IdentityMethod::Plain { .. } => {
+                (IdentityOutcome::Invalid("unexpected identity request".into()), CacheResult::Miss)
+            }
         };
         if let IdentityOutcome::Invalid(reason) = &outcome {
             self.negative.insert(negative_key, Arc::from(reason.as_str()));

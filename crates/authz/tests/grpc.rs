@@ -207,14 +207,31 @@ async fn the_local_reviewer_builds_the_tokenreview_status_only_when_it_is_read()
     let audiences = ["talker-api".to_owned()];
     let (outcome, cache) = reviewer.review(&token, &audiences, false).await;
     assert_eq!((outcome, cache), (IdentityOutcome::Verified(serde_json::Value::Null), CacheResult::Miss));
-    let Some(IdentityOutcome::Verified(status)) = reviewer.review_cached(&token, &audiences, true) else { panic!("the token was cached") };
+    let (IdentityOutcome::Verified(status), CacheResult::Hit) = reviewer.review(&token, &audiences, true).await else {
+        panic!("the token was cached")
+    };
     assert_eq!(status["authenticated"], true);
     assert_eq!(status["user"]["username"], "system:serviceaccount:ns:api-consumer-1");
     assert_eq!(status["audiences"], json!(["talker-api"]));
-    assert_eq!(reviewer.review_cached(&token, &audiences, false), Some(IdentityOutcome::Verified(serde_json::Value::Null)));
+    assert_eq!(reviewer.review(&token, &audiences, false).await, (IdentityOutcome::Verified(serde_json::Value::Null), CacheResult::Hit));
     // refused either way
     let (wrong, _) = reviewer.review(&token, &["other-api".to_owned()], false).await;
     assert_eq!(wrong, IdentityOutcome::Invalid("not authenticated".into()));
+}
+
+#[tokio::test]
+async fn the_local_reviewer_checks_a_bad_signature_once_then_refuses_it_from_its_cache() {
+    use tokenwarden_authz::identity::{CacheResult, LocalReviewer, TokenReviewer};
+    use tokenwarden_core::authconfig::IdentityOutcome;
+    let s = setup().await;
+    let token = token(&s.authority, "api-consumer-1", "talker-api").await;
+    let reviewer = LocalReviewer(Arc::clone(&s.authority));
+    let audiences = ["talker-api".to_owned()];
+    let forged = format!("{}AAAA", &token[..token.len() - 4]);
+    let forged = if forged == token { format!("{}BBBB", &token[..token.len() - 4]) } else { forged };
+    let refused = (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss);
+    assert_eq!(reviewer.review(&forged, &audiences, false).await, refused);
+    assert_eq!(reviewer.review(&forged, &audiences, false).await, (refused.0, CacheResult::Hit));
 }
 
 #[tokio::test]

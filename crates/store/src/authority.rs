@@ -76,7 +76,13 @@ pub struct Reviewed {
     pub token: Arc<VerifiedToken>,
     /// `status.audiences`.
     pub audiences: Vec<String>,
-    /// The signature check was skipped: the verification came from the review cache.
+}
+
+/// A TokenReview's answer.
+pub struct Review {
+    pub result: Result<Reviewed, ReviewError>,
+    /// The signature check was skipped: the review cache held the token's verification, or
+    /// its refusal.
     pub cached: bool,
 }
 
@@ -339,28 +345,20 @@ impl Authority {
     }
 
     /// TokenReview for `token` and the requested `audiences` (empty: the API audiences).
-    pub fn review(&self, token: &str, audiences: &[String]) -> Result<Reviewed, ReviewError> {
+    pub fn review(&self, token: &str, audiences: &[String]) -> Review {
         let now = self.clock.now();
         let keys = self.keys();
-        let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config))?;
-        self.authenticated(verified, audiences, cached, now)
-    }
-
-    /// [`Authority::review`] from the review cache alone: None when the token is not cached
-    /// (it would have to be verified).
-    pub fn review_cached(&self, token: &str, audiences: &[String]) -> Option<Result<Reviewed, ReviewError>> {
-        let now = self.clock.now();
-        let verified = self.cache.get(token, audiences, now)?;
-        Some(self.authenticated(verified, audiences, true, now))
+        let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config));
+        Review { result: verified.and_then(|verified| self.authenticated(verified, audiences, now)), cached }
     }
 
     /// The half of a review that runs every time: audiences, time and live objects.
-    fn authenticated(&self, verified: Arc<VerifiedToken>, audiences: &[String], cached: bool, now: Timestamp) -> Result<Reviewed, ReviewError> {
+    fn authenticated(&self, verified: Arc<VerifiedToken>, audiences: &[String], now: Timestamp) -> Result<Reviewed, ReviewError> {
         let audiences = review::authenticate(&verified, audiences, &self.config, &*self.index, now)?;
         if let Some((namespace, name)) = verified.legacy_secret() {
             self.track_legacy_use(namespace, name, now);
         }
-        Ok(Reviewed { token: verified, audiences, cached })
+        Ok(Reviewed { token: verified, audiences })
     }
 
     /// kube-apiserver's legacy token tracking: the Secret of a legacy token that authenticated

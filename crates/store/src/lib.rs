@@ -28,7 +28,7 @@ use tokenwarden_core::selector::{FieldSelector, LabelSelector};
 use tokenwarden_core::{Object, Resource};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use authority::{Authority, Part, Reviewed};
+pub use authority::{Authority, Part, Review, Reviewed};
 pub use feed::EventStream;
 pub use index::Index;
 pub use keystore::KeyStore;

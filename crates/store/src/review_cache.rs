@@ -7,6 +7,11 @@
 //! or Node takes effect at once, not after a TTL. Entries live until the token expires (capped),
 //! and concurrent misses for one key verify once.
 //!
+//! A failed verification is remembered for a few seconds too, under the same key, so a flood of
+//! one bad token costs one signature check per window and a review hashes its token once,
+//! whatever the answer. Keeping it is as sound as keeping a success: `verify` depends only on the
+//! token, the audiences' key and the key set, and a key-set change clears both.
+//!
 //! A million entries must fit in a few hundred MiB, so this is a plain sharded map (50 to 100
 //! bytes per entry besides the token, with the map's load) rather than a general-purpose cache,
 //! whose bookkeeping alone is about 430 bytes per entry. When a shard is full, expired entries go first, then
@@ -22,6 +27,10 @@ use tokenwarden_core::review::{LEEWAY_SECONDS, ReviewError, VerifiedToken};
 
 /// Longest time an entry is kept (legacy tokens have no `exp`).
 const MAX_TTL_SECONDS: i64 = 3600;
+
+/// How long a refusal, or a token that has already expired, is kept: long enough that a
+/// flood of one bad token costs one verification per window.
+const REFUSAL_TTL_SECONDS: i64 = 5;
 
 /// Independently locked parts of the map; a key's shard is its first byte.
 const SHARDS: usize = 16;
@@ -39,6 +48,9 @@ pub struct ReviewCache {
 #[derive(Default)]
 struct Shard {
     entries: HashMap<Key, Entry>,
+    /// Failed verifications, kept for [`REFUSAL_TTL_SECONDS`]; apart from `entries`, whose
+    /// values stay one pointer wide for the million entries that must fit.
+    refused: HashMap<Key, Refusal>,
     /// Verifications under way, which concurrent misses of the same key wait for.
     flights: HashMap<Key, Arc<Flight>>,
 }
@@ -47,6 +59,28 @@ struct Entry {
     token: Arc<VerifiedToken>,
     /// Unix seconds from which the entry is stale.
     expires: i64,
+}
+
+struct Refusal {
+    error: ReviewError,
+    expires: i64,
+}
+
+trait Expiring {
+    /// Unix seconds from which the entry is stale.
+    fn expires(&self) -> i64;
+}
+
+impl Expiring for Entry {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
+impl Expiring for Refusal {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
 }
 
 #[derive(Default)]
@@ -76,22 +110,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shard {
-    /// Makes room for one entry.
-    fn make_room(&mut self, capacity: usize, now: i64) {
-        if self.entries.len() < capacity {
-            return;
-        }
-        self.entries.retain(|_, e| e.expires > now);
-        if self.entries.len() >= capacity {
-            // An eighth at once keeps these scans rare.
-            let mut excess = self.entries.len() + 1 - capacity + capacity / 8;
-            self.entries.retain(|_, _| {
-                let keep = excess == 0;
-                excess = excess.saturating_sub(1);
-                keep
-            });
-        }
+/// Makes room for one entry in `map`: the stale entries go, then, if that is not enough, an
+/// eighth of the map at once (which keeps these scans rare).
+fn make_room<V: Expiring>(map: &mut HashMap<Key, V>, capacity: usize, now: i64) {
+    if map.len() < capacity {
+        return;
+    }
+    map.retain(|_, e| e.expires() > now);
+    if map.len() >= capacity {
+        let mut excess = map.len() + 1 - capacity + capacity / 8;
+        map.retain(|_, _| {
+            let keep = excess == 0;
+            excess = excess.saturating_sub(1);
+            keep
+        });
     }
 }
 
@@ -144,7 +176,7 @@ impl Drop for Leader<'_> {
 }
 
 enum Role {
-    Hit(Arc<VerifiedToken>),
+    Hit(Result<Arc<VerifiedToken>, ReviewError>),
     Wait(Arc<Flight>),
     Lead(Arc<Flight>),
 }
@@ -161,74 +193,78 @@ impl ReviewCache {
         }
     }
 
-    /// The cached verification of (`token`, `audiences`), if there is a fresh one; never
-    /// verifies.
-    pub fn get(&self, token: &str, audiences: &[String], now: Timestamp) -> Option<Arc<VerifiedToken>> {
-        let key = self.keyer.key(&[token], audiences);
-        let shard = lock(&self.shards[usize::from(key[0]) % SHARDS]);
-        shard.entries.get(&key).filter(|entry| entry.expires > now.unix()).map(|entry| Arc::clone(&entry.token))
-    }
-
-    /// The verified token for (`token`, `audiences`), running `verify` on a miss, and whether
-    /// it came from the cache. Concurrent misses for the same key wait for one `verify`.
-    /// Failures are not cached.
+    /// The verification of (`token`, `audiences`), running `verify` on a miss, and whether it
+    /// came from the cache (a success or a refusal kept earlier, or another caller's
+    /// verification waited for). Concurrent misses for the same key wait for one `verify`.
     pub fn get_or_verify(
         &self,
         token: &str,
         audiences: &[String],
         now: Timestamp,
         verify: impl FnOnce() -> Result<VerifiedToken, ReviewError>,
-    ) -> Result<(Arc<VerifiedToken>, bool), ReviewError> {
+    ) -> (Result<Arc<VerifiedToken>, ReviewError>, bool) {
         let key = self.keyer.key(&[token], audiences);
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        let now_s = now.unix();
         loop {
             let role = {
                 let mut guard = lock(shard);
-                match guard.entries.get(&key) {
-                    Some(entry) if entry.expires > now.unix() => Role::Hit(Arc::clone(&entry.token)),
-                    stale => {
-                        if stale.is_some() {
-                            guard.entries.remove(&key);
-                        }
-                        match guard.flights.get(&key) {
-                            Some(flight) => Role::Wait(Arc::clone(flight)),
-                            None => {
-                                let flight = Arc::new(Flight::default());
-                                guard.flights.insert(key, Arc::clone(&flight));
-                                Role::Lead(flight)
-                            }
+                if let Some(entry) = guard.entries.get(&key).filter(|e| e.expires > now_s) {
+                    Role::Hit(Ok(Arc::clone(&entry.token)))
+                } else if let Some(refusal) = guard.refused.get(&key).filter(|r| r.expires > now_s) {
+                    Role::Hit(Err(refusal.error.clone()))
+                } else {
+                    // A stale entry is replaced or dropped when the verification completes.
+                    match guard.flights.get(&key) {
+                        Some(flight) => Role::Wait(Arc::clone(flight)),
+                        None => {
+                            let flight = Arc::new(Flight::default());
+                            guard.flights.insert(key, Arc::clone(&flight));
+                            Role::Lead(flight)
                         }
                     }
                 }
             };
             match role {
-                Role::Hit(token) => return Ok((token, true)),
+                Role::Hit(result) => return (result, true),
                 Role::Wait(flight) => {
                     if let Some(result) = flight.wait() {
-                        return result.map(|token| (token, true));
+                        return (result, true);
                     }
                 }
                 Role::Lead(flight) => {
                     let leader = Leader { shard, key, flight };
                     let generation = self.generation.load(Ordering::Acquire);
                     let result = verify().map(Arc::new);
-                    self.complete(&leader, &result, now.unix(), generation);
-                    return result.map(|token| (token, false));
+                    self.complete(&leader, &result, now_s, generation);
+                    return (result, false);
                 }
             }
         }
     }
 
-    /// Ends a flight: keeps a success that started at `generation` (unless a clear came since)
-    /// and lets the waiters go, in that order so that no caller finds neither.
+    /// Ends a flight: keeps its outcome if it started at `generation` (unless a clear came
+    /// since) and lets the waiters go, in that order so that no caller finds neither.
     fn complete(&self, leader: &Leader<'_>, result: &Result<Arc<VerifiedToken>, ReviewError>, now: i64, generation: u64) {
         let mut shard = lock(leader.shard);
-        if let Ok(token) = result {
-            let expires = token.exp().map_or(i64::MAX, |exp| exp.saturating_add(LEEWAY_SECONDS)).min(now.saturating_add(MAX_TTL_SECONDS));
-            // checked under the shard's lock: a clear bumps the generation before emptying the shards
-            if expires > now && self.shard_capacity > 0 && self.generation.load(Ordering::Acquire) == generation {
-                shard.make_room(self.shard_capacity, now);
-                shard.entries.insert(leader.key, Entry { token: Arc::clone(token), expires });
+        // checked under the shard's lock: a clear bumps the generation before emptying the shards
+        if self.shard_capacity > 0 && self.generation.load(Ordering::Acquire) == generation {
+            match result {
+                Ok(token) => {
+                    // An expired token is kept briefly too: the review refuses it on every hit,
+                    // without verifying it again.
+                    let exp = token.exp().map_or(i64::MAX, |exp| exp.saturating_add(LEEWAY_SECONDS));
+                    let expires = exp.max(now.saturating_add(REFUSAL_TTL_SECONDS)).min(now.saturating_add(MAX_TTL_SECONDS));
+                    make_room(&mut shard.entries, self.shard_capacity, now);
+                    shard.entries.insert(leader.key, Entry { token: Arc::clone(token), expires });
+                    shard.refused.remove(&leader.key);
+                }
+                Err(error) => {
+                    make_room(&mut shard.refused, self.shard_capacity.div_ceil(8), now);
+                    let expires = now.saturating_add(REFUSAL_TTL_SECONDS);
+                    shard.refused.insert(leader.key, Refusal { error: error.clone(), expires });
+                    shard.entries.remove(&leader.key);
+                }
             }
         }
         shard.flights.remove(&leader.key);
@@ -240,10 +276,13 @@ impl ReviewCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
-            lock(shard).entries.clear();
+            let mut shard = lock(shard);
+            shard.entries.clear();
+            shard.refused.clear();
         }
     }
 
+    /// Verified tokens held (refusals aside).
     pub fn len(&self) -> u64 {
         self.shards.iter().map(|s| u64::try_from(lock(s).entries.len()).unwrap_or(u64::MAX)).sum()
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 use tokenwarden_core::keys::{Algorithm, KeySet};
-use tokenwarden_core::review::ReviewError;
+use tokenwarden_core::review::{ReviewError, VerifiedToken};
 use tokenwarden_core::token_request::{BoundObjectReference, IssuerConfig, TokenRequestInput, TokenRequestSpec};
 use tokenwarden_core::{Object, Resource, Timestamp};
 use tokenwarden_store::memory::MemoryStore;
@@ -55,7 +55,7 @@ fn request(sa: &str, audiences: &[&str], bound: Option<(&str, &str)>) -> TokenRe
 }
 
 fn rejected(authority: &Authority, token: &str) -> String {
-    authority.review(token, &[]).unwrap_err().status_error()
+    authority.review(token, &[]).result.unwrap_err().status_error()
 }
 
 #[tokio::test]
@@ -75,31 +75,27 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     let (authority, _) = authority().await;
     let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
     let audiences = vec!["talker-api".to_owned()];
-    assert!(authority.review_cached(&issued.token, &audiences).is_none(), "nothing cached before the first review");
-    let reviewed = authority.review(&issued.token, &audiences).unwrap();
+    let first = authority.review(&issued.token, &audiences);
+    assert!(!first.cached, "nothing cached before the first review");
+    let reviewed = first.result.unwrap();
     assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
     assert_eq!(reviewed.audiences, audiences);
-    assert!(!reviewed.cached);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
-    assert!(authority.review(&issued.token, &audiences).unwrap().cached);
-    let from_cache = authority.review_cached(&issued.token, &audiences).unwrap().unwrap();
-    assert_eq!((from_cache.token.user(), from_cache.audiences, from_cache.cached), (reviewed.token.user(), audiences.clone(), true));
-    assert!(authority.review_cached(&issued.token, &["other-api".to_owned()]).is_none(), "keyed by the audiences too");
+    let again = authority.review(&issued.token, &audiences);
+    assert!(again.cached);
+    let from_cache = again.result.unwrap();
+    assert_eq!((from_cache.token.user(), from_cache.audiences), (reviewed.token.user(), audiences.clone()));
+    assert!(!authority.review(&issued.token, &["other-api".to_owned()]).cached, "keyed by the audiences too");
 
     authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
-    assert_eq!(
-        authority.review(&issued.token, &audiences).unwrap_err().status_error(),
-        r#"[invalid bearer token, serviceaccounts "default" not found]"#
-    );
     // The cache holds the verification, never the verdict: the live check runs on a hit too.
-    assert_eq!(
-        authority.review_cached(&issued.token, &audiences).unwrap().unwrap_err().status_error(),
-        r#"[invalid bearer token, serviceaccounts "default" not found]"#
-    );
+    let deleted = authority.review(&issued.token, &audiences);
+    assert!(deleted.cached);
+    assert_eq!(deleted.result.unwrap_err().status_error(), r#"[invalid bearer token, serviceaccounts "default" not found]"#);
 
     // A new ServiceAccount of the same name is another identity.
     let again = authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "default", "namespace": "ns"}}))).await.unwrap();
-    let message = authority.review(&issued.token, &audiences).unwrap_err().status_error();
+    let message = authority.review(&issued.token, &audiences).result.unwrap_err().status_error();
     assert_eq!(
         message,
         format!("[invalid bearer token, service account UID ({}) does not match claim ({})]", again.uid(), issued.service_account_uid)
@@ -114,7 +110,7 @@ async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
         .await
         .unwrap();
     let issued = authority.request_token(request("default", &[], Some(("Pod", "web")))).await.unwrap();
-    let reviewed = authority.review(&issued.token, &[]).unwrap();
+    let reviewed = authority.review(&issued.token, &[]).result.unwrap();
     assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/pod-name"], vec!["web".to_owned()]);
     assert_eq!(reviewed.token.user().extra["authentication.kubernetes.io/node-name"], vec!["n1".to_owned()]);
     assert_eq!(reviewed.audiences, vec![ISSUER.to_owned()], "defaulted to the API audiences");
@@ -129,7 +125,7 @@ async fn deleting_a_namespace_deletes_its_contents_and_revokes_its_tokens() {
     authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "s", "namespace": "ns"}}))).await.unwrap();
     authority.create(&Resource::AUTH_CONFIGS, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"hosts": ["h"]}}))).await.unwrap();
     let issued = authority.request_token(request("default", &[], None)).await.unwrap();
-    authority.review(&issued.token, &[]).unwrap();
+    authority.review(&issued.token, &[]).result.unwrap();
 
     authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
     for (resource, name) in [(Resource::SERVICE_ACCOUNTS, "default"), (Resource::SECRETS, "s"), (Resource::AUTH_CONFIGS, "a")] {
@@ -160,7 +156,7 @@ async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
     let (_, claims) = tokenwarden_core::jwt::decode_unverified(&token).unwrap();
     assert_eq!(claims["iss"], "kubernetes/serviceaccount");
     assert!(claims.get("exp").is_none());
-    let reviewed = authority.review(&token, &[]).unwrap();
+    let reviewed = authority.review(&token, &[]).result.unwrap();
     assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
     assert!(reviewed.token.user().extra.is_empty());
 
@@ -195,11 +191,22 @@ async fn bad_token_secrets_are_refused_and_change_nothing() {
 async fn expired_tokens_are_refused_after_the_leeway_even_when_cached() {
     let (authority, clock) = authority().await;
     let issued = authority.request_token(request("default", &[], None)).await.unwrap();
-    authority.review(&issued.token, &[]).unwrap();
+    let unseen = authority.request_token(request("default", &[], None)).await.unwrap();
+    authority.review(&issued.token, &[]).result.unwrap();
     clock.advance(3600 + 60);
-    authority.review(&issued.token, &[]).unwrap();
+    authority.review(&issued.token, &[]).result.unwrap();
     clock.advance(1);
-    assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, service account token has expired]");
+    let expired = "[invalid bearer token, service account token has expired]";
+    assert_eq!(rejected(&authority, &issued.token), expired);
+
+    // A token first seen after it expired is verified once, then refused from the cache for a
+    // few seconds (a flood of it costs one signature check per window).
+    let first = authority.review(&unseen.token, &[]);
+    assert_eq!((first.cached, first.result.unwrap_err().status_error()), (false, expired.to_owned()));
+    let again = authority.review(&unseen.token, &[]);
+    assert_eq!((again.cached, again.result.unwrap_err().status_error()), (true, expired.to_owned()));
+    clock.advance(5);
+    assert!(!authority.review(&unseen.token, &[]).cached, "verified again after the window");
 }
 
 #[tokio::test]
@@ -209,7 +216,7 @@ async fn rotated_keys_keep_verifying_old_tokens() {
     let old = authority.keys();
     let new_key = keystore::generate(Algorithm::Rs256).unwrap();
     authority.set_keys(KeySet::new(new_key, vec![old.signing().verifying_key().clone()]));
-    authority.review(&issued.token, &[]).unwrap();
+    authority.review(&issued.token, &[]).result.unwrap();
     let fresh = authority.request_token(request("default", &[], None)).await.unwrap();
     let (header, _) = tokenwarden_core::jwt::decode_unverified(&fresh.token).unwrap();
     assert_eq!(header["alg"], "RS256");
@@ -232,7 +239,7 @@ fn signed_token() -> (Arc<KeySet>, String) {
 }
 
 #[test]
-fn concurrent_misses_verify_once_and_failures_are_not_cached() {
+fn concurrent_misses_verify_once_and_failures_are_kept_a_few_seconds() {
     let cache = Arc::new(ReviewCache::new(100));
     let calls = Arc::new(AtomicUsize::new(0));
     let (authority_keys, token) = signed_token();
@@ -246,8 +253,7 @@ fn concurrent_misses_verify_once_and_failures_are_not_cached() {
                         std::thread::sleep(std::time::Duration::from_millis(100));
                         tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER))
                     })
-                    .unwrap()
-                .1
+                    .1
             })
         })
         .collect();
@@ -255,12 +261,22 @@ fn concurrent_misses_verify_once_and_failures_are_not_cached() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "eight concurrent misses, one verification");
     assert_eq!(cached.iter().filter(|c| !**c).count(), 1, "one caller verified, seven shared its result");
     // Other audiences are another key.
-    cache.get_or_verify(&token, &["x".to_owned()], NOW, || tokenwarden_core::review::verify(&token, &authority_keys, &IssuerConfig::new(ISSUER))).unwrap();
+    cache.get_or_verify(&token, &["x".to_owned()], NOW, || tokenwarden_core::review::verify(&token, &authority_keys, &IssuerConfig::new(ISSUER))).0.unwrap();
     assert_eq!(cache.len(), 2);
-    // A failure is returned, not kept.
+    // A failure is kept apart from the verified tokens, for five seconds: the same error,
+    // without verifying again.
     let failed = cache.get_or_verify("garbage", &[], NOW, || Err(ReviewError::NotMine));
-    assert_eq!(failed.unwrap_err(), ReviewError::NotMine);
+    assert_eq!((failed.0.unwrap_err(), failed.1), (ReviewError::NotMine, false));
     assert_eq!(cache.len(), 2);
+    let unverified = || -> Result<VerifiedToken, ReviewError> { panic!("a kept refusal is not verified again") };
+    let again = cache.get_or_verify("garbage", &[], NOW.plus(4), unverified);
+    assert_eq!((again.0.unwrap_err(), again.1), (ReviewError::NotMine, true));
+    let later = cache.get_or_verify("garbage", &[], NOW.plus(5), || Err(ReviewError::Rejected("other".into())));
+    assert_eq!((later.0.unwrap_err(), later.1), (ReviewError::Rejected("other".into()), false));
+    // A key-set change forgets refusals too.
+    cache.clear();
+    let cleared = cache.get_or_verify("garbage", &[], NOW.plus(5), || Err(ReviewError::NotMine));
+    assert!(!cleared.1);
 }
 
 #[test]
@@ -269,14 +285,14 @@ fn the_review_cache_keeps_about_its_capacity_until_the_token_expires() {
     let verify = || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER));
     let cache = ReviewCache::new(32);
     for i in 0..500 {
-        cache.get_or_verify(&token, &[format!("a{i}")], NOW, verify).unwrap();
+        cache.get_or_verify(&token, &[format!("a{i}")], NOW, verify).0.unwrap();
     }
     assert!((1..=32).contains(&cache.len()), "{}", cache.len());
     let audiences = ["kept".to_owned()];
-    assert!(!cache.get_or_verify(&token, &audiences, NOW, verify).unwrap().1);
-    assert!(cache.get_or_verify(&token, &audiences, NOW.plus(3599), verify).unwrap().1);
+    assert!(!cache.get_or_verify(&token, &audiences, NOW, verify).1);
+    assert!(cache.get_or_verify(&token, &audiences, NOW.plus(3599), verify).1);
     // an hour at most (here also `exp`): verified again
-    assert!(!cache.get_or_verify(&token, &audiences, NOW.plus(3600), verify).unwrap().1);
+    assert!(!cache.get_or_verify(&token, &audiences, NOW.plus(3600), verify).1);
     cache.clear();
     assert!(cache.is_empty());
 }
@@ -297,7 +313,7 @@ fn a_verifier_that_panics_lets_the_waiting_misses_verify() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     let waited = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
     assert!(panicking.join().is_err());
-    assert!(!waited.unwrap().1, "the waiter verified itself");
+    assert!(waited.0.is_ok() && !waited.1, "the waiter verified itself");
     assert_eq!(cache.len(), 1);
 }
 
@@ -314,7 +330,7 @@ async fn tokens_survive_a_restart_on_sqlite() {
         (issued.token, issued.service_account_uid)
     };
     let authority = authority_on(open(), keystore.load_or_create(Algorithm::Rs256, NOW).unwrap(), &clock).await;
-    let reviewed = authority.review(&token, &[]).unwrap();
+    let reviewed = authority.review(&token, &[]).result.unwrap();
     assert_eq!(reviewed.token.user().uid, uid);
 }
 
@@ -380,7 +396,7 @@ async fn unused_auto_generated_legacy_tokens_are_marked_invalid_then_deleted_a_p
     assert_eq!(invalid_since("mounted").await.unwrap(), None, "a token a Pod mounts is in use");
     assert_eq!(invalid_since("manual").await.unwrap(), None, "a token its ServiceAccount does not list was made by hand");
     assert!(rejected(&authority, &tokens["unused"]).contains("has been marked invalid"), "{}", rejected(&authority, &tokens["unused"]));
-    assert!(authority.review(&tokens["mounted"], &[]).is_ok());
+    assert!(authority.review(&tokens["mounted"], &[]).result.is_ok());
 
     // Invalid for a whole period: deleted.
     assert_eq!(sweep().await.unwrap(), Default::default());
@@ -388,7 +404,7 @@ async fn unused_auto_generated_legacy_tokens_are_marked_invalid_then_deleted_a_p
     assert_eq!(sweep().await.unwrap().deleted, 1);
     assert!(matches!(invalid_since("unused").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
     assert_eq!(rejected(&authority, &tokens["unused"]), "[invalid bearer token, Token has been invalidated]");
-    assert!(authority.review(&tokens["manual"], &[]).is_ok());
+    assert!(authority.review(&tokens["manual"], &[]).result.is_ok());
 }
 
 #[tokio::test]
@@ -406,7 +422,7 @@ async fn a_legacy_token_that_authenticates_labels_its_secret_with_the_day_it_was
     for day in 0..2 {
         clock.advance(day * 86_400);
         let today = tokenwarden_store::Clock::now(&clock).date();
-        authority.review(&token, &[]).unwrap();
+        authority.review(&token, &[]).result.unwrap();
         let mut waited = 0;
         while last_used().await.as_deref() != Some(today.as_str()) {
             assert!(waited < 100, "the Secret is not labelled {today}: {:?}", last_used().await);
@@ -419,7 +435,7 @@ async fn a_legacy_token_that_authenticates_labels_its_secret_with_the_day_it_was
                                "type": "kubernetes.io/service-account-token"}));
     other = authority.create(&Resource::SECRETS, other).await.unwrap();
     let other_token = String::from_utf8(other.secret_data("token").unwrap()).unwrap();
-    authority.review(&other_token, &["wrong-audience".to_owned()]).unwrap_err();
+    authority.review(&other_token, &["wrong-audience".to_owned()]).result.unwrap_err();
     tokio::task::yield_now().await;
     assert_eq!(authority.store().get(&Resource::SECRETS, "ns", "other-token").await.unwrap().label("kubernetes.io/legacy-token-last-used"), None);
 }
