@@ -137,13 +137,13 @@ impl Authorizer {
 
     async fn decide(&self, request: &AuthRequest<'_>) -> Decision {
         let live = self.live();
-        let Some(config) = live.index.lookup(request.lookup_host()).cloned() else {
+        let Some(config) = live.index.lookup(request.lookup_host()) else {
             let decision = Decision::not_found();
             self.count(&decision);
             return decision;
         };
         let started = Stopwatch::start();
-        let mut evaluation = Evaluation::new(Arc::clone(&config), request);
+        let mut evaluation = Evaluation::new(config, request);
         let mut step = evaluation.start();
         let decision = loop {
             step = match step {
@@ -169,10 +169,10 @@ impl Authorizer {
         };
         let elapsed = started.elapsed_seconds();
         self.count(&decision);
-        match live.series.get(&Arc::as_ptr(&config).addr()) {
+        match live.series.get(&Arc::as_ptr(config).addr()) {
             Some(series) => self.count_for(series, elapsed, &decision),
             // not reached: every indexed AuthConfig has its series
-            None => self.count_for(&ConfigSeries::new(&config), elapsed, &decision),
+            None => self.count_for(&ConfigSeries::new(config), elapsed, &decision),
         }
         decision
     }

@@ -143,7 +143,7 @@ impl Identities {
     }
 
     /// Verifies one credential.
-    pub async fn verify(&self, request: &IdentityRequest) -> (IdentityOutcome, CacheResult) {
+    pub async fn verify(&self, request: &IdentityRequest<'_>) -> (IdentityOutcome, CacheResult) {
         if request.credential.len() > MAX_CREDENTIAL_BYTES {
             return (IdentityOutcome::Invalid("credential too large".into()), CacheResult::Miss);
         }
@@ -151,12 +151,12 @@ impl Identities {
         // token review hashes the token once, however it ends.
         if let IdentityMethod::KubernetesTokenReview { .. } = request.method() {
             return match &self.reviewer {
-                Some(reviewer) => reviewer.review(&request.credential, request.audiences(), request.wants_object()).await,
+                Some(reviewer) => reviewer.review(request.credential, request.audiences(), request.wants_object()).await,
                 None => (IdentityOutcome::Unavailable("no token reviewer configured".into()), CacheResult::Miss),
             };
         }
         let negative_key = self.keyer.key(
-            &[request.authconfig_namespace(), request.authconfig_name(), request.source(), &request.credential],
+            &[request.authconfig_namespace(), request.authconfig_name(), request.source(), request.credential],
             request.audiences(),
         );
         if let Some(reason) = self.negative.get(&negative_key) {
@@ -165,7 +165,7 @@ impl Identities {
         let (outcome, cache) = match request.method() {
             IdentityMethod::ApiKey { selector, all_namespaces } => (self.api_key(request, selector, *all_namespaces), CacheResult::Miss),
             IdentityMethod::Jwt { source, .. } => match &self.jwt {
-                Some(jwt) => jwt.verify(source, &request.credential).await,
+                Some(jwt) => jwt.verify(source, request.credential).await,
                 None => (IdentityOutcome::Unavailable("no JWT verifier configured".into()), CacheResult::Miss),
             },
             // Token reviews are answered above; anonymous and plain by the evaluation itself.
@@ -179,7 +179,7 @@ impl Identities {
         (outcome, cache)
     }
 
-    fn api_key(&self, request: &IdentityRequest, selector: &tokenwarden_core::selector::LabelSelector, all_namespaces: bool) -> IdentityOutcome {
+    fn api_key(&self, request: &IdentityRequest<'_>, selector: &tokenwarden_core::selector::LabelSelector, all_namespaces: bool) -> IdentityOutcome {
         let presented = sha256(request.credential.as_bytes());
         let keys = self.api_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(keys) = keys.as_ref() else {

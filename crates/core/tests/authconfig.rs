@@ -53,7 +53,35 @@ fn sa_identity(name: &str) -> Value {
 #[derive(Default)]
 struct Verifier {
     tokens: HashMap<String, IdentityOutcome>,
-    calls: RefCell<Vec<IdentityRequest>>,
+    calls: RefCell<Vec<Call>>,
+}
+
+/// What an [`IdentityRequest`] asked, kept after the request and AuthConfig it borrows are gone.
+#[derive(Clone)]
+struct Call {
+    credential: String,
+    authconfig: (String, String),
+    source: String,
+    method: IdentityMethod,
+    audiences: Vec<String>,
+}
+
+impl Call {
+    fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn authconfig_namespace(&self) -> &str {
+        &self.authconfig.0
+    }
+    fn authconfig_name(&self) -> &str {
+        &self.authconfig.1
+    }
+    fn method(&self) -> &IdentityMethod {
+        &self.method
+    }
 }
 
 impl Verifier {
@@ -61,15 +89,21 @@ impl Verifier {
         self.tokens.insert(token.to_owned(), outcome);
         self
     }
-    fn calls(&self) -> Vec<IdentityRequest> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
     }
 }
 
 impl IdentityVerifier for Verifier {
-    fn verify(&self, request: &IdentityRequest) -> IdentityOutcome {
-        self.calls.borrow_mut().push(request.clone());
-        self.tokens.get(&request.credential).cloned().unwrap_or_else(|| IdentityOutcome::Invalid("not authenticated".to_owned()))
+    fn verify(&self, request: &IdentityRequest<'_>) -> IdentityOutcome {
+        self.calls.borrow_mut().push(Call {
+            credential: request.credential.to_owned(),
+            authconfig: (request.authconfig_namespace().to_owned(), request.authconfig_name().to_owned()),
+            source: request.source().to_owned(),
+            method: request.method().clone(),
+            audiences: request.audiences().to_vec(),
+        });
+        self.tokens.get(request.credential).cloned().unwrap_or_else(|| IdentityOutcome::Invalid("not authenticated".to_owned()))
     }
 }
 
@@ -654,7 +688,8 @@ fn subject_access_review_requests_and_outcomes() {
 #[test]
 fn evaluation_steps_and_misuse() {
     let asked = bearer("secret-token");
-    let mut evaluation = Evaluation::new(guide(), &asked);
+    let guide_config = guide();
+    let mut evaluation = Evaluation::new(&guide_config, &asked);
     let Step::Identity(request) = evaluation.start() else { panic!("expected an identity step") };
     assert_eq!(request.credential, "secret-token");
     assert!(!format!("{request:?}").contains("secret-token"), "Debug must not print the credential");
@@ -663,7 +698,8 @@ fn evaluation_steps_and_misuse() {
     let Step::Done(decision) = evaluation.provide_review(ReviewOutcome::Allowed) else { panic!() };
     assert_eq!(decision.code(), 500);
 
-    let mut evaluation = Evaluation::new(guide(), &asked);
+    let guide_config = guide();
+    let mut evaluation = Evaluation::new(&guide_config, &asked);
     evaluation.start();
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
     let Decision::Allow { identity, .. } = &decision else { panic!("{decision:?}") };
@@ -677,7 +713,8 @@ fn evaluation_steps_and_misuse() {
 #[test]
 fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
     let asked = bearer("t");
-    let mut plain = Evaluation::new(guide(), &asked);
+    let guide_config = guide();
+    let mut plain = Evaluation::new(&guide_config, &asked);
     let Step::Identity(request) = plain.start() else { panic!("expected an identity step") };
     assert!(!request.wants_object(), "one token review and no policy read nothing");
     // a verifier that skipped the object: still allowed
@@ -692,7 +729,7 @@ fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
             "authorization": {"ns": {"patternMatching": {"patterns": [rule("auth.identity.user.username", "eq", "system:serviceaccount:authorino:f")]}}},
         }),
     ));
-    let mut evaluation = Evaluation::new(reads, &asked);
+    let mut evaluation = Evaluation::new(&reads, &asked);
     let Step::Identity(request) = evaluation.start() else { panic!("expected an identity step") };
     assert!(request.wants_object(), "a pattern reads auth.identity");
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };
@@ -702,7 +739,8 @@ fn the_identity_object_is_wanted_only_by_authconfigs_that_read_it() {
 #[test]
 fn request_attributes_are_built_only_for_authconfigs_that_read_them() {
     let request = bearer("tok").with_header("x-tenant", "acme");
-    let evaluation = Evaluation::new(guide(), &request);
+    let guide_config = guide();
+    let evaluation = Evaluation::new(&guide_config, &request);
     assert_eq!(evaluation.authorization_json(), &Value::Null, "nothing reads it, so nothing is built");
 
     let reads = config(with_spec(
@@ -713,7 +751,7 @@ fn request_attributes_are_built_only_for_authconfigs_that_read_them() {
             "response": {"success": {"headers": {"x-tenant": {"plain": {"selector": "request.headers.x-tenant"}}}}},
         }),
     ));
-    let mut evaluation = Evaluation::new(reads, &request);
+    let mut evaluation = Evaluation::new(&reads, &request);
     assert_eq!(evaluation.authorization_json()["request"]["headers"]["x-tenant"], "acme");
     evaluation.start();
     let Step::Done(decision) = evaluation.provide_identity(IdentityOutcome::Verified(sa_identity("f"))) else { panic!() };

@@ -347,8 +347,8 @@ impl Authority {
     /// TokenReview for `token` and the requested `audiences` (empty: the API audiences).
     pub fn review(&self, token: &str, audiences: &[String]) -> Review {
         let now = self.clock.now();
-        let keys = self.keys();
-        let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &keys, &self.config));
+        // The keys only on a miss: a hit writes no shared reference count.
+        let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &self.keys(), &self.config));
         Review { result: verified.and_then(|verified| self.authenticated(verified, audiences, now)), cached }
     }
 

@@ -17,7 +17,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -155,16 +154,16 @@ impl<'a> AuthRequest<'a> {
 
     /// Reads the credential where `credentials` says, exactly as Authorino's
     /// `pkg/auth/credentials.go` does. `None` is "credential not found".
-    pub fn credential(&self, credentials: &Credentials) -> Option<String> {
+    pub fn credential(&self, credentials: &Credentials) -> Option<&str> {
         match credentials {
             Credentials::AuthorizationHeader { prefix } => {
                 let header = self.headers.get("authorization")?;
-                header.strip_prefix(prefix.as_str())?.strip_prefix(' ').map(str::to_owned)
+                header.strip_prefix(prefix.as_str())?.strip_prefix(' ')
             }
-            Credentials::CustomHeader { name } => self.header(name).map(str::to_owned),
+            Credentials::CustomHeader { name } => self.header(name),
             Credentials::Cookie { name } => {
                 let header = self.headers.get("cookie")?;
-                header.split(';').find_map(|part| part.trim().strip_prefix(name.as_str())?.strip_prefix('=').map(str::to_owned))
+                header.split(';').find_map(|part| part.trim().strip_prefix(name.as_str())?.strip_prefix('='))
             }
             Credentials::QueryString { name } => {
                 // `[?&]name=([^&]*)` on the whole path, first match
@@ -175,7 +174,7 @@ impl<'a> AuthRequest<'a> {
                     let start = from + at;
                     if start > 0 && matches!(path.as_bytes().get(start - 1), Some(b'?' | b'&')) {
                         let value = &path[start + needle.len()..];
-                        return Some(value.split('&').next().unwrap_or_default().to_owned());
+                        return Some(value.split('&').next().unwrap_or_default());
                     }
                     from = start + 1;
                 }
@@ -287,20 +286,20 @@ fn reads_authorization_json(config: &AuthConfig) -> bool {
 }
 
 /// What the caller must verify: one identity source's credential. `Debug` hides the credential.
-/// It borrows the AuthConfig (names, method, audiences) rather than copying it: one is made
-/// for every check.
+/// It borrows the AuthConfig (names, method, audiences) and the credential rather than
+/// copying them: one is made for every check.
 #[derive(Clone)]
-pub struct IdentityRequest {
-    config: Arc<AuthConfig>,
+pub struct IdentityRequest<'r> {
+    config: &'r AuthConfig,
     /// The identity source is `config.authentication[source_index]`.
     source_index: usize,
-    pub credential: String,
+    pub credential: &'r str,
     /// `[request host]` for a `kubernetesTokenReview` without audiences, else empty.
     host_audience: Vec<String>,
     wants_object: bool,
 }
 
-impl IdentityRequest {
+impl IdentityRequest<'_> {
     pub fn authconfig_namespace(&self) -> &str {
         &self.config.namespace
     }
@@ -335,16 +334,16 @@ impl IdentityRequest {
     }
 }
 
-impl PartialEq for IdentityRequest {
+impl PartialEq for IdentityRequest<'_> {
     fn eq(&self, other: &Self) -> bool {
         (self.authconfig_namespace(), self.authconfig_name(), self.source(), self.method(), &self.credential, self.audiences(), self.wants_object)
             == (other.authconfig_namespace(), other.authconfig_name(), other.source(), other.method(), &other.credential, other.audiences(), other.wants_object)
     }
 }
 
-impl Eq for IdentityRequest {}
+impl Eq for IdentityRequest<'_> {}
 
-impl fmt::Debug for IdentityRequest {
+impl fmt::Debug for IdentityRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityRequest")
             .field("authconfig", &format_args!("{}/{}", self.authconfig_namespace(), self.authconfig_name()))
@@ -398,7 +397,7 @@ pub enum ReviewOutcome {
 
 /// Verifies credentials (TokenReview, JWT, API keys). Implemented by the transports' backends.
 pub trait IdentityVerifier {
-    fn verify(&self, request: &IdentityRequest) -> IdentityOutcome;
+    fn verify(&self, request: &IdentityRequest<'_>) -> IdentityOutcome;
 }
 
 /// Answers SubjectAccessReviews.
@@ -491,9 +490,9 @@ impl Decision {
 
 /// The next thing an [`Evaluation`] needs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Step {
+pub enum Step<'r> {
     /// Verify this credential, then call [`Evaluation::provide_identity`].
-    Identity(IdentityRequest),
+    Identity(IdentityRequest<'r>),
     /// Make this review, then call [`Evaluation::provide_review`].
     SubjectAccessReview(SubjectAccessReviewRequest),
     Done(Decision),
@@ -513,7 +512,7 @@ enum Phase {
 /// progress, never the credentials or the authorization JSON (which holds every header).
 #[derive(Clone)]
 pub struct Evaluation<'r> {
-    config: Arc<AuthConfig>,
+    config: &'r AuthConfig,
     request: &'r AuthRequest<'r>,
     /// Whether anything in the AuthConfig reads the authorization JSON.
     reads_data: bool,
@@ -538,10 +537,11 @@ impl fmt::Debug for Evaluation<'_> {
 }
 
 impl<'r> Evaluation<'r> {
-    /// Borrows the request for as long as the evaluation runs: nothing of it is copied that
-    /// the AuthConfig does not read.
-    pub fn new(config: Arc<AuthConfig>, request: &'r AuthRequest<'r>) -> Self {
-        let reads_data = reads_authorization_json(&config);
+    /// Borrows the AuthConfig and the request for as long as the evaluation runs: nothing of
+    /// the request is copied that the AuthConfig does not read, and no reference count is
+    /// touched (every check on every core would write to the AuthConfig's).
+    pub fn new(config: &'r AuthConfig, request: &'r AuthRequest<'r>) -> Self {
+        let reads_data = reads_authorization_json(config);
         Self {
             request,
             reads_data,
@@ -563,7 +563,7 @@ impl<'r> Evaluation<'r> {
 
     /// Runs until the first external step or the decision. Calling it twice is a misuse
     /// answered with a 500 denial.
-    pub fn start(&mut self) -> Step {
+    pub fn start(&mut self) -> Step<'r> {
         if self.phase != Phase::New {
             return self.misuse();
         }
@@ -574,7 +574,7 @@ impl<'r> Evaluation<'r> {
     }
 
     /// Feeds the outcome of the [`Step::Identity`] just returned.
-    pub fn provide_identity(&mut self, outcome: IdentityOutcome) -> Step {
+    pub fn provide_identity(&mut self, outcome: IdentityOutcome) -> Step<'r> {
         let Phase::AwaitIdentity(i) = self.phase else { return self.misuse() };
         let name = self.config.authentication.get(i).map(|a| a.name.clone()).unwrap_or_default();
         match outcome {
@@ -592,7 +592,7 @@ impl<'r> Evaluation<'r> {
     }
 
     /// Feeds the outcome of the [`Step::SubjectAccessReview`] just returned.
-    pub fn provide_review(&mut self, outcome: ReviewOutcome) -> Step {
+    pub fn provide_review(&mut self, outcome: ReviewOutcome) -> Step<'r> {
         let Phase::AwaitReview(i) = self.phase else { return self.misuse() };
         match outcome {
             ReviewOutcome::Allowed => {
@@ -608,18 +608,18 @@ impl<'r> Evaluation<'r> {
         }
     }
 
-    fn misuse(&mut self) -> Step {
+    fn misuse(&mut self) -> Step<'r> {
         self.phase = Phase::Done;
         Step::Done(Decision::deny(500, grpc::INTERNAL, Vec::new(), "evaluation driven out of order".to_owned()))
     }
 
-    fn done(&mut self, decision: Decision) -> Step {
+    fn done(&mut self, decision: Decision) -> Step<'r> {
         self.phase = Phase::Done;
         Step::Done(decision)
     }
 
-    fn run_identity(&mut self, from: usize) -> Step {
-        let config = Arc::clone(&self.config);
+    fn run_identity(&mut self, from: usize) -> Step<'r> {
+        let config = self.config;
         for (i, source) in config.authentication.iter().enumerate().skip(from) {
             // a priority group ended without a success: an unavailable source in it stops here
             // rather than falling back to a lower-priority source (fail closed)
@@ -669,8 +669,8 @@ impl<'r> Evaluation<'r> {
         Value::Object(map).to_string()
     }
 
-    fn identity_succeeded(&mut self, i: usize, mut identity: Value) -> Step {
-        let config = Arc::clone(&self.config);
+    fn identity_succeeded(&mut self, i: usize, mut identity: Value) -> Step<'r> {
+        let config = self.config;
         if let Some(source) = config.authentication.get(i) {
             if source.defaults.is_empty() && source.overrides.is_empty() {
                 self.set_identity(identity);
@@ -715,8 +715,8 @@ impl<'r> Evaluation<'r> {
         }
     }
 
-    fn run_authorization(&mut self, from: usize) -> Step {
-        let config = Arc::clone(&self.config);
+    fn run_authorization(&mut self, from: usize) -> Step<'r> {
+        let config = self.config;
         for (i, policy) in config.authorization.iter().enumerate().skip(from) {
             if !all_match(&policy.when, &self.data) {
                 continue;
@@ -730,7 +730,7 @@ impl<'r> Evaluation<'r> {
                     self.record_authorization(i, Value::Bool(true));
                 }
                 AuthorizationMethod::SubjectAccessReview(spec) => {
-                    let request = self.review_request(&config, &policy.name, spec);
+                    let request = self.review_request(config, &policy.name, spec);
                     self.phase = Phase::AwaitReview(i);
                     return Step::SubjectAccessReview(request);
                 }
@@ -772,7 +772,7 @@ impl<'r> Evaluation<'r> {
     }
 
     fn success(&mut self) -> Decision {
-        let config = Arc::clone(&self.config);
+        let config = self.config;
         let mut headers = Vec::new();
         for item in &config.response.headers {
             if !all_match(&item.when, &self.data) {
@@ -844,12 +844,12 @@ impl<'r> Evaluation<'r> {
 
 /// Evaluates a request against an AuthConfig, calling the verifier and reviewer as needed.
 pub fn evaluate(
-    config: &Arc<AuthConfig>,
+    config: &AuthConfig,
     request: &AuthRequest<'_>,
     verifier: &dyn IdentityVerifier,
     reviewer: &dyn SubjectAccessReviewer,
 ) -> Decision {
-    let mut evaluation = Evaluation::new(Arc::clone(config), request);
+    let mut evaluation = Evaluation::new(config, request);
     let mut step = evaluation.start();
     loop {
         step = match step {
