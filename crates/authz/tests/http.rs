@@ -435,6 +435,21 @@ async fn a_deleted_service_account_is_denied_within_a_second_even_when_cached() 
     assert_eq!(raw_check(&env, Some(&other)).await.status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_repeated_bad_signature_is_refused_from_the_review_cache() {
+    let env = Env::new().await;
+    let token = env.token("api-consumer", "talker-api").await;
+    let forged = format!("{}{}", &token[..token.len() - 4], if token.ends_with("AAAA") { "BBBB" } else { "AAAA" });
+    let first = raw_check(&env, Some(&forged)).await;
+    assert_eq!((first.status, first.header("x-ext-auth-reason")), (StatusCode::UNAUTHORIZED, "not authenticated"));
+    let hits = env.cache_hits();
+    let again = raw_check(&env, Some(&forged)).await;
+    assert_eq!((again.status, again.header("x-ext-auth-reason")), (StatusCode::UNAUTHORIZED, "not authenticated"));
+    assert_eq!(env.cache_hits(), hits + 1, "the second refusal should come from the cache");
+    // the genuine token is another key: verified and allowed
+    assert_eq!(raw_check(&env, Some(&token)).await.status, StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The reverse proxy
 

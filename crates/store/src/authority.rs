@@ -347,7 +347,9 @@ impl Authority {
     /// TokenReview for `token` and the requested `audiences` (empty: the API audiences).
     pub fn review(&self, token: &str, audiences: &[String]) -> Review {
         let now = self.clock.now();
-        // The keys only on a miss: a hit writes no shared reference count.
+        // The keys are read inside `verify`: only on a miss (a hit writes no shared reference
+        // count), and after the cache took its generation, so that a verification that
+        // straddles a key-set change is not kept.
         let (verified, cached) = self.cache.get_or_verify(token, audiences, now, || review::verify(token, &self.keys(), &self.config));
         Review { result: verified.and_then(|verified| self.authenticated(verified, audiences, now)), cached }
     }

@@ -4,18 +4,22 @@
 //! audiences, as kube-apiserver keys its cache: the raw token is never held. The cached value
 //! is the expensive half of a review (signature verified, claims parsed); the cheap half
 //! (time, audiences, live objects) runs on every hit, so a deleted ServiceAccount, Pod, Secret
-//! or Node takes effect at once, not after a TTL. Entries live until the token expires (capped),
-//! and concurrent misses for one key verify once.
+//! or Node takes effect at once, not after a TTL. Entries live until the token expires (capped;
+//! at least a few seconds, so an expired token is refused without verifying it again), and
+//! concurrent misses for one key verify once.
 //!
 //! A failed verification is remembered for a few seconds too, under the same key, so a flood of
 //! one bad token costs one signature check per window and a review hashes its token once,
 //! whatever the answer. Keeping it is as sound as keeping a success: `verify` depends only on the
-//! token, the audiences' key and the key set, and a key-set change clears both.
+//! token, the key set and the (fixed) issuer configuration, and a key-set change clears both. A
+//! verification that started before a key-set change is neither kept nor shared afterwards:
+//! `verify` must read the key set itself, after the cache has taken the generation.
 //!
 //! A million entries must fit in a few hundred MiB, so this is a plain sharded map (50 to 100
 //! bytes per entry besides the token, with the map's load) rather than a general-purpose cache,
 //! whose bookkeeping alone is about 430 bytes per entry. When a shard is full, expired entries go first, then
-//! an arbitrary eighth of it: keys are HMACs, so which ones is random.
+//! an arbitrary eighth of it: keys are HMACs, so which ones is random. Refusals have their own
+//! map, an eighth of the capacity, emptied the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,10 +87,11 @@ impl Expiring for Refusal {
     }
 }
 
-#[derive(Default)]
 struct Flight {
     state: Mutex<FlightProgress>,
     changed: Condvar,
+    /// The cache's generation when the verification started.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -128,6 +133,10 @@ fn make_room<V: Expiring>(map: &mut HashMap<Key, V>, capacity: usize, now: i64) 
 }
 
 impl Flight {
+    fn new(generation: u64) -> Self {
+        Self { state: Mutex::default(), changed: Condvar::new(), generation }
+    }
+
     /// The verifying caller's outcome, `None` if it gave up.
     fn wait(&self) -> Option<Result<Arc<VerifiedToken>, ReviewError>> {
         let mut progress = lock(&self.state);
@@ -166,10 +175,20 @@ struct Leader<'a> {
     flight: Arc<Flight>,
 }
 
+impl Leader<'_> {
+    /// Takes this flight out of the shard, unless a newer one (after a key-set change) took
+    /// its place.
+    fn land(&self, shard: &mut Shard) {
+        if shard.flights.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+            shard.flights.remove(&self.key);
+        }
+    }
+}
+
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if self.flight.is_running() {
-            lock(self.shard).flights.remove(&self.key);
+            self.land(&mut lock(self.shard));
             self.flight.finish(FlightState::Abandoned);
         }
     }
@@ -196,6 +215,8 @@ impl ReviewCache {
     /// The verification of (`token`, `audiences`), running `verify` on a miss, and whether it
     /// came from the cache (a success or a refusal kept earlier, or another caller's
     /// verification waited for). Concurrent misses for the same key wait for one `verify`.
+    /// `verify` must read the key set itself (not before this call): a verification is kept
+    /// only if no clear came between the miss and its end.
     pub fn get_or_verify(
         &self,
         token: &str,
@@ -214,11 +235,13 @@ impl ReviewCache {
                 } else if let Some(refusal) = guard.refused.get(&key).filter(|r| r.expires > now_s) {
                     Role::Hit(Err(refusal.error.clone()))
                 } else {
-                    // A stale entry is replaced or dropped when the verification completes.
+                    // Read under the shard's lock: a clear bumps it before emptying the shards.
+                    let generation = self.generation.load(Ordering::Acquire);
                     match guard.flights.get(&key) {
-                        Some(flight) => Role::Wait(Arc::clone(flight)),
-                        None => {
-                            let flight = Arc::new(Flight::default());
+                        // A verification begun before a key-set change answers for the old keys.
+                        Some(flight) if flight.generation == generation => Role::Wait(Arc::clone(flight)),
+                        _ => {
+                            let flight = Arc::new(Flight::new(generation));
                             guard.flights.insert(key, Arc::clone(&flight));
                             Role::Lead(flight)
                         }
@@ -234,21 +257,20 @@ impl ReviewCache {
                 }
                 Role::Lead(flight) => {
                     let leader = Leader { shard, key, flight };
-                    let generation = self.generation.load(Ordering::Acquire);
                     let result = verify().map(Arc::new);
-                    self.complete(&leader, &result, now_s, generation);
+                    self.complete(&leader, &result, now_s);
                     return (result, false);
                 }
             }
         }
     }
 
-    /// Ends a flight: keeps its outcome if it started at `generation` (unless a clear came
-    /// since) and lets the waiters go, in that order so that no caller finds neither.
-    fn complete(&self, leader: &Leader<'_>, result: &Result<Arc<VerifiedToken>, ReviewError>, now: i64, generation: u64) {
+    /// Ends a flight: keeps its outcome unless a clear came since it started, and lets the
+    /// waiters go, in that order so that no caller finds neither.
+    fn complete(&self, leader: &Leader<'_>, result: &Result<Arc<VerifiedToken>, ReviewError>, now: i64) {
         let mut shard = lock(leader.shard);
         // checked under the shard's lock: a clear bumps the generation before emptying the shards
-        if self.shard_capacity > 0 && self.generation.load(Ordering::Acquire) == generation {
+        if self.shard_capacity > 0 && self.generation.load(Ordering::Acquire) == leader.flight.generation {
             match result {
                 Ok(token) => {
                     // An expired token is kept briefly too: the review refuses it on every hit,
@@ -267,7 +289,7 @@ impl ReviewCache {
                 }
             }
         }
-        shard.flights.remove(&leader.key);
+        leader.land(&mut shard);
         drop(shard);
         leader.flight.finish(FlightState::Done(result.clone()));
     }

@@ -224,6 +224,11 @@ async fn rotated_keys_keep_verifying_old_tokens() {
     // Without the old key, its tokens no longer verify.
     authority.set_keys(KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), Vec::new()));
     assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, invalid signature, no keys found]");
+    assert!(authority.review(&issued.token, &[]).cached, "the refusal is kept");
+    // ...until the key set changes: with the old key back, the token verifies at once.
+    authority.set_keys(KeySet::new(keystore::generate(Algorithm::Rs256).unwrap(), vec![old.signing().verifying_key().clone()]));
+    let review = authority.review(&issued.token, &[]);
+    assert!(review.result.is_ok() && !review.cached);
 }
 
 /// A key set and a token it signed (for `ns/sa`, valid for an hour from `NOW`).
@@ -277,6 +282,49 @@ fn concurrent_misses_verify_once_and_failures_are_kept_a_few_seconds() {
     cache.clear();
     let cleared = cache.get_or_verify("garbage", &[], NOW.plus(5), || Err(ReviewError::NotMine));
     assert!(!cleared.1);
+}
+
+#[test]
+fn a_verification_that_straddles_a_key_set_change_is_not_kept() {
+    let (keys, token) = signed_token();
+    let cache = ReviewCache::new(100);
+    let verify = || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER));
+    // The keys changed while verifying: neither a success nor a refusal is kept.
+    let straddling = cache.get_or_verify(&token, &[], NOW, || {
+        cache.clear();
+        verify()
+    });
+    assert!(straddling.0.is_ok() && !straddling.1);
+    assert!(!cache.get_or_verify(&token, &[], NOW, verify).1, "verified again");
+    let refused = cache.get_or_verify("garbage", &[], NOW, || {
+        cache.clear();
+        Err(ReviewError::NotMine)
+    });
+    assert_eq!((refused.0.unwrap_err(), refused.1), (ReviewError::NotMine, false));
+    assert!(!cache.get_or_verify("garbage", &[], NOW, || Err(ReviewError::NotMine)).1, "verified again");
+}
+
+#[test]
+fn a_miss_after_a_key_set_change_does_not_wait_for_a_verification_with_the_old_keys() {
+    let (keys, token) = signed_token();
+    let cache = Arc::new(ReviewCache::new(100));
+    let old = {
+        let (cache, token) = (Arc::clone(&cache), token.clone());
+        std::thread::spawn(move || {
+            cache.get_or_verify(&token, &[], NOW, || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Err(ReviewError::Rejected("verified with the old keys".into()))
+            })
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    cache.clear();
+    let new = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
+    assert!(new.0.is_ok() && !new.1, "verified itself with the new keys");
+    let old = old.join().unwrap();
+    assert_eq!((old.0.unwrap_err(), old.1), (ReviewError::Rejected("verified with the old keys".into()), false));
+    // The old verification ended last but was not kept, and did not take the new one's place.
+    assert!(cache.get_or_verify(&token, &[], NOW, || panic!("the new verification is kept")).0.is_ok());
 }
 
 #[test]
