@@ -3,8 +3,9 @@
 //! proxy) build an [`AuthRequest`] and turn the [`Decision`] into their wire format.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokenwarden_core::authconfig::{AuthConfig, AuthRequest, Decision, Evaluation, HostIndex, Step};
@@ -16,7 +17,9 @@ use crate::identity::{CacheResult, Identities};
 use crate::metrics::{AuthConfigLabels, AuthConfigStatusLabels, CacheLabels, Metrics, StatusLabels};
 
 pub struct Authorizer {
-    live: RwLock<Arc<Live>>,
+    /// Read on every check without writing a shared reference count (a lock or an `Arc`
+    /// clone would be a write both workers make on every check).
+    live: ArcSwap<Live>,
     identities: Identities,
     access: Arc<dyn AccessReviewer>,
     metrics: Metrics,
@@ -71,7 +74,7 @@ impl ConfigSeries {
 impl Authorizer {
     pub fn new(identities: Identities) -> Self {
         Self {
-            live: RwLock::default(),
+            live: ArcSwap::default(),
             identities,
             access: Arc::new(NoAccessReviewer),
             metrics: Metrics::new(),
@@ -109,15 +112,12 @@ impl Authorizer {
             .configs()
             .map(|config| (Arc::as_ptr(config).addr(), ConfigSeries::new(config)))
             .collect();
-        *self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Live { index: Arc::new(index), series });
+        self.live.store(Arc::new(Live { index: Arc::new(index), series }));
     }
 
-    fn live(&self) -> Arc<Live> {
-        Arc::clone(&self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
 
     pub fn configs(&self) -> Arc<HostIndex> {
-        Arc::clone(&self.live().index)
+        Arc::clone(&self.live.load().index)
     }
 
     /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
@@ -136,7 +136,7 @@ impl Authorizer {
     }
 
     async fn decide(&self, request: &AuthRequest<'_>) -> Decision {
-        let live = self.live();
+        let live = self.live.load();
         let Some(config) = live.index.lookup(request.lookup_host()) else {
             let decision = Decision::not_found();
             self.count(&decision);
