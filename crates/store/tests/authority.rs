@@ -306,21 +306,34 @@ fn a_verification_that_straddles_a_key_set_change_is_not_kept() {
 
 #[test]
 fn a_miss_after_a_key_set_change_does_not_wait_for_a_verification_with_the_old_keys() {
+    use std::sync::mpsc::channel;
     let (keys, token) = signed_token();
     let cache = Arc::new(ReviewCache::new(100));
+    let ((started_tx, started), (go, go_rx)) = (channel(), channel::<()>());
     let old = {
         let (cache, token) = (Arc::clone(&cache), token.clone());
         std::thread::spawn(move || {
             cache.get_or_verify(&token, &[], NOW, || {
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
                 Err(ReviewError::Rejected("verified with the old keys".into()))
             })
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    started.recv().unwrap();
     cache.clear();
-    let new = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
+    let (answer_tx, answer) = channel();
+    {
+        let (cache, token) = (Arc::clone(&cache), token.clone());
+        std::thread::spawn(move || {
+            let new = cache.get_or_verify(&token, &[], NOW, || tokenwarden_core::review::verify(&token, &keys, &IssuerConfig::new(ISSUER)));
+            answer_tx.send(new).unwrap();
+        });
+    }
+    // a bound on a hang, not a timing assertion: the old verification only ends when told to
+    let new = answer.recv_timeout(std::time::Duration::from_secs(30)).expect("the miss waited for the verification with the old keys");
     assert!(new.0.is_ok() && !new.1, "verified itself with the new keys");
+    go.send(()).unwrap();
     let old = old.join().unwrap();
     assert_eq!((old.0.unwrap_err(), old.1), (ReviewError::Rejected("verified with the old keys".into()), false));
     // The old verification ended last but was not kept, and did not take the new one's place.
