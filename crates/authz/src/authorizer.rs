@@ -115,7 +115,6 @@ impl Authorizer {
         self.live.store(Arc::new(Live { index: Arc::new(index), series }));
     }
 
-
     pub fn configs(&self) -> Arc<HostIndex> {
         Arc::clone(&self.live.load().index)
     }
