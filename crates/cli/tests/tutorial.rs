@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, describe, free_port, text, workspace};
+use common::{BIN, describe, free_ports, logs_in, text, workspace};
 
 /// A document's script that hangs (a server that never comes up, say) fails the test after
 /// this long instead of hanging CI; bash's EXIT trap still stops what it started.
@@ -33,7 +33,7 @@ fn the_tutorial_runs_as_written() {
     let tutorial = std::fs::read_to_string(workspace().join("docs/tutorial.md")).unwrap();
     let blocks = shell_blocks(&tutorial);
     assert!(blocks.len() >= 10, "the tutorial's commands: {} blocks", blocks.len());
-    let (api, check, proxy, talker, nginx, public) = (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
+    let [api, check, proxy, talker, nginx, public] = free_ports();
     let script = blocks
         .join("")
         .replace(
@@ -116,8 +116,8 @@ fn the_cluster_guide_runs_as_written() {
     assert!(blocks.len() >= 8, "the guide's commands: {} blocks", blocks.len());
     // etcd, the two replicas, their metrics and the load balancer on free ports.
     let mut script = blocks.join("");
-    for fixed in ["2379", "2380", "6441", "6442", "6443", "9091", "9092"] {
-        script = script.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{}", free_port()));
+    for (fixed, port) in ["2379", "2380", "6441", "6442", "6443", "9091", "9092"].into_iter().zip(free_ports::<7>()) {
+        script = script.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{port}"));
     }
     let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");
     let dir = tempfile::tempdir().unwrap();
@@ -135,7 +135,8 @@ fn the_cluster_guide_runs_as_written() {
         .env_remove("TOKENWARDEN_KEY_ENCRYPTION_KEY")
         .output()
         .unwrap();
-    assert!(out.status.success(), "the cluster guide failed\n{}", describe(&out));
+    // The guide's processes log to files in its directory: they say why it failed.
+    assert!(out.status.success(), "the cluster guide failed\n{}\n{}", describe(&out), logs_in(dir.path()));
     let stdout = text(&out.stdout);
     for expected in [
         "namespace/demo created",

@@ -29,6 +29,29 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `N` free ports, distinct: all are held while they are picked (one at a time, the kernel
+/// may hand out a port it just gave and took back).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: [std::net::TcpListener; N] = std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|listener| listener.local_addr().unwrap().port())
+}
+
+/// The last lines of every `*.log` file in `dir`: what the processes a script started said
+/// before it failed.
+pub fn logs_in(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).map_or_else(|_| Vec::new(), |entries| entries.filter_map(|e| Some(e.ok()?.path())).collect());
+    names.retain(|path| path.extension().is_some_and(|ext| ext == "log"));
+    names.sort();
+    let mut out = String::new();
+    for path in names {
+        let content = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = content.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        out.push_str(&format!("--- {} (last 40 lines) ---\n{tail}\n", path.display()));
+    }
+    out
+}
+
 /// Whether something accepts connections on 127.0.0.1:`port`.
 pub fn listening(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_ok()
