@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, describe, free_ports, logs_in, text, workspace};
+use common::{BIN, describe, logs_in, text, workspace};
+use tokenwarden_testkit::free_ports;
 
 /// A document's script that hangs (a server that never comes up, say) fails the test after
 /// this long instead of hanging CI; bash's EXIT trap still stops what it started.
@@ -33,7 +34,7 @@ fn the_tutorial_runs_as_written() {
     let tutorial = std::fs::read_to_string(workspace().join("docs/tutorial.md")).unwrap();
     let blocks = shell_blocks(&tutorial);
     assert!(blocks.len() >= 10, "the tutorial's commands: {} blocks", blocks.len());
-    let [api, check, proxy, talker, nginx, public] = free_ports();
+    let [api, check, proxy, talker, nginx, public] = free_ports(6)[..] else { unreachable!("six ports asked for") };
     let script = blocks
         .join("")
         .replace(
@@ -116,7 +117,7 @@ fn the_cluster_guide_runs_as_written() {
     assert!(blocks.len() >= 8, "the guide's commands: {} blocks", blocks.len());
     // etcd, the two replicas, their metrics and the load balancer on free ports.
     let mut script = blocks.join("");
-    for (fixed, port) in ["2379", "2380", "6441", "6442", "6443", "9091", "9092"].into_iter().zip(free_ports::<7>()) {
+    for (fixed, port) in ["2379", "2380", "6441", "6442", "6443", "9091", "9092"].into_iter().zip(free_ports(7)) {
         script = script.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{port}"));
     }
     let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");

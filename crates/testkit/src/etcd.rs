@@ -8,11 +8,13 @@
 //! (see [`EtcdCluster::shared`]) never outlives it.
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::free_ports;
 
 /// The etcd binary: `$TOKENWARDEN_ETCD`, else Debian's `/usr/bin/etcd`, else `etcd` on PATH.
 pub fn etcd_binary() -> PathBuf {
@@ -155,12 +157,6 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     _root: Option<tempfile::TempDir>,
-}
-
-/// Ports nobody listens on right now (all bound at once, so they differ).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 impl EtcdCluster {

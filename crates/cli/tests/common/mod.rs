@@ -29,13 +29,6 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// `N` free ports, distinct: all are held while they are picked (one at a time, the kernel
-/// may hand out a port it just gave and took back).
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: [std::net::TcpListener; N] = std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
-    held.map(|listener| listener.local_addr().unwrap().port())
-}
-
 /// The last lines of every `*.log` file in `dir`: what the processes a script started said
 /// before it failed.
 pub fn logs_in(dir: &Path) -> String {
