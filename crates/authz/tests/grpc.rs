@@ -227,8 +227,7 @@ async fn the_local_reviewer_checks_a_bad_signature_once_then_refuses_it_from_its
     let token = token(&s.authority, "api-consumer-1", "talker-api").await;
     let reviewer = LocalReviewer(Arc::clone(&s.authority));
     let audiences = ["talker-api".to_owned()];
-    let forged = format!("{}AAAA", &token[..token.len() - 4]);
-    let forged = if forged == token { format!("{}BBBB", &token[..token.len() - 4]) } else { forged };
+    let forged = format!("{}{}", &token[..token.len() - 4], if token.ends_with("AAAA") { "BBBB" } else { "AAAA" });
     let refused = (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss);
     assert_eq!(reviewer.review(&forged, &audiences, false).await, refused);
     assert_eq!(reviewer.review(&forged, &audiences, false).await, (refused.0, CacheResult::Hit));
