@@ -70,23 +70,6 @@ struct Refusal {
     expires: i64,
 }
 
-trait Expiring {
-    /// Unix seconds from which the entry is stale.
-    fn expires(&self) -> i64;
-}
-
-impl Expiring for Entry {
-    fn expires(&self) -> i64 {
-        self.expires
-    }
-}
-
-impl Expiring for Refusal {
-    fn expires(&self) -> i64 {
-        self.expires
-    }
-}
-
 struct Flight {
     state: Mutex<FlightProgress>,
     changed: Condvar,
@@ -115,13 +98,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Makes room for one entry in `map`: the stale entries go, then, if that is not enough, an
-/// eighth of the map at once (which keeps these scans rare).
-fn make_room<V: Expiring>(map: &mut HashMap<Key, V>, capacity: usize, now: i64) {
+/// Makes room for one entry in `map`: the entries stale at `now` (by `expires`) go, then, if
+/// that is not enough, an eighth of the map at once (which keeps these scans rare).
+fn make_room<V>(map: &mut HashMap<Key, V>, capacity: usize, now: i64, expires: impl Fn(&V) -> i64) {
     if map.len() < capacity {
         return;
     }
-    map.retain(|_, e| e.expires() > now);
+    map.retain(|_, e| expires(e) > now);
     if map.len() >= capacity {
         let mut excess = map.len() + 1 - capacity + capacity / 8;
         map.retain(|_, _| {
@@ -277,12 +260,12 @@ impl ReviewCache {
                     // without verifying it again.
                     let exp = token.exp().map_or(i64::MAX, |exp| exp.saturating_add(LEEWAY_SECONDS));
                     let expires = exp.max(now.saturating_add(REFUSAL_TTL_SECONDS)).min(now.saturating_add(MAX_TTL_SECONDS));
-                    make_room(&mut shard.entries, self.shard_capacity, now);
+                    make_room(&mut shard.entries, self.shard_capacity, now, |e| e.expires);
                     shard.entries.insert(leader.key, Entry { token: Arc::clone(token), expires });
                     shard.refused.remove(&leader.key);
                 }
                 Err(error) => {
-                    make_room(&mut shard.refused, self.shard_capacity.div_ceil(8), now);
+                    make_room(&mut shard.refused, self.shard_capacity.div_ceil(8), now, |r| r.expires);
                     let expires = now.saturating_add(REFUSAL_TTL_SECONDS);
                     shard.refused.insert(leader.key, Refusal { error: error.clone(), expires });
                     shard.entries.remove(&leader.key);
