@@ -80,13 +80,26 @@ fn plain(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Header names read on every request, parsed once (a name given as text is parsed at each
+/// lookup).
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// The host the client asked for: `Host`, else the URI's authority (HTTP/2 `:authority`).
 pub(crate) fn request_host(parts: &Parts) -> &str {
-    header(&parts.headers, "host").or_else(|| parts.uri.authority().map(Authority::as_str)).unwrap_or_default()
+    header(&parts.headers, &axum::http::header::HOST).or_else(|| parts.uri.authority().map(Authority::as_str)).unwrap_or_default()
 }
 
 /// Every header, borrowed (names are lower case already), repeated ones merged with `,`;
@@ -156,11 +169,11 @@ pub fn strip_check_prefix(path_and_query: &str) -> String {
 pub fn original_request<'a>(parts: &'a Parts, body: &'a [u8]) -> Option<AuthRequest<'a>> {
     let headers = &parts.headers;
     let own_method = parts.method.as_str();
-    let original_method = header(headers, "x-original-method");
-    let forwarded_host = header(headers, "x-forwarded-host");
-    let forwarded_proto = header(headers, "x-forwarded-proto");
+    let original_method = header(headers, &X_ORIGINAL_METHOD);
+    let forwarded_host = header(headers, &X_FORWARDED_HOST);
+    let forwarded_proto = header(headers, &X_FORWARDED_PROTO);
     let mut forwarded = true;
-    let mut request = if let Some(url) = header(headers, "x-original-url") {
+    let mut request = if let Some(url) = header(headers, &X_ORIGINAL_URL) {
         // ingress-nginx: `$scheme://$http_host$request_uri`
         let uri: Uri = url.parse().ok()?;
         let authority = uri.authority()?.as_str().to_owned();
@@ -168,17 +181,17 @@ pub fn original_request<'a>(parts: &'a Parts, body: &'a [u8]) -> Option<AuthRequ
         let mut request = AuthRequest::new(original_method.unwrap_or(own_method), authority, path);
         request.scheme = uri.scheme_str().unwrap_or("http").to_owned().into();
         request
-    } else if let Some(uri) = header(headers, "x-original-uri") {
+    } else if let Some(uri) = header(headers, &X_ORIGINAL_URI) {
         // nginx `auth_request`
         let host = forwarded_host.unwrap_or_else(|| request_host(parts));
         let mut request = AuthRequest::new(original_method.unwrap_or(own_method), host, uri);
         request.scheme = forwarded_proto.unwrap_or("http").into();
         request
-    } else if header(headers, "x-forwarded-uri").is_some() || header(headers, "x-forwarded-method").is_some() {
+    } else if header(headers, &X_FORWARDED_URI).is_some() || header(headers, &X_FORWARDED_METHOD).is_some() {
         // Traefik ForwardAuth
         let host = forwarded_host.unwrap_or_else(|| request_host(parts));
-        let path = header(headers, "x-forwarded-uri").unwrap_or("/");
-        let method = header(headers, "x-forwarded-method").unwrap_or(own_method);
+        let path = header(headers, &X_FORWARDED_URI).unwrap_or("/");
+        let method = header(headers, &X_FORWARDED_METHOD).unwrap_or(own_method);
         let mut request = AuthRequest::new(method, host, path);
         request.scheme = forwarded_proto.unwrap_or("http").into();
         request
@@ -194,13 +207,13 @@ pub fn original_request<'a>(parts: &'a Parts, body: &'a [u8]) -> Option<AuthRequ
     set_peer(&mut request, parts);
     if forwarded {
         // The client of the protected request, as the proxy reports it.
-        let client = header(headers, "x-real-ip").or_else(|| header(headers, "x-forwarded-for").and_then(|v| v.split(',').next()).map(str::trim));
+        let client = header(headers, &X_REAL_IP).or_else(|| header(headers, &X_FORWARDED_FOR).and_then(|v| v.split(',').next()).map(str::trim));
         if let Some(client) = client.filter(|c| !c.is_empty()) {
             client.clone_into(&mut request.source.address);
             request.source.port = 0;
         }
     }
-    if let Some(id) = header(headers, "x-request-id") {
+    if let Some(id) = header(headers, &X_REQUEST_ID) {
         request.id = id.into();
     }
     request.body = String::from_utf8_lossy(body);

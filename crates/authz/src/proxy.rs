@@ -32,7 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokenwarden_core::authconfig::{AuthRequest, Decision};
 
 use crate::Authorizer;
-use crate::http::{add_headers, decision_response, request_host, set_peer, wire_header};
+use crate::http::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, add_headers, decision_response, request_host, set_peer, wire_header};
 
 /// How long the upstream may take to send its response headers.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,7 +145,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         }
         add_headers(&mut auth, &parts.headers);
         set_peer(&mut auth, &parts);
-        if let Some(id) = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        if let Some(id) = parts.headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
             auth.id = id.into();
         }
         let decision = proxy.authorizer.check(&auth).await;
@@ -180,20 +180,20 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         headers.remove(header::AUTHORIZATION);
     }
     if !client_ip.is_empty() {
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client_ip}"),
             _ => client_ip,
         };
         if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert("x-forwarded-for", value);
+            headers.insert(X_FORWARDED_FOR.clone(), value);
         }
     }
     if let Some(value) = host {
-        headers.insert("x-forwarded-host", value.clone());
+        headers.insert(X_FORWARDED_HOST.clone(), value.clone());
         // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
         headers.entry(header::HOST).or_insert(value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     for (name, value) in success {
         let Some((name, value)) = wire_header(name, value) else {
             tracing::warn!(header = %name, "success header is not valid HTTP; denying");

@@ -84,8 +84,10 @@ impl ReviewError {
 /// audit read: caches hold one per token, so it is two allocations (this and its strings).
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
-    /// The strings of [`Field`], then the audiences, each written as its length in decimal,
-    /// `:` and the string (a separate table of offsets would be one more allocation).
+    /// The strings of [`Field`], then the audiences, each after its length written as one
+    /// `char` (whose code point is the length: one byte below 128, and a string in a 16 KiB
+    /// token is always shorter than the surrogates), so a walk reads a length without
+    /// searching or parsing. A separate table of offsets would be one more allocation.
     text: Box<str>,
     /// Which optional claims are present ([`JTI`], [`POD`], [`SECRET`], [`NODE`], [`EXP`],
     /// [`NBF`], [`IAT`], [`AUD`]).
@@ -141,6 +143,13 @@ const STARTS: [usize; 3] = [Field::Namespace as usize, Field::PodName as usize, 
 /// never; were one longer, its lookups would find nothing and its review would fail.
 const BEYOND: u16 = u16::MAX;
 
+/// The length of `string` as the `char` [`VerifiedToken::text`] writes before it; past the
+/// last code point below the surrogates (never, in a 16 KiB token), U+FFFD, which ends every
+/// walk that reaches it: those lookups find nothing and the review fails.
+fn length_char(string: &str) -> char {
+    u32::try_from(string.len()).ok().filter(|&len| len < 0xD800).and_then(char::from_u32).unwrap_or(char::REPLACEMENT_CHARACTER)
+}
+
 /// `name` + `uid` of an object a bound token names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObjectRef<'a> {
@@ -174,14 +183,13 @@ impl VerifiedToken {
             }
         }
         let strings = || fields.iter().copied().chain(claims.aud.iter().map(String::as_str));
-        let mut text = String::with_capacity(strings().map(|s| s.len() + 6).sum());
+        let mut text = String::with_capacity(strings().map(|s| length_char(s).len_utf8() + s.len()).sum());
         let mut starts = [0; 3];
         for (i, string) in strings().enumerate() {
             if let Some(slot) = STARTS.iter().position(|&at| at == i) {
                 starts[slot] = u16::try_from(text.len()).unwrap_or(BEYOND);
             }
-            text.push_str(itoa::Buffer::new().format(string.len()));
-            text.push(':');
+            text.push(length_char(string));
             text.push_str(string);
         }
         let mut times = [0; 3];
@@ -201,8 +209,10 @@ impl VerifiedToken {
     fn strings_from(&self, start: u16) -> impl Iterator<Item = &str> {
         let mut rest = if start == BEYOND { "" } else { self.text.get(usize::from(start)..).unwrap_or_default() };
         std::iter::from_fn(move || {
-            let (len, after) = rest.split_once(':')?;
-            let (string, next) = after.split_at_checked(len.parse().ok()?)?;
+            let mut chars = rest.chars();
+            let len = chars.next().filter(|&c| c != char::REPLACEMENT_CHARACTER)?;
+            let len = usize::try_from(u32::from(len)).ok()?;
+            let (string, next) = chars.as_str().split_at_checked(len)?;
             rest = next;
             Some(string)
         })
@@ -558,18 +568,38 @@ mod tests {
     }
 
     #[test]
-    fn strings_past_what_an_offset_holds_read_as_empty_not_as_other_bytes() {
-        let long = "x".repeat(usize::from(u16::MAX) + 10);
+    fn a_string_longer_than_its_length_char_holds_ends_the_walk_there() {
         let claims = Claims {
             aud: vec!["api".to_owned()],
-            jti: Some(long),
-            kubernetes: Some(KubernetesClaims { namespace: "ns".to_owned(), ..KubernetesClaims::default() }),
+            jti: Some("jti".to_owned()),
+            kubernetes: Some(KubernetesClaims { namespace: "n".repeat(0xD800), ..KubernetesClaims::default() }),
             ..Claims::default()
         };
         let token = VerifiedToken::new(&claims, None);
+        assert_eq!(token.jti(), Some("jti"), "what precedes it still reads");
         assert_eq!(token.field(Field::Namespace), "");
+        assert_eq!(token.field(Field::ServiceAccountName), "");
+        assert_eq!(token.audiences().count(), 1, "the audiences have their own offset");
+    }
+
+    #[test]
+    fn strings_past_what_an_offset_holds_read_as_empty_not_as_other_bytes() {
+        // Each shorter than a length char holds, together past a `u16`.
+        let claims = Claims {
+            aud: vec!["api".to_owned()],
+            jti: Some("x".repeat(40_000)),
+            kubernetes: Some(KubernetesClaims {
+                namespace: "n".repeat(30_000),
+                pod: Some(Ref { name: "pod".to_owned(), uid: "pod-uid".to_owned() }),
+                ..KubernetesClaims::default()
+            }),
+            ..Claims::default()
+        };
+        let token = VerifiedToken::new(&claims, None);
+        assert_eq!(token.pod(), Some(ObjectRef { name: "", uid: "" }));
         assert_eq!(token.audiences().count(), 0);
-        assert_eq!(token.jti().map(str::len), Some(usize::from(u16::MAX) + 10), "what precedes the offsets still reads");
+        assert_eq!(token.jti().map(str::len), Some(40_000), "what precedes the offsets still reads");
+        assert_eq!(token.field(Field::Namespace).len(), 30_000);
     }
 
     /// The review cache holds a million of these within the memory target: the offsets
