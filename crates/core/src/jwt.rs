@@ -67,7 +67,12 @@ pub fn verify(token: &str, keys: &KeySet, accepts_issuer: impl Fn(&str) -> bool)
     let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| JwtError::NotMine)?;
     // One parse in the common case; claims that do not parse are only "not mine" when not even
     // an accepted `iss` can be read from them.
-    let claims: Result<Claims, serde_json::Error> = serde_json::from_slice(&payload);
+    // From text checked once, when it is UTF-8 (it always is from kube-apiserver and from
+    // tokenwarden): from bytes, serde_json checks each string on its own.
+    let claims: Result<Claims, serde_json::Error> = match std::str::from_utf8(&payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(&payload),
+    };
     let issuer_accepted = match &claims {
         Ok(claims) => accepts_issuer(&claims.iss),
         Err(_) => matches!(
