@@ -264,6 +264,24 @@ fn extra_header_fields_are_allowed() {
     assert!(run(&token, &[], &keys_rsa(), &world(), NOW).is_ok());
 }
 
+/// Claims are read from text when they are UTF-8, else from the bytes as before: a field no
+/// one reads may hold any bytes (Go's decoder is as lenient), a claim that is read may not.
+#[test]
+fn claims_that_are_not_utf8_read_as_before() {
+    let header = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, rsa().kid());
+    let payload = |extra: &[u8]| {
+        let mut payload = serde_json::to_vec(&Claims { jti: None, ..bound_claims() }).expect("json");
+        assert_eq!(payload.pop(), Some(b'}'));
+        payload.extend_from_slice(extra);
+        payload
+    };
+    let unread = sign_raw(&rsa(), &header, &payload(b",\"x-note\":\"\xff\"}"));
+    assert!(run(&unread, &[], &keys_rsa(), &world(), NOW).is_ok());
+    let read = sign_raw(&rsa(), &header, &payload(b",\"jti\":\"\xff\"}"));
+    let error = error_of(&read, &[], &world(), NOW);
+    assert!(error.starts_with("[invalid bearer token, invalid claims: invalid unicode code point"), "{error}");
+}
+
 #[test]
 fn malformed_headers_are_not_mine() {
     let payload = serde_json::to_vec(&bound_claims()).expect("json");
