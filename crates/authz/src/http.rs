@@ -126,7 +126,7 @@ fn protocol(version: axum::http::Version) -> &'static str {
 
 /// An address as `Display` writes it; IPv4 digit by digit (the formatter costs about a
 /// microsecond a request on the proxy, where every request has one).
-fn ip_text(ip: IpAddr) -> String {
+pub(crate) fn ip_text(ip: IpAddr) -> String {
     let IpAddr::V4(v4) = ip else { return ip.to_string() };
     let mut text = String::with_capacity(15);
     for (i, octet) in v4.octets().into_iter().enumerate() {

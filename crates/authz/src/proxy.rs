@@ -16,13 +16,15 @@
 //! client address in `X-Forwarded-For` and in the check's `source`. Only `http://` upstreams
 //! are supported; protocol upgrades (WebSocket) are not proxied.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::request::Parts;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +34,7 @@ use hyper_util::rt::TokioExecutor;
 use tokenwarden_core::authconfig::{AuthRequest, Decision};
 
 use crate::Authorizer;
-use crate::http::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, add_headers, decision_response, request_host, set_peer, wire_header};
+use crate::http::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, add_headers, decision_response, ip_text, request_host, set_peer, wire_header};
 
 /// How long the upstream may take to send its response headers.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,9 +121,38 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What every forwarded request gets (the benchmark's bare pass-through proxy calls this too,
+/// so that the baseline does the same header work): hop-by-hop headers removed, the client's
+/// address appended to `X-Forwarded-For`, `X-Forwarded-Host` and, when missing, `Host` from
+/// `host`, and `X-Forwarded-Proto`.
+pub fn set_forwarding_headers(headers: &mut HeaderMap, client_ip: String, host: Option<HeaderValue>) {
+    remove_hop_by_hop(headers);
+    if !client_ip.is_empty() {
+        let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client_ip}"),
+            _ => client_ip,
+        };
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert(X_FORWARDED_FOR.clone(), value);
+        }
+    }
+    if let Some(value) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), value.clone());
+        // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
+        headers.entry(header::HOST).or_insert(value);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+}
+
+/// The client's address as `X-Forwarded-For` writes it; empty when the router was not served
+/// with connect info. (The proxy has it from the check's `source`.)
+pub fn client_address(parts: &Parts) -> String {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| ip_text(addr.ip())).unwrap_or_default()
+}
+
 /// [`request_host`] as a header value: the `Host` header itself (shared, not copied) when it
 /// has one.
-fn host_value(parts: &axum::http::request::Parts) -> Option<HeaderValue> {
+pub fn host_value(parts: &Parts) -> Option<HeaderValue> {
     match parts.headers.get(header::HOST) {
         Some(value) if value.to_str().is_ok_and(|v| !v.trim().is_empty()) => Some(value.clone()),
         _ => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
@@ -175,25 +206,10 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let host = host_value(&parts);
 
     let headers = &mut parts.headers;
-    remove_hop_by_hop(headers);
+    set_forwarding_headers(headers, client_ip, host);
     if proxy.options.strip_credential {
         headers.remove(header::AUTHORIZATION);
     }
-    if !client_ip.is_empty() {
-        let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client_ip}"),
-            _ => client_ip,
-        };
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert(X_FORWARDED_FOR.clone(), value);
-        }
-    }
-    if let Some(value) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), value.clone());
-        // HTTP/2 clients send `:authority`; HTTP/1.1 upstreams need `Host`.
-        headers.entry(header::HOST).or_insert(value);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     for (name, value) in success {
         let Some((name, value)) = wire_header(name, value) else {
             tracing::warn!(header = %name, "success header is not valid HTTP; denying");

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{self, HeaderValue};
-use axum::http::uri::{Authority, PathAndQuery};
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -26,6 +26,7 @@ use envoy_types::pb::google::rpc::Status;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokenwarden_authz::proxy;
 use tokenwarden_core::cache_key::CacheKeyer;
 use tokenwarden_core::keys::{SigningKey, VerifyingKey};
 
@@ -107,34 +108,24 @@ struct Passthrough {
 }
 
 /// tokenwarden's proxy minus the check: same URI rewrite, header handling and client.
-async fn forward(State(proxy): State<Arc<Passthrough>>, request: Request) -> Response {
+async fn forward(State(passthrough): State<Arc<Passthrough>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    if !proxy.work.admits(authorization(&parts.headers)) {
+    if !passthrough.work.admits(authorization(&parts.headers)) {
         return (StatusCode::UNAUTHORIZED, "refused\n").into_response();
     }
-    let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str).to_owned();
-    let Ok(uri) = Uri::builder().scheme("http").authority(proxy.authority.clone()).path_and_query(path).build() else {
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(passthrough.authority.clone()).path_and_query(path).build() else {
         return (StatusCode::BAD_REQUEST, "invalid request path\n").into_response();
     };
-    let host = parts.headers.get(header::HOST).cloned();
-    let headers = &mut parts.headers;
-    tokenwarden_authz::proxy::remove_hop_by_hop(headers);
-    if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
-        && let Ok(value) = HeaderValue::from_str(&addr.ip().to_string())
-    {
-        headers.insert("x-forwarded-for", value);
-    }
-    if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let (host, client) = (proxy::host_value(&parts), proxy::client_address(&parts));
+    proxy::set_forwarding_headers(&mut parts.headers, client, host);
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     parts.extensions = axum::http::Extensions::new();
-    match tokio::time::timeout(Duration::from_secs(30), proxy.client.request(axum::http::Request::from_parts(parts, body))).await {
+    match tokio::time::timeout(Duration::from_secs(30), passthrough.client.request(axum::http::Request::from_parts(parts, body))).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
-            tokenwarden_authz::proxy::remove_hop_by_hop(&mut parts.headers);
+            proxy::remove_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(_)) => (StatusCode::BAD_GATEWAY, "upstream unavailable\n").into_response(),
