@@ -216,9 +216,13 @@ pub(crate) struct ListScan {
 impl ListScan {
     pub(crate) fn new(resource: &Resource, options: &ListOptions) -> Result<Self> {
         let namespace = options.namespace.as_deref().filter(|ns| resource.namespaced && !ns.is_empty());
-        let token = options.continue_token.as_deref().filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
-        let (after, revision) = match token {
-            Some((ns, name, revision)) => (Some((ns, name)), revision),
+        let token = options.continue_token.as_deref().filter(|t| !t.is_empty());
+        let (after, revision) = match token.map(|token| (token, decode_continue(token))) {
+            // A token from another namespace's list would start the range outside this one
+            // (kube-apiserver's tokens are relative to the namespace, so they cannot).
+            Some((token, Ok((ns, _, _)))) if namespace.is_some_and(|namespace| namespace != ns) => return Err(invalid_continue(token)),
+            Some((_, Ok((ns, name, revision)))) => (Some((ns, name)), revision),
+            Some((_, Err(e))) => return Err(e),
             None => (None, None),
         };
         Ok(Self { prefix: resource.key_prefix(), namespace: namespace.map(str::to_owned), after, revision })
@@ -281,13 +285,17 @@ fn encode_continue(namespace: &str, name: &str, revision: Revision) -> String {
 
 /// Also accepts the older `[namespace, name]` tokens (no revision).
 fn decode_continue(token: &str) -> Result<(String, String, Option<Revision>)> {
-    let invalid = || StoreError::from(Error::BadRequest(format!("continue key is not valid: {token:?}")));
+    let invalid = || invalid_continue(token);
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     if let Ok((namespace, name, revision)) = serde_json::from_slice::<(String, String, Revision)>(&bytes) {
         return Ok((namespace, name, Some(revision)));
     }
     let (namespace, name) = serde_json::from_slice::<(String, String)>(&bytes).map_err(|_| invalid())?;
     Ok((namespace, name, None))
+}
+
+fn invalid_continue(token: &str) -> StoreError {
+    Error::BadRequest(format!("continue key is not valid: {token:?}")).into()
 }
 
 /// `after` must not predate the compacted revision.

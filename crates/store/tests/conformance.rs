@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use base64::Engine as _;
 use serde_json::json;
 use tempfile::TempDir;
 use tokenwarden_core::selector::{FieldSelector, LabelSelector};
@@ -240,6 +241,22 @@ async fn list_filters_and_pages(f: Fixture) {
     let err = api_err(f.store.list(&SA, &bad).await);
     assert_eq!(err.code(), 400);
     assert!(err.to_string().starts_with("continue key is not valid"), "{err}");
+
+    // A list in one namespace never reaches another, whatever its token says: a token from a
+    // cluster-wide list (its next item in namespace a), or one made up to start before every
+    // namespace, is refused rather than read from where it points.
+    let cluster_wide = f.store.list(&SA, &ListOptions { limit: 1, ..Default::default() }).await.unwrap();
+    let made_up = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"["",""]"#);
+    for token in [cluster_wide.continue_token.unwrap(), made_up] {
+        let elsewhere = ListOptions { namespace: Some("b".into()), continue_token: Some(token), ..Default::default() };
+        let err = api_err(f.store.list(&SA, &elsewhere).await);
+        assert_eq!(err.code(), 400);
+        assert!(err.to_string().starts_with("continue key is not valid"), "{err}");
+    }
+    // A token from the namespace's own list still pages it.
+    let first_in_b = f.store.list(&SA, &ListOptions { limit: 1, ..in_b.clone() }).await.unwrap();
+    let rest = ListOptions { continue_token: first_in_b.continue_token, ..in_b.clone() };
+    assert_eq!(names(&f.store.list(&SA, &rest).await.unwrap().items), ["b/y"]);
 
     let nodes = f.store.list(&Resource::NODES, &ListOptions::default()).await.unwrap();
     assert!(nodes.items.is_empty());
