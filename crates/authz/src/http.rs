@@ -15,7 +15,8 @@
 //!    and path, with a leading `/check` path segment stripped (`/check` alone is `/`).
 //!
 //! Headers are lower-cased and repeated ones merged with `,` (as Envoy does); the body is read
-//! up to [`MAX_BODY_BYTES`] (larger: 413, as Authorino's `--max-http-request-body-size`).
+//! up to [`MAX_BODY_BYTES`] (larger: 413, as Authorino's `--max-http-request-body-size`) and
+//! within [`BODY_READ_TIMEOUT`] (slower: 408).
 //!
 //! Allowed: 200 with the success headers (`response.success.headers`), so nginx
 //! `auth_request_set`, Traefik `authResponseHeaders` and Envoy `allowed_upstream_headers` can
@@ -43,6 +44,9 @@ use crate::Authorizer;
 /// `--max-http-request-body-size`).
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
+/// How long a client may take to send the body, once its headers are in.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The path prefix Authorino's raw interface listens on, stripped from Envoy-style checks.
 pub const CHECK_PREFIX: &str = "/check";
 
@@ -56,16 +60,30 @@ async fn check(State(authorizer): State<Arc<Authorizer>>, request: Request) -> R
     if declared_length(&parts.headers).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return too_large();
     }
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "cannot read the request body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     let decision = match original_request(&parts, &body) {
         Some(auth) => authorizer.check(&auth).await,
         None => Decision::invalid_request(),
     };
     decision_response(&decision)
+}
+
+/// The body, bounded in size and in time (the listener bounds only the headers: a client that
+/// stalls mid-body would hold its connection and task for good). Most checks have none, and
+/// skip the timer.
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(plain(StatusCode::BAD_REQUEST, "cannot read the request body")),
+        Err(_) => Err(plain(StatusCode::REQUEST_TIMEOUT, &format!("the request body was not received within {} s", BODY_READ_TIMEOUT.as_secs()))),
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

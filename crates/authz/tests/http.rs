@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokenwarden_authz::Authorizer;
-use tokenwarden_authz::http::{MAX_BODY_BYTES, check_router};
+use tokenwarden_authz::http::{BODY_READ_TIMEOUT, MAX_BODY_BYTES, check_router};
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::metrics::CacheLabels;
 use tokenwarden_authz::proxy::{ProxyOptions, proxy_router, proxy_router_with_timeout};
@@ -379,6 +379,30 @@ async fn the_body_is_read_up_to_8_kib() {
     // a declared length over the limit is refused before reading
     let answer = check(&env, "POST", "/check", &[("host", ECHO_HOST), ("content-length", "100000")], Body::empty()).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_408_after_the_read_timeout() {
+    let env = Env::new().await;
+    // Waits the whole timeout (tokio's paused clock would need its test-util feature, which
+    // would rebuild tokio for every test binary).
+    let answer = check(&env, "POST", "/check", &[("host", ECHO_HOST), ("content-length", "100")], Body::new(Stalled)).await;
+    assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(answer.body, format!("the request body was not received within {} s\n", BODY_READ_TIMEOUT.as_secs()));
+}
+
+/// A body whose bytes never come.
+struct Stalled;
+
+impl hyper::body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
 }
 
 /// A body of `len` bytes in 1 KiB frames, with no size hint (sent chunked).
