@@ -72,15 +72,16 @@ fn scalar(value: &Value) -> String {
 
 /// `2026-11-23T16:10:00Z (expires in 9m12s)`.
 fn when(claim: &str, at: Timestamp, now: Timestamp) -> String {
-    let delta = at.unix() - now.unix();
+    // Saturating: a claim can hold any i64, and a clamped difference still points the right way.
+    let delta = at.unix().saturating_sub(now.unix());
     let relative = match (claim, delta.signum()) {
         ("exp", 1) => format!("expires in {}", format_seconds(delta)),
         ("exp", 0) => "expires now".to_owned(),
-        ("exp", _) => format!("expired {} ago", format_seconds(-delta)),
+        ("exp", _) => format!("expired {} ago", format_seconds(delta.saturating_neg())),
         ("nbf", 1) => format!("valid in {}", format_seconds(delta)),
         (_, 1) => format!("in {}", format_seconds(delta)),
         (_, 0) => "now".to_owned(),
-        (_, _) => format!("{} ago", format_seconds(-delta)),
+        (_, _) => format!("{} ago", format_seconds(delta.saturating_neg())),
     };
     format!("{at} ({relative})")
 }
@@ -111,5 +112,13 @@ mod tests {
         assert!(expired.contains("(expired 3m ago)"), "{expired}");
         assert!(expired.contains("  nbf: 2026-11-23T16:00:48Z (now)\n"), "{expired}");
         assert!(expired.contains("(in 5s)"), "{expired}");
+    }
+
+    #[test]
+    fn claims_at_the_ends_of_time_are_described_without_overflow() {
+        let now = Timestamp::from_unix(1_700_000_000);
+        let text = describe(&json!({}), &json!({"exp": i64::MIN, "nbf": i64::MAX, "iat": i64::MIN + 1}), now);
+        assert!(text.contains("  exp: -292277022657-01-27T08:29:52Z (expired 2562047788015215h30m7s ago)\n"), "{text}");
+        assert!(text.contains("  nbf: 292277026596-12-04T15:30:07Z (valid in 2562047787542993h16m47s)\n"), "{text}");
     }
 }
