@@ -141,6 +141,8 @@ impl FieldValidation {
         }
         let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field {}", tokenwarden_core::error::go_quote(f))).collect();
         if self == Self::Strict {
+            // kube-apiserver names the version alone: `"v1"`, not `"authentication.k8s.io/v1"`.
+            let version = version.rsplit_once('/').map_or(version, |(_, version)| version);
             return Err(ApiError::bad_request(format!(
                 "{kind} in version {} cannot be handled as a {kind}: strict decoding error: {}",
                 tokenwarden_core::error::go_quote(version),
@@ -164,7 +166,7 @@ mod tests {
         let err = FieldValidation::Strict.check(&value, &TOKEN_REQUEST, "TokenRequest", "authentication.k8s.io/v1").unwrap_err();
         assert_eq!(
             err.message,
-            r#"TokenRequest in version "authentication.k8s.io/v1" cannot be handled as a TokenRequest: strict decoding error: unknown field "metadata.bogus", unknown field "spec.boundObjectRef.nope", unknown field "spec.foo""#
+            r#"TokenRequest in version "v1" cannot be handled as a TokenRequest: strict decoding error: unknown field "metadata.bogus", unknown field "spec.boundObjectRef.nope", unknown field "spec.foo""#
         );
         assert_eq!(FieldValidation::Warn.check(&value, &TOKEN_REQUEST, "TokenRequest", "v1").unwrap().len(), 3);
         assert!(FieldValidation::Ignore.check(&value, &TOKEN_REQUEST, "TokenRequest", "v1").unwrap().is_empty());

@@ -192,7 +192,7 @@ async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: Heade
             Err(ApiError::path_not_found())
         }
         ("authentication.k8s.io", "tokenreviews", "") => tokens::token_review(state, &call),
-        ("authentication.k8s.io", "selfsubjectreviews", "") => tokens::self_subject_review(&call),
+        ("authentication.k8s.io", "selfsubjectreviews", "") => tokens::self_subject_review(state, &call),
         ("authorization.k8s.io", "selfsubjectaccessreviews", "") => access::self_subject_access_review(state, &call),
         ("authorization.k8s.io", "selfsubjectrulesreviews", "") => access::self_subject_rules_review(state, &call),
         ("authorization.k8s.io", "subjectaccessreviews" | "localsubjectaccessreviews", "") => access::subject_access_review(state, &call),

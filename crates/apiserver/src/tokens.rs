@@ -5,6 +5,8 @@ use axum::response::Response;
 use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 use tokenwarden_core::token_request::{TokenRequestInput, TokenRequestSpec};
+use tokenwarden_core::{Error, Resource};
+use tokenwarden_store::StoreError;
 
 use crate::audit::{AuditEvent, BoundObject};
 use crate::error::{ApiError, ApiResult};
@@ -60,7 +62,7 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
     let issued = match state.authority.request_token(input).await {
         Ok(issued) => issued,
         Err(e) => {
-            let error = ApiError::from(e);
+            let error = namespace_missing(state, &call.info.namespace, e).await;
             state.audit(|| AuditEvent { reason: error.message.clone(), ..record("failed") });
             return Err(error);
         }
@@ -91,6 +93,42 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
     Ok(body::with_warnings(body::json(StatusCode::CREATED, &response, call.pretty()), &warnings))
 }
 
+/// kube-apiserver's namespace lifecycle admission answers a TokenRequest in a namespace that does
+/// not exist with the namespace's NotFound. Asked only once the ServiceAccount was not found
+/// (the index holds no ServiceAccount of a missing namespace), so issuance reads no store.
+async fn namespace_missing(state: &ApiState, namespace: &str, error: StoreError) -> ApiError {
+    let service_account_missing = matches!(&error, StoreError::Api(Error::NotFound { resource, .. }) if resource == "serviceaccounts");
+    if service_account_missing {
+        if let Err(StoreError::Api(missing @ Error::NotFound { .. })) = state.authority.store().get(&Resource::NAMESPACES, "", namespace).await {
+            return missing.into();
+        }
+    }
+    error.into()
+}
+
+/// The token kube-apiserver reviews: it puts `spec.token` into an `Authorization: Bearer` header
+/// and reads it back as its bearer-token authenticator does (`strings.TrimSpace`, then the field
+/// after the first space), so a trailing newline goes and the token ends at a space. Empty:
+/// not authenticated, and no error.
+fn presented_token(token: &str) -> &str {
+    token.trim_end().split(' ').next().unwrap_or_default()
+}
+
+/// A body field of the wrong JSON type, in the words of Go's decoder.
+fn go_type_error(kind: &str, version: &str, field: &str, go_type: &str, value: &Value) -> ApiError {
+    let found = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}Spec.spec.{field} of type {go_type}"
+    ))
+}
+
 /// `POST /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews`: the request echoed with its
 /// status (kube-apiserver's webhook authenticator sends v1beta1; the shapes are the same).
 pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
@@ -106,15 +144,26 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     call.dry_run()?;
     let warnings = call.field_validation()?.check(&Value::Object(object.clone()), &fields::TOKEN_REVIEW, "TokenReview", &api_version)?;
     let spec = object.get("spec").cloned().unwrap_or(Value::Null);
-    let token = spec.get("token").and_then(Value::as_str).unwrap_or("");
+    let token = match spec.get("token") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(token)) => token.as_str(),
+        Some(other) => return Err(go_type_error("TokenReview", &call.info.version, "token", "string", other)),
+    };
     if token.is_empty() {
         return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
     }
     let audiences: Vec<String> = match spec.get("audiences") {
         None | Some(Value::Null) => Vec::new(),
-        Some(value) => Vec::deserialize(value)
-            .map_err(|e| ApiError::bad_request(format!("TokenReview in version {api_version:?} cannot be handled as a TokenReview: {e}")))?,
+        Some(Value::Array(items)) => match items.iter().find(|item| !item.is_string()) {
+            Some(item) => return Err(go_type_error("TokenReview", &call.info.version, "audiences", "string", item)),
+            None => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        },
+        Some(other) => return Err(go_type_error("TokenReview", &call.info.version, "audiences", "[]string", other)),
     };
+    let token = presented_token(token);
+    if token.is_empty() {
+        return Ok(token_review_answer(object, spec, json!({"user": {}}), &api_version, call, &warnings));
+    }
     let reviewed = state.authority.review(token, &audiences).result;
     state.audit(|| {
         let now = state.authority.clock().now();
@@ -140,16 +189,21 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
         }),
         Err(err) => json!({"user": {}, "error": err.status_error()}),
     };
+    Ok(token_review_answer(object, spec, status, &api_version, call, &warnings))
+}
+
+/// The TokenReview echoed with its `status`.
+fn token_review_answer(mut object: Map<String, Value>, spec: Value, status: Value, api_version: &str, call: &Call, warnings: &[String]) -> Response {
     object.insert("apiVersion".into(), json!(api_version));
     object.insert("kind".into(), json!("TokenReview"));
     object.entry("metadata").or_insert_with(|| json!({"creationTimestamp": null}));
     object.insert("spec".into(), spec);
     object.insert("status".into(), status);
-    Ok(body::with_warnings(body::json(StatusCode::CREATED, &Value::Object(object), call.pretty()), &warnings))
+    body::with_warnings(body::json(StatusCode::CREATED, &Value::Object(object), call.pretty()), warnings)
 }
 
 /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
-pub fn self_subject_review(call: &Call) -> ApiResult<Response> {
+pub fn self_subject_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     if call.info.verb != "create" {
         return Err(ApiError::method_not_allowed(call.info.verb));
     }
@@ -163,7 +217,8 @@ pub fn self_subject_review(call: &Call) -> ApiResult<Response> {
     let response = json!({
         "kind": "SelfSubjectReview",
         "apiVersion": api_version,
-        "metadata": {"creationTimestamp": null},
+        // kube-apiserver stamps the review with the time it answered.
+        "metadata": {"creationTimestamp": state.authority.clock().now().to_string()},
         "status": {"userInfo": call.caller.user},
     });
     Ok(body::with_warnings(body::json(StatusCode::CREATED, &response, call.pretty()), &warnings))

@@ -28,6 +28,10 @@ async fn a_token_request_with_go_nulls_is_defaulted() {
 
     let missing = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts/ghost/token", Some(ADMIN), &[], Some("{}"))).await;
     assert_status(&missing, 404, "NotFound", r#"serviceaccounts "ghost" not found"#);
+    // A namespace that does not exist is named, as kube-apiserver's namespace admission does.
+    let nowhere = s.send(request(Method::POST, "/api/v1/namespaces/typo/serviceaccounts/default/token", Some(ADMIN), &[], Some("{}"))).await;
+    assert_status(&nowhere, 404, "NotFound", r#"namespaces "typo" not found"#);
+    assert_eq!(nowhere.body["details"], json!({"name": "typo", "kind": "namespaces"}));
     let short = s.send(request(Method::POST, "/api/v1/namespaces/ns/serviceaccounts/default/token", Some(ADMIN), &[], Some(r#"{"spec":{"expirationSeconds":60}}"#))).await;
     assert_status(
         &short,
@@ -65,6 +69,29 @@ async fn token_reviews_in_v1_and_v1beta1_echo_the_request_with_its_status() {
     assert_eq!(wrong.body["status"], json!({"user": {}, "error": r#"[invalid bearer token, token audiences ["talker-api"] is invalid for the target audiences ["x"]]"#}));
     let empty = s.post("/apis/authentication.k8s.io/v1/tokenreviews", json!({"spec": {"token": ""}})).await;
     assert_status(&empty, 400, "BadRequest", "token is required for TokenReview in authentication");
+
+    // kube-apiserver reads the token as a bearer header's: surrounding whitespace goes (a token
+    // read from a file keeps its newline), and it ends at a space.
+    for presented in [format!("{token}\n"), format!("{token}  \r\n"), format!("{token} trailing words")] {
+        let reply = s.post("/apis/authentication.k8s.io/v1/tokenreviews", json!({"spec": {"token": presented, "audiences": ["talker-api"]}})).await;
+        assert_eq!(reply.body["status"]["authenticated"], true, "{presented:?}: {}", reply.body);
+        assert_eq!(reply.body["status"]["user"]["username"], "system:serviceaccount:ns:default");
+        assert_eq!(reply.body["spec"]["token"], presented.as_str(), "the request is echoed as sent");
+    }
+    // A leading space leaves an empty bearer token: not authenticated, and no error.
+    let spaced = s.post("/apis/authentication.k8s.io/v1/tokenreviews", json!({"spec": {"token": format!(" {token}")}})).await;
+    assert_eq!(spaced.status, StatusCode::CREATED);
+    assert_eq!(spaced.body["status"], json!({"user": {}}));
+
+    // Fields of the wrong type, in Go's decoder's words.
+    for (version, spec, error) in [
+        ("v1", json!({"token": 5}), "cannot unmarshal number into Go struct field TokenReviewSpec.spec.token of type string"),
+        ("v1", json!({"token": "x", "audiences": "a"}), "cannot unmarshal string into Go struct field TokenReviewSpec.spec.audiences of type []string"),
+        ("v1beta1", json!({"token": "x", "audiences": ["a", 1]}), "cannot unmarshal number into Go struct field TokenReviewSpec.spec.audiences of type string"),
+    ] {
+        let reply = s.post(&format!("/apis/authentication.k8s.io/{version}/tokenreviews"), json!({"spec": spec})).await;
+        assert_status(&reply, 400, "BadRequest", &format!("TokenReview in version \"{version}\" cannot be handled as a TokenReview: json: {error}"));
+    }
 }
 
 #[tokio::test]
@@ -79,6 +106,7 @@ async fn callers_are_who_their_token_says() {
     assert_eq!(me.status, StatusCode::CREATED, "{}", me.body);
     assert_eq!(me.body["status"]["userInfo"]["username"], "system:serviceaccount:ns:default");
     assert_eq!(me.body["status"]["userInfo"]["groups"], json!(["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]));
+    assert_eq!(me.body["metadata"]["creationTimestamp"], "2025-09-05T01:27:43Z", "stamped with the server's time, as kube-apiserver does");
 
     let anonymous = s.send(request(Method::POST, "/apis/authentication.k8s.io/v1/selfsubjectreviews", None, &[], Some(review))).await;
     assert_status(
