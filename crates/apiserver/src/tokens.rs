@@ -98,10 +98,10 @@ pub async fn token_request(state: &ApiState, call: &Call) -> ApiResult<Response>
 /// (the index holds no ServiceAccount of a missing namespace), so issuance reads no store.
 async fn namespace_missing(state: &ApiState, namespace: &str, error: StoreError) -> ApiError {
     let service_account_missing = matches!(&error, StoreError::Api(Error::NotFound { resource, .. }) if resource == "serviceaccounts");
-    if service_account_missing {
-        if let Err(StoreError::Api(missing @ Error::NotFound { .. })) = state.authority.store().get(&Resource::NAMESPACES, "", namespace).await {
-            return missing.into();
-        }
+    if service_account_missing
+        && let Err(StoreError::Api(missing @ Error::NotFound { .. })) = state.authority.store().get(&Resource::NAMESPACES, "", namespace).await
+    {
+        return missing.into();
     }
     error.into()
 }
@@ -139,7 +139,7 @@ pub fn token_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     if !matches!(call.info.version.as_str(), "v1" | "v1beta1") {
         return Err(ApiError::path_not_found());
     }
-    let mut object = call.object()?;
+    let object = call.object()?;
     check_type(&object, &api_version, "TokenReview")?;
     call.dry_run()?;
     let warnings = call.field_validation()?.check(&Value::Object(object.clone()), &fields::TOKEN_REVIEW, "TokenReview", &api_version)?;
