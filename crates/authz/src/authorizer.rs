@@ -122,8 +122,10 @@ impl Authorizer {
     /// Authorizes one request. Never panics and never allows on failure: a backend that cannot
     /// answer is a 503 denial.
     pub async fn check(&self, request: &AuthRequest<'_>) -> Decision {
-        // Never a header value here: they carry credentials.
-        tracing::debug!(id = %request.id, method = %request.method, host = %request.host, path = %request.url_path(), "incoming authorization request");
+        // Never a header value here: they carry credentials. The path as sent, without its
+        // query (as Authorino logs it): decoded, it could carry a line break into the log.
+        let path = request.path.split('?').next().unwrap_or_default();
+        tracing::debug!(id = %request.id, method = %request.method, host = %request.host, path = %path, "incoming authorization request");
         let decision = self.decide(request).await;
         match &decision {
             Decision::Allow { .. } => tracing::debug!(id = %request.id, authorized = true, "outgoing authorization response"),

@@ -289,3 +289,33 @@ async fn authconfigs_take_effect_as_they_are_written() {
     assert_eq!(stored.value()["status"]["summary"]["ready"], true, "{:?}", stored.value().get("status"));
     assert_eq!(stored.value()["status"]["summary"]["numHostsReady"], "1/1");
 }
+
+#[tokio::test]
+async fn a_source_skipped_by_its_when_is_denied_with_an_empty_object_as_reason() {
+    // Authorino: no identity source answered, so the reason is `{}`, and the header is sent
+    let mut s = setup().await;
+    let host = "posts-only.example";
+    s.authority
+        .create(
+            &Resource::AUTH_CONFIGS,
+            obj(json!({"metadata": {"name": "posts-only", "namespace": "ns"},
+                       "spec": {"hosts": [host], "authentication": {"sa": {
+                           "when": [{"selector": "request.method", "operator": "eq", "value": "POST"}],
+                           "kubernetesTokenReview": {"audiences": ["talker-api"]}}}}})),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let response = loop {
+        let response = s.client.check(check_request(host, &[])).await.unwrap().into_inner();
+        if response.status.as_ref().unwrap().code != 5 {
+            break response;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the new AuthConfig was not in effect after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(response.status.as_ref().unwrap().code, 16);
+    let (code, headers, _) = denial(&response);
+    assert_eq!(code, 401);
+    assert_eq!(headers, [("www-authenticate".to_owned(), r#"Bearer realm="sa""#.to_owned()), ("x-ext-auth-reason".to_owned(), "{}".to_owned())]);
+}

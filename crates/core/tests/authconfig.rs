@@ -348,6 +348,68 @@ fn all_any_nesting_and_pattern_refs() {
     assert!(allowed_by(json!([{"any": [{"patternRef": "admins"}, {"patternRef": "devs-reading"}]}]), patterns));
 }
 
+#[test]
+fn url_path_is_percent_decoded_as_authorino_sees_it() {
+    // Authorino's `request.url_path` is Go's `url.Parse(path).Path`: decoded, so escaping a
+    // letter does not dodge a rule on it
+    let cfg = config(with_spec(
+        "no-admin",
+        json!({"hosts": [HOST], "authorization": {"no-admin": {"patternMatching": {"patterns": [rule("request.url_path", "neq", "/admin")]}}}}),
+    ));
+    for path in ["/admin", "/%61dmin", "/%61%64%6D%69%6E?x=1", "/admin#frag"] {
+        assert_deny(&run(&cfg, &get(path), &Verifier::default()), 403, 7, "Unauthorized");
+    }
+    assert!(run(&cfg, &get("/admins"), &Verifier::default()).is_allowed());
+
+    let attributes = |path: &str| {
+        let request = get(path);
+        let request = Evaluation::new(&cfg, &request).authorization_json()["request"].clone();
+        (request["path"].as_str().unwrap().to_owned(), request["url_path"].as_str().unwrap().to_owned(), request["query"].as_str().unwrap().to_owned())
+    };
+    // `path` and `query` stay raw, as Authorino's `Path` and `RawQuery`
+    assert_eq!(attributes("/a%2Fb/%41?q=%41&r=1"), ("/a%2Fb/%41?q=%41&r=1".into(), "/a/b/A".into(), "q=%41&r=1".into()));
+    assert_eq!(attributes("/plain?x"), ("/plain?x".into(), "/plain".into(), "x".into()));
+    // a fragment is not part of either
+    assert_eq!(attributes("/p?q=1#f?g"), ("/p?q=1#f?g".into(), "/p".into(), "q=1".into()));
+    assert_eq!(attributes("/p#f?g"), ("/p#f?g".into(), "/p".into(), "".into()));
+    // `+` is not a space in a path; invalid escapes are kept as they are
+    assert_eq!(attributes("/a+b%zz%4").1, "/a+b%zz%4");
+    assert_eq!(attributes("/%61dmin%").1, "/admin%");
+    // UTF-8 decodes; each byte that is not UTF-8 becomes U+FFFD, as Go's JSON encoding does
+    assert_eq!(attributes("/caf%C3%A9").1, "/caf\u{e9}");
+    assert_eq!(attributes("/%FFx%F0%9F%98").1, "/\u{fffd}x\u{fffd}\u{fffd}\u{fffd}");
+}
+
+#[test]
+fn a_pattern_ref_joins_the_enclosing_list_and_empty_lists_add_nothing() {
+    // Authorino's `buildPredicates` splices a reference's expressions into the list it is in,
+    // under that list's operator
+    let none = json!({});
+    let admin = rule("auth.identity.user.groups", "incl", "admins");
+    let is_get = rule("request.method", "eq", "GET");
+    let patterns = json!({"patterns": {"admin-or-get": [admin.clone(), is_get.clone()], "nothing": []}});
+    assert!(allowed_by(json!([{"any": [{"patternRef": "admin-or-get"}]}]), patterns.clone()), "inside any: any one of them");
+    assert!(!allowed_by(json!([{"patternRef": "admin-or-get"}]), patterns.clone()), "inside the (all) list: all of them");
+    assert!(!allowed_by(json!([{"all": [{"patternRef": "admin-or-get"}]}]), patterns.clone()));
+    assert!(allowed_by(json!([{"any": [admin.clone(), {"patternRef": "admin-or-get"}]}]), patterns.clone()));
+    // an empty `any` / `all` adds nothing to its list, so the list still holds
+    assert!(allowed_by(json!([{"any": []}]), none.clone()));
+    assert!(allowed_by(json!([{"all": []}, {"any": []}, is_get.clone()]), none.clone()));
+    assert!(!allowed_by(json!([{"any": []}, admin.clone()]), none.clone()));
+    // but an `any` left with nothing in it is false, as Go's `jsonexp.Any()` of nothing
+    assert!(!allowed_by(json!([{"any": [{"any": []}]}]), none.clone()));
+    assert!(!allowed_by(json!([{"any": [{"patternRef": "nothing"}]}]), patterns.clone()));
+    assert!(allowed_by(json!([{"any": [{"any": []}, is_get]}]), none));
+    assert!(allowed_by(json!([{"patternRef": "nothing"}]), patterns));
+
+    // in `when` too: an empty `any` does not skip the AuthConfig
+    let cfg = config(with_spec(
+        "when-any",
+        json!({"hosts": [HOST], "when": [{"any": []}], "authentication": {"k8s": {"kubernetesTokenReview": {"audiences": ["a"]}}}}),
+    ));
+    assert_deny(&run(&cfg, &get("/"), &Verifier::default()), 401, 16, "credential not found");
+}
+
 // ---------------------------------------------------------------- when
 
 #[test]
@@ -400,6 +462,41 @@ fn per_evaluator_when_skips_identity_authorization_and_response() {
     // a skipped source is not in the reason; the other's failure is
     let unauth = run(&cfg, &get("/"), &Verifier::default());
     assert_deny(&unauth, 401, 16, r#"{"k8s":"credential not found"}"#);
+}
+
+#[test]
+fn a_single_source_skipped_by_its_when_gives_an_empty_object_as_reason() {
+    // Authorino's `evaluateIdentityConfigs` got no answer from the one source: the reason is
+    // the JSON of no errors, and `X-Ext-Auth-Reason` carries it
+    let cfg = config(with_spec(
+        "skipped",
+        json!({"hosts": [HOST], "authentication": {"k8s": {"when": [rule("request.method", "eq", "POST")], "kubernetesTokenReview": {"audiences": ["a"]}}}}),
+    ));
+    let verifier = Verifier::default();
+    let decision = run(&cfg, &bearer("t"), &verifier);
+    assert_deny(&decision, 401, 16, "{}");
+    assert_eq!(
+        decision.headers(),
+        &[("WWW-Authenticate".to_owned(), "Bearer realm=\"k8s\"".to_owned()), ("X-Ext-Auth-Reason".to_owned(), "{}".to_owned())]
+    );
+    assert!(verifier.calls().is_empty());
+}
+
+#[test]
+fn the_reason_header_is_sent_even_when_the_reason_is_empty() {
+    // Authorino's `buildResponseHeadersWithReason` always appends it
+    let cfg = config(with_spec(
+        "empty-reason",
+        json!({
+            "hosts": [HOST],
+            "authentication": {"k8s": {"kubernetesTokenReview": {"audiences": ["a"]}}},
+            "response": {"unauthenticated": {"message": {"selector": "auth.identity.missing"}}},
+        }),
+    ));
+    let decision = run(&cfg, &get("/"), &Verifier::default());
+    assert_deny(&decision, 401, 16, "");
+    assert_eq!(decision.headers().last(), Some(&("X-Ext-Auth-Reason".to_owned(), String::new())));
+    assert_eq!(Decision::unavailable("").header("x-ext-auth-reason"), Some(""));
 }
 
 // ---------------------------------------------------------------- priority and several sources
@@ -561,6 +658,54 @@ fn success_headers_and_dynamic_metadata_resolve_selectors() {
     assert_eq!(dynamic_metadata.get("ext_auth_data"), Some(&json!({"n": 3})));
 }
 
+#[test]
+fn plain_header_values_from_selectors_are_printed_as_go_prints_them() {
+    // Authorino's `wrapObjectAsHeaderValue` is `fmt.Sprintf("%v", gjson.Get(...).Value())`
+    let plain = |selector: &str| json!({"plain": {"selector": selector}});
+    let cfg = config(with_spec(
+        "go-values",
+        json!({
+            "hosts": [HOST],
+            "authentication": {"k8s": {"kubernetesTokenReview": {"audiences": ["a"]}}},
+            "response": {"success": {"headers": {
+                "x-array": plain("auth.identity.groups"),
+                "x-missing": plain("auth.identity.nope"),
+                "x-object": plain("auth.identity.obj"),
+                "x-one": plain("auth.identity.one"),
+                "x-million": plain("auth.identity.million"),
+                "x-big": plain("auth.identity.big"),
+                "x-half": plain("auth.identity.half"),
+                "x-tiny": plain("auth.identity.tiny"),
+                "x-small": plain("auth.identity.small"),
+                "x-bool": plain("auth.identity.ok"),
+                "x-text": plain("auth.identity.text"),
+                "x-static": {"plain": {"value": ["a", "b"]}},
+            }}},
+        }),
+    ));
+    let identity = json!({
+        "groups": ["a", "b", 3], "obj": {"z": 1, "a": [null, "x", {"k": false}]}, "one": 1, "million": 1_000_000, "big": 1e21,
+        "half": -0.5, "tiny": 0.00001, "small": 0.0001, "ok": true, "text": "as is",
+    });
+    let verifier = Verifier::default().with("t", IdentityOutcome::Verified(identity));
+    let decision = run(&cfg, &bearer("t"), &verifier);
+    let value = |name: &str| decision.header(name).unwrap_or_else(|| panic!("no {name} in {decision:?}")).to_owned();
+    assert_eq!(value("x-array"), "[a b 3]");
+    assert_eq!(value("x-missing"), "<nil>");
+    assert_eq!(value("x-object"), "map[a:[<nil> x map[k:false]] z:1]");
+    assert_eq!(value("x-one"), "1");
+    assert_eq!(value("x-million"), "1e+06", "numbers are float64, %v is %g");
+    assert_eq!(value("x-big"), "1e+21");
+    assert_eq!(value("x-half"), "-0.5");
+    assert_eq!(value("x-tiny"), "1e-05");
+    assert_eq!(value("x-small"), "0.0001");
+    assert_eq!(value("x-bool"), "true");
+    assert_eq!(value("x-text"), "as is");
+    // a static value is not printed as Authorino prints it (the Go struct holding the raw
+    // JSON): it stays JSON text
+    assert_eq!(value("x-static"), r#"["a","b"]"#);
+}
+
 // ---------------------------------------------------------------- custom denials
 
 #[test]
@@ -683,6 +828,27 @@ fn subject_access_review_requests_and_outcomes() {
     assert_eq!(reviewer.calls.borrow()[0].attributes, AccessAttributes::NonResource { path: "/hello?x=1".into(), verb: "post".into() });
 }
 
+#[test]
+fn an_allowed_subject_access_review_is_true_in_the_authorization_json() {
+    // Authorino's `parseSubjectAccessReviewResult` returns `true`: `auth.authorization.<name>`
+    let cfg = config(with_spec(
+        "sar-result",
+        json!({
+            "hosts": [HOST],
+            "authentication": {"k8s": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
+            "authorization": {
+                "a-rbac": {"kubernetesSubjectAccessReview": {"user": {"selector": "auth.identity.user.username"}}},
+                "b-after": {"patternMatching": {"patterns": [rule("auth.authorization.a-rbac", "eq", "true")]}},
+            },
+            "response": {"success": {"headers": {"x-rbac": {"plain": {"selector": "auth.authorization.a-rbac"}}}}},
+        }),
+    ));
+    let verifier = Verifier::default().with("t", IdentityOutcome::Verified(sa_identity("gina")));
+    let decision = evaluate(&cfg, &bearer("t"), &verifier, &Reviewer::new(ReviewOutcome::Allowed));
+    assert!(decision.is_allowed(), "{decision:?}");
+    assert_eq!(decision.header("x-rbac"), Some("true"));
+}
+
 // ---------------------------------------------------------------- the state machine
 
 #[test]
@@ -785,7 +951,8 @@ fn host_index_exact_wildcards_ports() {
     assert_eq!(found(&index, "birds.pets.com"), Some("pets".into()));
     assert_eq!(found(&index, "a.b.pets.com"), Some("pets".into()));
     assert_eq!(found(&index, "x.cats.pets.com"), Some("deep".into()), "the most specific wildcard wins");
-    assert_eq!(found(&index, "pets.com"), None, "*.pets.com does not match pets.com");
+    assert_eq!(found(&index, "pets.com"), Some("pets".into()), "*.pets.com also matches pets.com, as in Authorino");
+    assert_eq!(found(&index, "cats.pets.com"), Some("deep".into()));
     assert_eq!(found(&index, "dogs.pets.com:8080"), Some("exact".into()));
     assert_eq!(found(&index, "birds.pets.com:8080"), Some("pets".into()));
     assert_eq!(found(&index, "my-api.io:443"), Some("tls-only".into()));
@@ -829,6 +996,29 @@ fn host_collisions_are_refused_with_a_reason() {
     assert_eq!(found(&index, "api.example.com"), None);
     let rebuilt = HostIndex::build([hosts_config("second", &["api.example.com", "web.apps.example.com"])]);
     assert_eq!(found(&rebuilt, "api.example.com"), Some("second".into()));
+}
+
+#[test]
+fn a_wildcard_takes_its_bare_domain_unless_an_exact_entry_came_first() {
+    // Authorino's `FindId("pets.com")` finds `*.pets.com`: another AuthConfig cannot link it
+    let mut index = HostIndex::build([hosts_config("pets", &["*.pets.com"])]);
+    let status = index.insert(hosts_config("bare", &["pets.com", "shop.example"]));
+    assert_eq!(status.refused, vec![HostConflict { host: "pets.com".into(), taken_by: "authorino/pets".into() }]);
+    assert_eq!((status.reason(), status.num_hosts_ready().as_str()), ("HostsNotLinked", "1/2"));
+    assert_eq!(found(&index, "pets.com"), Some("pets".into()));
+    assert_eq!(found(&index, "pets.com:8080"), Some("pets".into()));
+
+    // an exact entry linked first keeps the bare domain; the wildcard still gets the rest
+    let index = HostIndex::build([hosts_config("bare", &["pets.com"]), hosts_config("pets", &["*.pets.com"])]);
+    assert!(index.status("authorino", "pets").unwrap().ready());
+    assert_eq!(found(&index, "pets.com"), Some("bare".into()));
+    assert_eq!(found(&index, "dogs.pets.com"), Some("pets".into()));
+
+    // so does an exact entry of the wildcard's own AuthConfig
+    let index = HostIndex::build([hosts_config("both", &["*.pets.com", "pets.com"]), hosts_config("late", &["pets.com"])]);
+    assert_eq!(index.status("authorino", "both").unwrap().linked, vec!["*.pets.com".to_owned(), "pets.com".to_owned()]);
+    assert_eq!(index.status("authorino", "late").unwrap().refused.len(), 1);
+    assert_eq!(found(&index, "pets.com"), Some("both".into()));
 }
 
 // ---------------------------------------------------------------- validation
@@ -924,6 +1114,7 @@ mod fuzz {
             let request = AuthRequest::new("GET", &*t, &*path)
                 .with_header("authorization", &t)
                 .with_header("cookie", &format!("{s}={t}; {t}"));
+            let _ = (request.url_path(), request.query());
             for credentials in [
                 Credentials::AuthorizationHeader { prefix: s.clone() },
                 Credentials::QueryString { name: s.clone() },

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::hosts::HostIndex;
 use super::spec::{
     AuthConfig, Authentication, Authorization, AuthorizationMethod, Credentials, DenyWith, IdentityMethod, SubjectAccessReviewSpec,
-    ValueOrSelector, all_match,
+    SuccessValue, ValueOrSelector, all_match,
 };
 
 pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
@@ -142,14 +142,19 @@ impl<'a> AuthRequest<'a> {
         self.context_extensions.get("host").map_or(&*self.host, String::as_str)
     }
 
-    /// The path without its query string.
-    pub fn url_path(&self) -> &str {
-        self.path.split_once('?').map_or(&*self.path, |(p, _)| p)
+    /// The path without its query string or fragment, percent-decoded: Authorino's `URLPath`
+    /// is Go's `url.Parse(path).Path`, so a rule on `/admin` also holds for `/%61dmin`.
+    /// Borrowed when there is nothing to decode (nearly always).
+    pub fn url_path(&self) -> Cow<'_, str> {
+        let path = self.path.split(['?', '#']).next().unwrap_or_default();
+        if path.contains('%') { Cow::Owned(percent_decode(path)) } else { Cow::Borrowed(path) }
     }
 
-    /// The query string (without `?`), `""` if none.
+    /// The query string (without `?` or a fragment), `""` if none; not decoded, as Authorino's
+    /// `RawQuery`.
     pub fn query(&self) -> &str {
-        self.path.split_once('?').map_or("", |(_, q)| q)
+        let before_fragment = self.path.split('#').next().unwrap_or_default();
+        before_fragment.split_once('?').map_or("", |(_, q)| q)
     }
 
     /// Reads the credential where `credentials` says, exactly as Authorino's
@@ -240,6 +245,48 @@ impl<'a> AuthRequest<'a> {
             "metadata": {},
             "auth": auth_skeleton(),
         })
+    }
+}
+
+/// Decodes `%XX` escapes. Go's `url.Parse` fails on an invalid escape (`%zz`, a lone `%`),
+/// which Authorino does not survive; here such an escape stays as it is: it decodes to
+/// nothing, so it cannot spell a protected path. Bytes that are not UTF-8 become U+FFFD one by
+/// one, as Go's JSON encoding of the attribute does.
+fn percent_decode(raw: &str) -> String {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16)).and_then(|d| u8::try_from(d).ok());
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(high * 16 + low);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(decoded) {
+        Ok(text) => text,
+        Err(e) => {
+            let mut text = String::with_capacity(e.as_bytes().len() + 8);
+            let mut rest = e.as_bytes();
+            loop {
+                match std::str::from_utf8(rest) {
+                    Ok(valid) => break text.push_str(valid),
+                    Err(e) => {
+                        let (valid, invalid) = rest.split_at(e.valid_up_to());
+                        text.push_str(&String::from_utf8_lossy(valid));
+                        text.push('\u{fffd}');
+                        rest = invalid.get(1..).unwrap_or_default();
+                    }
+                }
+            }
+            text
+        }
     }
 }
 
@@ -425,7 +472,7 @@ pub enum Decision {
     Allow { headers: Vec<(String, String)>, dynamic_metadata: Map<String, Value>, identity: Option<Value> },
     /// Answer the client with `code`, `headers` (in order; `WWW-Authenticate` may repeat) and
     /// `body`. `grpc_code` is `CheckResponse.status.code`; `message` is the reason (also in
-    /// `X-Ext-Auth-Reason` when not empty).
+    /// `X-Ext-Auth-Reason`, sent even when empty as Authorino does).
     Deny { code: u16, grpc_code: i32, headers: Vec<(String, String)>, body: String, message: String },
 }
 
@@ -446,9 +493,7 @@ impl Decision {
     }
 
     fn deny(code: u16, grpc_code: i32, mut headers: Vec<(String, String)>, message: String) -> Self {
-        if !message.is_empty() {
-            headers.push((X_EXT_AUTH_REASON.to_owned(), message.clone()));
-        }
+        headers.push((X_EXT_AUTH_REASON.to_owned(), message.clone()));
         Self::Deny { code, grpc_code, headers, body: String::new(), message }
     }
 
@@ -596,7 +641,8 @@ impl<'r> Evaluation<'r> {
         let Phase::AwaitReview(i) = self.phase else { return self.misuse() };
         match outcome {
             ReviewOutcome::Allowed => {
-                self.record_authorization(i, json!({"allowed": true}));
+                // Authorino's `parseSubjectAccessReviewResult` answers `true`
+                self.record_authorization(i, Value::Bool(true));
                 self.run_authorization(i + 1)
             }
             ReviewOutcome::Denied(reason) => {
@@ -660,10 +706,13 @@ impl<'r> Evaluation<'r> {
     }
 
     /// One source: its error; several: a JSON object name → error (Authorino counts all
-    /// sources, evaluated or not).
+    /// sources, evaluated or not). Sources skipped by their `when` have no error, so one
+    /// skipped source gives `{}`.
     fn identity_reason(&self) -> String {
-        if self.config.authentication.len() == 1 {
-            return self.identity_errors.first().map(|(_, e)| e.clone()).unwrap_or_default();
+        if self.config.authentication.len() == 1
+            && let Some((_, error)) = self.identity_errors.first()
+        {
+            return error.clone();
         }
         let map: Map<String, Value> = self.identity_errors.iter().map(|(n, e)| (n.clone(), Value::String(e.clone()))).collect();
         Value::Object(map).to_string()
@@ -779,7 +828,17 @@ impl<'r> Evaluation<'r> {
                 continue;
             }
             let value = item.value.resolve(&self.data);
-            headers.push((item.key.clone(), super::path::to_gjson_string(Some(&value))));
+            let text = match &item.value {
+                // Authorino prints what a selector finds with Go's `%v`; it prints a static value
+                // as the Go struct holding its raw JSON, which is not copied: that stays JSON text
+                SuccessValue::Plain(ValueOrSelector::Selector(_)) => {
+                    let mut text = String::new();
+                    go_print(&value, &mut text);
+                    text
+                }
+                _ => super::path::to_gjson_string(Some(&value)),
+            };
+            headers.push((item.key.clone(), text));
             if let Some(map) = self.auth_map("response") {
                 map.insert(item.name.clone(), value);
             }
@@ -839,6 +898,54 @@ impl<'r> Evaluation<'r> {
             Decision::Deny { code, grpc_code, headers, message, .. } => Decision::Deny { code, grpc_code, headers, body, message },
             allow => allow,
         }
+    }
+}
+
+/// Go's `fmt.Sprintf("%v", v)` of gjson's `Value()` of `value`: numbers are float64, `null` is
+/// `<nil>`, an array `[a b]`, an object `map[k:v]` (keys sorted).
+fn go_print(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("<nil>"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&go_float(n.as_f64().unwrap_or_default())),
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                go_print(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by_key(|(k, _)| k.as_str());
+            out.push_str("map[");
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(key);
+                out.push(':');
+                go_print(item, out);
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// `%v` of a float64, i.e. `%g` with the shortest digits: exponent form below 1e-4 and from
+/// 1e+06 on (`1e+06`, `1.5e-07`), plain decimals between.
+fn go_float(f: f64) -> String {
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or_default();
+    if (-4..6).contains(&exponent) {
+        format!("{f}")
+    } else {
+        format!("{mantissa}e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.unsigned_abs())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The host index: which AuthConfig answers a request, as Authorino's `pkg/index` does.
 //!
 //! - an exact host wins; otherwise the most specific `*.` wildcard (`*.pets.com` matches
-//!   `dogs.pets.com` and `a.dogs.pets.com`; a bare `*` matches everything);
+//!   `dogs.pets.com`, `a.dogs.pets.com` and `pets.com` itself; a bare `*` matches everything);
 //! - `host:port` is looked up as written first, then without the port;
 //! - a host already answered by another AuthConfig (exactly or through its wildcard) is refused
 //!   for the AuthConfig added later, and its status says why (`HostsNotLinked`).
@@ -145,17 +145,23 @@ impl HostIndex {
         self.hosts.is_empty()
     }
 
-    /// Exact, then the closest wildcard walking toward the root, then `*`.
+    /// Exact, then the closest wildcard walking toward the root, then `*`. The walk starts at
+    /// the host itself, as Authorino's tree search starts at the deepest node the host
+    /// reaches (for `pets.com`, the node holding `*.pets.com`).
     fn find(&self, host: &str) -> Option<&Arc<AuthConfig>> {
         if let Some(found) = self.hosts.get(host) {
             return Some(found);
         }
-        let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(found) = self.hosts.get(&format!("*.{parent}")) {
+        let mut wildcard = String::with_capacity(host.len() + 2);
+        let mut domain = Some(host);
+        while let Some(name) = domain {
+            wildcard.clear();
+            wildcard.push_str("*.");
+            wildcard.push_str(name);
+            if let Some(found) = self.hosts.get(&wildcard) {
                 return Some(found);
             }
-            rest = parent;
+            domain = name.split_once('.').map(|(_, parent)| parent);
         }
         self.hosts.get("*")
     }

@@ -35,8 +35,8 @@ pub struct AuthConfig {
     pub response: Response,
 }
 
-/// A condition: one rule, or all / any of a list. `patternRef`s are resolved at parse time
-/// (a reference becomes `All` of the named list).
+/// A condition: one rule, or all / any of a list. `patternRef`s are resolved at parse time:
+/// the named rules join the list the reference is in.
 #[derive(Clone, Debug)]
 pub enum Pattern {
     Rule(PatternRule),
@@ -590,7 +590,7 @@ impl Parser {
     fn when(&mut self, value: Option<&Value>, field: &str) -> Vec<Pattern> {
         match value {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items.iter().enumerate().filter_map(|(i, item)| self.pattern(item, &format!("{field}[{i}]"))).collect(),
+            Some(Value::Array(items)) => self.pattern_list(items, field),
             Some(other) => {
                 self.invalid(field, other, "must be a list of patterns");
                 Vec::new()
@@ -598,36 +598,48 @@ impl Parser {
         }
     }
 
-    /// `PatternExpressionOrRef`: a rule, `patternRef`, `all` or `any`.
-    fn pattern(&mut self, value: &Value, field: &str) -> Option<Pattern> {
-        let map = self.object(value, field)?;
+    /// A list of `PatternExpressionOrRef`, built as Authorino's `buildPredicates` builds it.
+    fn pattern_list(&mut self, items: &[Value], field: &str) -> Vec<Pattern> {
+        let mut list = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            self.pattern(item, &format!("{field}[{i}]"), &mut list);
+        }
+        list
+    }
+
+    /// Adds a `PatternExpressionOrRef` (a rule, `patternRef`, `all` or `any`) to `list`. A
+    /// reference adds the named rules themselves, so inside `any` any one of them is enough; an
+    /// empty `all` / `any` adds nothing, so it does not make its list fail.
+    fn pattern(&mut self, value: &Value, field: &str, list: &mut Vec<Pattern>) {
+        let Some(map) = self.object(value, field) else { return };
         if map.get("predicate").is_some_and(|v| !v.is_null()) {
             self.not_supported_feature(&format!("{field}.predicate"), "CEL (predicate)");
-            return None;
+            return;
         }
         if let Some(r) = map.get("patternRef").filter(|v| !v.is_null()) {
             let f = format!("{field}.patternRef");
-            let name = self.string(r, &f)?;
-            return match self.patterns.get(&name) {
-                Some(list) => Some(Pattern::All(list.clone())),
-                None => {
-                    self.invalid(&f, r, "no such pattern in spec.patterns");
-                    None
-                }
-            };
+            let Some(name) = self.string(r, &f) else { return };
+            match self.patterns.get(&name) {
+                Some(named) => list.extend(named.iter().cloned()),
+                None => self.invalid(&f, r, "no such pattern in spec.patterns"),
+            }
+            return;
         }
         for (key, any) in [("all", false), ("any", true)] {
-            if let Some(list) = map.get(key).filter(|v| !v.is_null()) {
+            if let Some(items) = map.get(key).filter(|v| !v.is_null()) {
                 let f = format!("{field}.{key}");
-                let Value::Array(items) = list else {
-                    self.invalid(&f, list, "must be a list of patterns");
-                    return None;
+                let Value::Array(items) = items else {
+                    self.invalid(&f, items, "must be a list of patterns");
+                    return;
                 };
-                let parsed: Vec<Pattern> = items.iter().enumerate().filter_map(|(i, item)| self.pattern(item, &format!("{f}[{i}]"))).collect();
-                return Some(if any { Pattern::Any(parsed) } else { Pattern::All(parsed) });
+                if !items.is_empty() {
+                    let parsed = self.pattern_list(items, &f);
+                    list.push(if any { Pattern::Any(parsed) } else { Pattern::All(parsed) });
+                }
+                return;
             }
         }
-        self.expression(value, field)
+        list.extend(self.expression(value, field));
     }
 
     /// `PatternExpression`: `{selector, operator, value}`.
@@ -863,9 +875,7 @@ impl Parser {
         let method = if method == "patternMatching" {
             let pfield = format!("{mfield}.patterns");
             match m.get("patterns") {
-                Some(Value::Array(items)) if !items.is_empty() => AuthorizationMethod::PatternMatching(
-                    items.iter().enumerate().filter_map(|(i, item)| self.pattern(item, &format!("{pfield}[{i}]"))).collect(),
-                ),
+                Some(Value::Array(items)) if !items.is_empty() => AuthorizationMethod::PatternMatching(self.pattern_list(items, &pfield)),
                 None | Some(Value::Null) | Some(Value::Array(_)) => {
                     self.required(&pfield, "");
                     return None;
