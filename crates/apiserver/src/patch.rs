@@ -2,8 +2,17 @@
 //! server-side apply of these schema-less types) and RFC 6902 JSON patch.
 
 use serde_json::{Map, Value};
+use tokenwarden_store::authority::{MAX_OBJECT_DEPTH, nesting_depth};
 
 use crate::error::{ApiError, ApiResult};
+
+/// kube-apiserver's `maxJSONPatchOperations`.
+const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// kube-apiserver's `JSONPatchMaxCopyBytes` (3 MiB), which it sets as evanphx/json-patch's
+/// `AccumulatedCopySizeLimit`: how much the `copy` operations of one patch may add, counted
+/// as the copied values' compact JSON. Without it each copy can double the document.
+const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The patch types kube-apiserver accepts, by Content-Type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,13 +170,29 @@ fn get<'a>(doc: &'a Value, path: &str) -> ApiResult<&'a Value> {
     Ok(current)
 }
 
-fn add(doc: &mut Value, path: &str, value: Value) -> ApiResult<()> {
+/// The document stays as shallow as the store can read back, so that nothing applying the
+/// patch (copies, comparisons, drops: all recursive) goes deeper either. A value added under
+/// `tokens` pointer tokens nests `tokens` levels below the document's top.
+fn within_depth(op: &str, path: &str, tokens: usize, value: &Value) -> ApiResult<()> {
+    let depth = tokens + nesting_depth(value);
+    if depth > MAX_OBJECT_DEPTH {
+        return Err(json_patch_error(format!(
+            "the server rejected our request due to an error in our request: {op} to {path:?} would nest the object {depth} levels deep, over the {MAX_OBJECT_DEPTH} it may nest"
+        )));
+    }
+    Ok(())
+}
+
+fn add(doc: &mut Value, op: &str, path: &str, value: Value) -> ApiResult<()> {
     let tokens = pointer_tokens(path)?;
     let Some((last, parents)) = tokens.split_last() else {
+        within_depth(op, path, 0, &value)?;
         *doc = value;
         return Ok(());
     };
-    match parent_mut(doc, parents, path)? {
+    let parent = parent_mut(doc, parents, path)?;
+    within_depth(op, path, tokens.len(), &value)?;
+    match parent {
         Value::Object(map) => {
             map.insert(last.clone(), value);
         }
@@ -206,27 +231,42 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
     let Value::Array(ops) = patch else {
         return Err(ApiError::bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch"));
     };
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}", ops.len()),
+        ));
+    }
+    let mut copied = 0usize;
     for op in ops {
         let field = |name: &str| op.get(name).and_then(Value::as_str);
         let path = field("path").ok_or_else(|| json_patch_error("the server rejected our request due to an error in our request: operation missing path"))?;
         let value = || op.get("value").cloned().ok_or_else(|| json_patch_error(format!("the server rejected our request due to an error in our request: operation missing value for {path:?}")));
         let from = || field("from").ok_or_else(|| json_patch_error("the server rejected our request due to an error in our request: operation missing from"));
         match field("op").unwrap_or("") {
-            "add" => add(doc, path, value()?)?,
+            "add" => add(doc, "add", path, value()?)?,
             "remove" => {
                 remove(doc, path)?;
             }
             "replace" => {
                 remove(doc, path)?;
-                add(doc, path, value()?)?;
+                add(doc, "replace", path, value()?)?;
             }
             "move" => {
                 let moved = remove(doc, from()?)?;
-                add(doc, path, moved)?;
+                add(doc, "move", path, moved)?;
             }
             "copy" => {
-                let copied = get(doc, from()?)?.clone();
-                add(doc, path, copied)?;
+                let source = get(doc, from()?)?;
+                copied = copied.saturating_add(json_len(source));
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(json_patch_error(format!(
+                        "the server rejected our request due to an error in our request: Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                    )));
+                }
+                let source = source.clone();
+                add(doc, "copy", path, source)?;
             }
             "test" => {
                 if *get(doc, path)? != value()? {
@@ -243,6 +283,24 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// The length of `value`'s compact JSON, as evanphx/json-patch counts a copy.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
@@ -291,5 +349,19 @@ mod tests {
         assert_eq!(err.code, 422);
         assert!(json_patch(&mut doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
         assert!(json_patch(&mut doc, &json!({"op": "add"})).is_err());
+    }
+
+    #[test]
+    fn json_patch_limits() {
+        assert_eq!(json_len(&json!({"a": [1, "é\""], "b": null})), r#"{"a":[1,"é\""],"b":null}"#.len());
+        let mut doc = json!({"x": {}});
+        let too_many = json_patch(&mut doc, &Value::Array(vec![json!({"op": "test", "path": "/x", "value": {}}); 10_001])).unwrap_err();
+        assert_eq!((too_many.code, too_many.reason), (413, "RequestEntityTooLarge"));
+        // Each copy of `/x` into itself nests it one level deeper, until the limit.
+        let copies: Vec<Value> = (0..200).map(|_| json!({"op": "copy", "from": "/x", "path": "/x/x"})).collect();
+        let too_deep = json_patch(&mut doc, &Value::Array(copies)).unwrap_err();
+        assert_eq!(too_deep.code, 422);
+        assert!(too_deep.message.ends_with(r#"copy to "/x/x" would nest the object 128 levels deep, over the 127 it may nest"#), "{}", too_deep.message);
+        assert_eq!(nesting_depth(&doc), MAX_OBJECT_DEPTH);
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokenwarden_core::error::go_quote;
 use tokenwarden_core::selector::{FieldRequirement, FieldSelector, LabelSelector};
 use tokenwarden_core::{Error, FieldError, Object, Resource};
+use tokenwarden_store::authority::check_preconditions;
 use tokenwarden_store::clock::random_bytes;
 use tokenwarden_store::{ListOptions, Part, Preconditions, StoreError};
 
@@ -548,27 +549,7 @@ impl Handler<'_> {
         let (preconditions, dry_run) = self.delete_options()?;
         let deleted = if dry_run {
             let object = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
-            if let Some(uid) = &preconditions.uid
-                && uid != object.uid()
-            {
-                return Err(conflict(
-                    &self.resource,
-                    self.name(),
-                    format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object.uid()),
-                ));
-            }
-            if let Some(rv) = &preconditions.resource_version
-                && rv != object.resource_version()
-            {
-                return Err(conflict(
-                    &self.resource,
-                    self.name(),
-                    format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        object.resource_version()
-                    ),
-                ));
-            }
+            check_preconditions(&self.resource, &object, &preconditions)?;
             object
         } else {
             self.state.authority.delete(&self.resource, &self.namespace, self.name(), &preconditions).await?

@@ -18,8 +18,31 @@ use crate::index::Index;
 use crate::review_cache::ReviewCache;
 use crate::{ListOptions, Preconditions, Revision, Store, StoreError};
 
+pub use crate::write::check_preconditions;
+
 /// Verified tokens the review cache holds at most.
 pub const REVIEW_CACHE_CAPACITY: u64 = 1_000_000;
+
+/// How deeply objects and arrays may nest in a stored object, the object itself being the
+/// first level: what the stores read back (serde_json's recursion limit lets 127 levels
+/// through). A JSON body cannot nest deeper, but a JSON patch could build such an object,
+/// which would be written and then fail every read, list and delete.
+pub const MAX_OBJECT_DEPTH: usize = 127;
+
+/// How deeply objects and arrays nest in `value` (a scalar: 0), without recursing.
+pub fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        match value {
+            serde_json::Value::Object(map) => pending.extend(map.values().map(|child| (child, level + 1))),
+            serde_json::Value::Array(items) => pending.extend(items.iter().map(|child| (child, level + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(level);
+    }
+    deepest
+}
 
 /// Attempts of an update that did not pin a resourceVersion, retried on a conflict as
 /// kube-apiserver's `GuaranteedUpdate` does.
@@ -313,7 +336,9 @@ impl Authority {
     /// of its ServiceAccounts stops reviewing at once.
     pub async fn delete(&self, resource: &Resource, namespace: &str, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
         if *resource == Resource::NAMESPACES {
-            self.store.get(resource, "", name).await?;
+            // The namespace's own preconditions first: a refused delete empties nothing.
+            let namespace = self.store.get(resource, "", name).await?;
+            check_preconditions(resource, &namespace, preconditions)?;
             for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
                 let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
                 for object in self.store.list(inner, &options).await?.items {
@@ -410,13 +435,31 @@ fn fold_string_data(resource: &Resource, object: &mut Object) {
     }
 }
 
-/// Admission checks of the stored kinds: an AuthConfig must be one the authorizer can run.
+/// Admission checks of the stored kinds: an object the store can read back; an AuthConfig must
+/// be one the authorizer can run.
 fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
+    check_depth(resource, object)?;
     if *resource == Resource::AUTH_CONFIGS {
         tokenwarden_core::authconfig::AuthConfig::parse(&serde_json::Value::Object(object.value().clone()))?;
     }
     tokenwarden_core::rbac::validate(resource, object)?;
     Ok(())
+}
+
+/// An object nested deeper than [`MAX_OBJECT_DEPTH`] is 422 Invalid, naming the top-level field.
+/// kube-apiserver has no such limit (Go decodes 10,000 levels); ours is what the store reads
+/// back, so refusing it is refusing an object that cannot be stored.
+fn check_depth(resource: &Resource, object: &Object) -> Result<(), StoreError> {
+    let Some(field) = object.0.iter().find(|(_, value)| 1 + nesting_depth(value) > MAX_OBJECT_DEPTH).map(|(field, _)| field) else {
+        return Ok(());
+    };
+    let cause = FieldError {
+        field: field.clone(),
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: objects and arrays may nest at most {MAX_OBJECT_DEPTH} levels deep, the object included"),
+    };
+    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: vec![cause] }
+        .into())
 }
 
 /// Lists every indexed resource into the index; returns the revision it reflects.
@@ -456,5 +499,26 @@ async fn follow(store: Arc<dyn Store>, index: Arc<Index>, mut revision: Revision
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_nest_no_deeper_than_the_store_reads_back() {
+        assert_eq!((nesting_depth(&json!(1)), nesting_depth(&json!({})), nesting_depth(&json!({"a": [1, {"b": []}], "c": {}}))), (0, 1, 4));
+        let object = |depth: usize| {
+            let deep = (0..depth).fold(json!("leaf"), |inner, _| json!([inner]));
+            Object::from_value(json!({"metadata": {"name": "bot"}, "deep": deep})).unwrap()
+        };
+        assert!(validate(&Resource::SERVICE_ACCOUNTS, &object(MAX_OBJECT_DEPTH - 1)).is_ok());
+        let err = validate(&Resource::SERVICE_ACCOUNTS, &object(MAX_OBJECT_DEPTH)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"ServiceAccount "bot" is invalid: deep: Forbidden: objects and arrays may nest at most 127 levels deep, the object included"#
+        );
     }
 }

@@ -151,6 +151,28 @@ fn uid_precondition_failed(expected: &str, actual: &str) -> String {
     format!("Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}")
 }
 
+/// A delete's preconditions against the stored `object`: 409 Conflict, as kube-apiserver words it.
+pub fn check_preconditions(resource: &Resource, object: &Object, preconditions: &Preconditions) -> Result<()> {
+    if let Some(uid) = &preconditions.uid
+        && uid != object.uid()
+    {
+        return Err(conflict(resource, object.name(), uid_precondition_failed(uid, object.uid())));
+    }
+    if let Some(version) = &preconditions.resource_version
+        && version != object.resource_version()
+    {
+        return Err(conflict(
+            resource,
+            object.name(),
+            format!(
+                "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
+                object.resource_version()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Deletes a stored object if the preconditions hold; the event's object is the last state
 /// with `resourceVersion` set to the deleting revision.
 pub(crate) fn delete(
@@ -164,23 +186,7 @@ pub(crate) fn delete(
     let Some(mut object) = txn.get(&key)? else {
         return Err(not_found(resource, name));
     };
-    if let Some(uid) = &preconditions.uid
-        && uid != object.uid()
-    {
-        return Err(conflict(resource, name, uid_precondition_failed(uid, object.uid())));
-    }
-    if let Some(version) = &preconditions.resource_version
-        && version != object.resource_version()
-    {
-        return Err(conflict(
-            resource,
-            name,
-            format!(
-                "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
-                object.resource_version()
-            ),
-        ));
-    }
+    check_preconditions(resource, &object, preconditions)?;
     let revision = next_revision(txn)?;
     object.set_meta("resourceVersion", revision.to_string());
     let event = event(EventType::Deleted, revision, resource, object);
@@ -402,6 +408,15 @@ mod tests {
             let err = decode_continue(bad).unwrap_err();
             assert!(matches!(err, StoreError::Api(Error::BadRequest(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn objects_as_deep_as_the_authority_admits_read_back() {
+        use crate::authority::{MAX_OBJECT_DEPTH, nesting_depth};
+        let nested = |depth: usize| (1..depth).fold("{}".to_owned(), |inner, _| format!(r#"{{"a":{inner}}}"#));
+        let deepest = parse_stored(nested(MAX_OBJECT_DEPTH).as_bytes()).unwrap();
+        assert_eq!(nesting_depth(&deepest.into_value()), MAX_OBJECT_DEPTH);
+        assert!(parse_stored(nested(MAX_OBJECT_DEPTH + 1).as_bytes()).is_err());
     }
 
     #[test]
