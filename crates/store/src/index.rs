@@ -66,7 +66,8 @@ fn secret_info(secret: &Object) -> SecretInfo {
     SecretInfo {
         meta: meta(secret),
         token_sha256,
-        legacy_token_invalid: secret.label(LEGACY_TOKEN_INVALID_SINCE_LABEL).is_some(),
+        // kube-apiserver reads an empty label as no label
+        legacy_token_invalid: secret.label(LEGACY_TOKEN_INVALID_SINCE_LABEL).is_some_and(|since| !since.is_empty()),
         legacy_token_last_used: secret.label(tokenwarden_core::legacy_tokens::LAST_USED_LABEL).map(str::to_owned),
     }
 }

@@ -500,3 +500,18 @@ async fn a_legacy_token_that_authenticates_labels_its_secret_with_the_day_it_was
     tokio::task::yield_now().await;
     assert_eq!(authority.store().get(&Resource::SECRETS, "ns", "other-token").await.unwrap().label("kubernetes.io/legacy-token-last-used"), None);
 }
+
+#[tokio::test]
+async fn a_legacy_token_marked_invalid_is_refused_unless_the_label_is_empty() {
+    let (authority, _) = authority().await;
+    let secret = obj(json!({"metadata": {"name": "old", "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "default"},
+                                         "labels": {"kubernetes.io/legacy-token-invalid-since": "2024-01-01"}},
+                            "type": "kubernetes.io/service-account-token"}));
+    let mut secret = authority.create(&Resource::SECRETS, secret).await.unwrap();
+    let token = String::from_utf8(secret.secret_data("token").unwrap()).unwrap();
+    assert!(rejected(&authority, &token).contains("has been marked invalid"), "{}", rejected(&authority, &token));
+    // An empty value is no mark, as in kube-apiserver (`if invalidSince := …; invalidSince != ""`).
+    secret.set_label("kubernetes.io/legacy-token-invalid-since", "");
+    authority.update(&Resource::SECRETS, secret).await.unwrap();
+    assert!(authority.review(&token, &[]).result.is_ok());
+}
