@@ -63,6 +63,9 @@ pub enum ReviewError {
     NotMine,
     /// This authority's token, refused for the reason given.
     Rejected(String),
+    /// A legacy token whose Secret is labelled `kubernetes.io/legacy-token-invalid-since`:
+    /// refused, but still a use of the token, which kube-apiserver records on the Secret.
+    MarkedInvalid(String),
 }
 
 impl ReviewError {
@@ -71,7 +74,7 @@ impl ReviewError {
     pub fn status_error(&self) -> String {
         match self {
             Self::NotMine => "invalid bearer token".to_owned(),
-            Self::Rejected(reason) => format!("[invalid bearer token, {reason}]"),
+            Self::Rejected(reason) | Self::MarkedInvalid(reason) => format!("[invalid bearer token, {reason}]"),
         }
     }
 
@@ -474,7 +477,7 @@ fn validate_legacy(token: &VerifiedToken, legacy: &Legacy, lookup: &impl ObjectL
         return Err(ReviewError::Rejected(format!("ServiceAccount UID ({}) does not match claim ({sa_uid})", sa.uid)));
     }
     if secret.legacy_token_invalid {
-        return Err(ReviewError::Rejected(format!(
+        return Err(ReviewError::MarkedInvalid(format!(
             "the token in secret {namespace}/{secret_name} for service account {namespace}/{sa_name} has been marked invalid. Use tokens from the TokenRequest API or manually created secret-based tokens, or remove the 'kubernetes.io/legacy-token-invalid-since' label from the secret to temporarily allow use of this token"
         )));
     }

@@ -46,7 +46,7 @@ fn run_cfg(
         // NotMine and Rejected render consistently.
         match &e {
             ReviewError::NotMine => assert_eq!(status, NOT_MINE),
-            ReviewError::Rejected(reason) => assert_eq!(status, rejected(reason)),
+            ReviewError::Rejected(reason) | ReviewError::MarkedInvalid(reason) => assert_eq!(status, rejected(reason)),
         }
         status
     })

@@ -381,15 +381,17 @@ impl Authority {
 
     /// The half of a review that runs every time: audiences, time and live objects.
     fn authenticated(&self, verified: Arc<VerifiedToken>, audiences: &[String], now: Timestamp) -> Result<Reviewed, ReviewError> {
-        let audiences = review::authenticate(&verified, audiences, &self.config, &*self.index, now)?;
-        if let Some((namespace, name)) = verified.legacy_secret() {
+        let authenticated = review::authenticate(&verified, audiences, &self.config, &*self.index, now);
+        // A token refused because its Secret is marked invalid was still used: kube-apiserver
+        // records it, so the Secret is not deleted under clients that still present it.
+        if let (Some((namespace, name)), Ok(_) | Err(ReviewError::MarkedInvalid(_))) = (verified.legacy_secret(), &authenticated) {
             self.track_legacy_use(namespace, name, now);
         }
-        Ok(Reviewed { token: verified, audiences })
+        Ok(Reviewed { token: verified, audiences: authenticated? })
     }
 
     /// kube-apiserver's legacy token tracking: the Secret of a legacy token that authenticated
-    /// is labelled with today's date (`kubernetes.io/legacy-token-last-used`), at most one
+    /// (or was refused only for being marked invalid) is labelled with today's date (`kubernetes.io/legacy-token-last-used`), at most one
     /// write a day, off the review path. A failed write is retried on the next use.
     fn track_legacy_use(&self, namespace: &str, name: &str, now: Timestamp) {
         let today = now.date();
