@@ -554,7 +554,18 @@ impl Handler<'_> {
         } else {
             self.state.authority.delete(&self.resource, &self.namespace, self.name(), &preconditions).await?
         };
-        Ok(self.ok(StatusCode::OK, &deleted, &[]))
+        // kube-apiserver answers with the deleted object only for the kinds whose storage sets
+        // `ReturnDeletedObject`; the others get a Status, so a caller who may delete a Secret
+        // (or dry-run its delete) cannot read it that way.
+        if [Resource::SERVICE_ACCOUNTS, Resource::PODS, Resource::NAMESPACES].contains(&self.resource) {
+            return Ok(self.ok(StatusCode::OK, &deleted, &[]));
+        }
+        let mut details = json!({"name": deleted.name(), "kind": self.resource.plural, "uid": deleted.uid()});
+        if !self.resource.group.is_empty() {
+            details["group"] = json!(self.resource.group);
+        }
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details});
+        Ok(body::json(StatusCode::OK, &status, self.pretty()))
     }
 
     /// Deletes every object the selectors match; answers the list of deleted objects.

@@ -507,6 +507,23 @@ async fn delete_returns_the_object_and_honours_preconditions() {
     assert_status(&s.get(uri).await, 404, "NotFound", r#"serviceaccounts "bot" not found"#);
     assert_status(&s.call(Method::DELETE, uri, &[], None).await, 404, "NotFound", r#"serviceaccounts "bot" not found"#);
 
+    // Other kinds answer a Status, not the object: deleting (even as a dry run) does not read
+    // a Secret's data, as in kube-apiserver (only ServiceAccounts, Pods and Namespaces return it).
+    let secret = s.post("/api/v1/namespaces/ns/secrets", json!({"metadata": {"name": "s"}, "data": {"k": "c2VjcmV0"}})).await;
+    for uri in ["/api/v1/namespaces/ns/secrets/s?dryRun=All", "/api/v1/namespaces/ns/secrets/s"] {
+        let deleted = s.call(Method::DELETE, uri, &[], None).await;
+        assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+        assert_eq!(
+            deleted.body,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                   "details": {"name": "s", "kind": "secrets", "uid": secret.body["metadata"]["uid"]}})
+        );
+    }
+    assert_status(&s.get("/api/v1/namespaces/ns/secrets/s").await, 404, "NotFound", r#"secrets "s" not found"#);
+    let role = s.post("/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", json!({"metadata": {"name": "r"}, "rules": []})).await;
+    let deleted = s.call(Method::DELETE, "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/r", &[], None).await;
+    assert_eq!(deleted.body["details"], json!({"name": "r", "group": "rbac.authorization.k8s.io", "kind": "roles", "uid": role.body["metadata"]["uid"]}));
+
     // A namespace delete takes its objects with it.
     s.service_account("ns", "other", json!({})).await;
     let ns = s.call(Method::DELETE, "/api/v1/namespaces/ns", &[], None).await;
