@@ -82,7 +82,8 @@ impl RequestInfo {
             info.is_resource = false; // nothing serves deeper paths
         }
         info.verb = match *method {
-            Method::GET | Method::HEAD if legacy_watch || watch => "watch",
+            // `?watch=true` turns only a list into a watch (kube's requestinfo); a named GET stays a get.
+            Method::GET | Method::HEAD if legacy_watch || (watch && info.name.is_empty()) => "watch",
             Method::GET | Method::HEAD if info.name.is_empty() => "list",
             Method::GET | Method::HEAD => "get",
             Method::POST => "create",

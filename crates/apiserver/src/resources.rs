@@ -12,6 +12,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tokenwarden_core::error::go_quote;
 use tokenwarden_core::selector::{FieldRequirement, FieldSelector, LabelSelector};
+use tokenwarden_core::rbac::Request;
 use tokenwarden_core::{Error, FieldError, Object, Resource};
 use tokenwarden_store::authority::check_preconditions;
 use tokenwarden_store::clock::random_bytes;
@@ -52,7 +53,10 @@ pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
     };
     let namespace = if resource.namespaced {
         info.namespace.clone()
-    } else if info.namespace.is_empty() || resource == Resource::NAMESPACES {
+    } else if info.namespace.is_empty() || (resource == Resource::NAMESPACES && info.namespace == info.name) {
+        // `/api/v1/namespaces/<ns>` parses as the namespace `<ns>` in itself, as in kube; any
+        // other namespaced path to namespaces (`/api/v1/namespaces/a/namespaces/b`, authorized
+        // in `a`) has no route there either: serving it let a grant in one namespace reach all.
         String::new()
     } else {
         // `/api/v1/namespaces/<ns>/nodes`: cluster-scoped resources have no namespaced path.
@@ -497,8 +501,22 @@ impl Handler<'_> {
         }
     }
 
-    /// Server-side apply of an object that does not exist yet: a create (201).
+    /// Server-side apply of an object that does not exist yet: a create (201), which the caller
+    /// must also be allowed (kube-apiserver authorizes `create` here besides `patch`).
     async fn apply_create(&self, patch: &Value, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
+        let create = Request {
+            verb: "create",
+            is_resource: true,
+            namespace: &self.namespace,
+            api_group: self.resource.group,
+            resource: self.resource.plural,
+            name: self.name(),
+            ..Request::default()
+        };
+        if self.state.authority.index().authorize(&self.call.caller.user, &create).is_none() {
+            // RBAC gives no reason for a refusal, so kube's message ends at the colon.
+            return Err(ApiError::forbidden(Some((self.resource.group, self.resource.plural)), self.name(), ""));
+        }
         let Value::Object(map) = patch::strip_directives(patch) else {
             return Err(ApiError::bad_request("the body of an apply patch must be an object"));
         };

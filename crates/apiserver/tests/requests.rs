@@ -238,3 +238,61 @@ async fn a_dry_run_is_admitted_like_a_real_write() {
     assert_eq!(secret.body["data"]["k"], "dg==", "stringData is folded into data on a dry run too");
     assert!(secret.body.get("stringData").is_none());
 }
+
+/// A ServiceAccount `ns/name` holding `rules` in its namespace (a Role and its RoleBinding);
+/// returns its token.
+async fn granted(s: &common::Server, ns: &str, name: &str, rules: Value) -> String {
+    s.service_account(ns, name, json!({})).await;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces";
+    let role = s.post(&format!("{rbac}/{ns}/roles"), json!({"metadata": {"name": name}, "rules": rules})).await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.body);
+    let binding = json!({"metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]});
+    let bound = s.post(&format!("{rbac}/{ns}/rolebindings"), binding).await;
+    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.body);
+    let issued = s.post(&format!("/api/v1/namespaces/{ns}/serviceaccounts/{name}/token"), json!({})).await;
+    issued.body["status"]["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_grant_in_one_namespace_reaches_nothing_outside_it() {
+    let s = server().await;
+    for ns in ["a", "victim"] {
+        s.namespace(ns).await;
+    }
+    let tenant = granted(&s, "a", "tenant", json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "delete"]}])).await;
+    // `/namespaces/a/namespaces/…` is authorized in `a`, and has no route: 404, as in kube.
+    let listed = s.send(request(Method::GET, "/api/v1/namespaces/a/namespaces", Some(&tenant), &[], None)).await;
+    assert_status(&listed, 404, "NotFound", "the server could not find the requested resource");
+    let deleted = s.send(request(Method::DELETE, "/api/v1/namespaces/a/namespaces/victim", Some(&tenant), &[], None)).await;
+    assert_status(&deleted, 404, "NotFound", "the server could not find the requested resource");
+    assert_eq!(s.get("/api/v1/namespaces/victim").await.status, StatusCode::OK, "still there");
+    // The namespace's own object is in the namespace, for RBAC as in kube.
+    let own = s.send(request(Method::GET, "/api/v1/namespaces/a", Some(&tenant), &[], None)).await;
+    assert_eq!((own.status, own.body["metadata"]["name"].as_str()), (StatusCode::OK, Some("a")));
+    let other = s.send(request(Method::DELETE, "/api/v1/namespaces/victim", Some(&tenant), &[], None)).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_apply_that_creates_needs_create_and_a_named_get_stays_a_get() {
+    let s = server().await;
+    s.namespace("t").await;
+    s.service_account("t", "deployer", json!({})).await;
+    let worker = granted(&s, "t", "worker", json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"]},
+                                                   {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["deployer"], "verbs": ["get"]}]))
+    .await;
+    let secret = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"stolen","annotations":{"kubernetes.io/service-account.name":"deployer"}},"type":"kubernetes.io/service-account-token"}"#;
+    let applied = s
+        .send(request(Method::PATCH, "/api/v1/namespaces/t/secrets/stolen?fieldManager=x", Some(&worker), &[("content-type", "application/apply-patch+yaml")], Some(secret)))
+        .await;
+    assert_status(&applied, 403, "Forbidden", r#"secrets "stolen" is forbidden: "#);
+    assert_eq!(s.get("/api/v1/namespaces/t/secrets/stolen").await.status, StatusCode::NOT_FOUND, "nothing was created");
+    // With create as well, the same apply creates.
+    let admin_applied = s.call(Method::PATCH, "/api/v1/namespaces/t/secrets/made?fieldManager=x", &[("content-type", "application/apply-patch+yaml")], Some(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "made"}}))).await;
+    assert_eq!(admin_applied.status, StatusCode::CREATED, "{}", admin_applied.body);
+
+    // `?watch=true` on a named GET is still a get (kube's requestinfo), allowed by `get` alone.
+    let got = s.send(request(Method::GET, "/api/v1/namespaces/t/serviceaccounts/deployer?watch=true", Some(&worker), &[], None)).await;
+    assert_eq!((got.status, got.body["kind"].as_str()), (StatusCode::OK, Some("ServiceAccount")), "{}", got.body);
+}
