@@ -249,11 +249,12 @@ fn numeric(claims: &Value, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
-/// `exp` and `nbf` (with `leeway` seconds), and `iss` when `issuer` is given.
+/// `exp` (required) and `nbf` (with `leeway` seconds), and `iss` when `issuer` is given.
 pub fn check_claims(claims: &Value, now: i64, leeway: i64, issuer: Option<&str>) -> Result<(), String> {
-    if let Some(exp) = numeric(claims, "exp")?
-        && now > exp.saturating_add(leeway)
-    {
+    // A token without `exp` is expired, as Authorino's go-oidc verifier reads it (its zero
+    // expiry is in the past): otherwise a token that never expires, such as a legacy
+    // ServiceAccount token signed with the same key, would be accepted forever.
+    if numeric(claims, "exp")?.is_none_or(|exp| now > exp.saturating_add(leeway)) {
         return Err("token is expired".into());
     }
     if let Some(nbf) = numeric(claims, "nbf")?
@@ -488,5 +489,7 @@ mod tests {
         assert_eq!(check_claims(&claims, 839, 60, None).unwrap_err(), "token is not valid yet");
         assert!(check_claims(&claims, 1000, 60, Some("https://other")).is_err());
         assert!(check_claims(&json!({"exp": "soon"}), 0, 0, None).is_err());
+        assert_eq!(check_claims(&json!({"iss": "https://i"}), 0, 60, None).unwrap_err(), "token is expired", "no exp: never valid");
+        assert_eq!(check_claims(&json!({"exp": null}), 0, 60, None).unwrap_err(), "token is expired");
     }
 }

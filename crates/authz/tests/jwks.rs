@@ -218,6 +218,9 @@ async fn bad_tokens_are_refused() {
     assert_eq!(invalid(&env.verify(&env.token(&expired)).await.0), "token is expired");
     expired.exp = Some(NOW - 59);
     assert!(matches!(env.verify(&env.token(&expired)).await.0, IdentityOutcome::Verified(_)));
+    // No `exp` at all (a legacy ServiceAccount token has none): never valid, as in Authorino.
+    expired.exp = None;
+    assert_eq!(invalid(&env.verify(&env.token(&expired)).await.0), "token is expired");
     let mut early = good.clone();
     early.nbf = Some(NOW + 61);
     assert_eq!(invalid(&env.verify(&env.token(&early)).await.0), "token is not valid yet");
