@@ -2,15 +2,16 @@
 //! possibly holding several documents (`---`); documents that are not AuthConfigs (other kinds,
 //! empty ones) are skipped. The directory is polled (modification times and sizes, every
 //! second by default) and reloaded when anything changed. An AuthConfig that does not parse or
-//! validate is logged with its file and reason and skipped; the others stay in force.
+//! validate is logged with its file and reason and skipped; the others stay in force, and so
+//! does its own last valid version, if it had one.
 //!
 //! Order, for host collisions: `metadata.creationTimestamp` when set, then file name, then
 //! position in the file. A document without `metadata.namespace` is in `default`, as
 //! `kubectl apply` would put it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -32,8 +33,14 @@ pub struct Skipped {
 pub struct Loaded {
     /// Valid AuthConfigs, in collision order (oldest first).
     pub configs: Vec<Arc<AuthConfig>>,
+    /// Where each of `configs` was read, which sets that order.
+    pub places: Vec<Place>,
     pub skipped: Vec<Skipped>,
 }
+
+/// Where an AuthConfig was read: `metadata.creationTimestamp` (or empty), file, position in
+/// the file; older places win host collisions.
+pub type Place = (String, PathBuf, usize);
 
 /// A file's identity for change detection.
 type Stamp = BTreeMap<PathBuf, (SystemTime, u64)>;
@@ -117,10 +124,32 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
         }
     }
     found.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
-    Ok(Loaded { configs: found.into_iter().map(|(_, _, _, c)| Arc::new(c)).collect(), skipped })
+    let (places, configs) = found.into_iter().map(|(created, file, position, config)| ((created, file, position), Arc::new(config))).unzip();
+    Ok(Loaded { configs, places, skipped })
 }
 
-fn publish(dir: &Path, authorizer: &Authorizer) -> std::io::Result<()> {
+/// The loaded AuthConfigs, and the last valid version of each that failed this time (as
+/// Authorino keeps enforcing one whose update it cannot translate): those whose document was
+/// refused, and, when a whole file could not be read (half written, say), every one missing
+/// now, since which file held it is not known. Each keeps its place from the last load
+/// (`places`, updated here), so host collisions resolve as before.
+fn with_last_valid(loaded: Loaded, previous: &HostIndex, places: &mut HashMap<String, Place>) -> Vec<Arc<AuthConfig>> {
+    let a_file_failed = loaded.skipped.iter().any(|s| s.authconfig.is_none());
+    let refused: HashSet<&str> = loaded.skipped.iter().filter_map(|s| s.authconfig.as_deref()).collect();
+    let loaded_keys: HashSet<String> = loaded.configs.iter().map(|c| c.key()).collect();
+    let mut entries: Vec<(Place, Arc<AuthConfig>)> = loaded.places.into_iter().zip(loaded.configs).collect();
+    for config in previous.configs() {
+        let key = config.key();
+        if !loaded_keys.contains(&key) && (a_file_failed || refused.contains(key.as_str())) {
+            entries.push((places.get(&key).cloned().unwrap_or_default(), Arc::clone(config)));
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    *places = entries.iter().map(|(place, config)| (config.key(), place.clone())).collect();
+    entries.into_iter().map(|(_, config)| config).collect()
+}
+
+fn publish(dir: &Path, authorizer: &Authorizer, places: &Mutex<HashMap<String, Place>>) -> std::io::Result<()> {
     let loaded = load_dir(dir)?;
     for skipped in &loaded.skipped {
         tracing::warn!(
@@ -130,7 +159,8 @@ fn publish(dir: &Path, authorizer: &Authorizer) -> std::io::Result<()> {
             "invalid AuthConfig skipped"
         );
     }
-    let index = HostIndex::build(loaded.configs);
+    let mut places = places.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let index = HostIndex::build(with_last_valid(loaded, &authorizer.configs(), &mut places));
     tracing::info!(dir = %dir.display(), authconfigs = index.len(), "authconfigs loaded");
     authorizer.set_configs(index);
     Ok(())
@@ -140,7 +170,8 @@ fn publish(dir: &Path, authorizer: &Authorizer) -> std::io::Result<()> {
 /// `interval` in a background task and reloads on any change.
 pub fn watch_dir(dir: PathBuf, authorizer: Arc<Authorizer>, interval: Duration) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut last = stamp(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("AuthConfig directory {}: {e}", dir.display())))?;
-    publish(&dir, &authorizer)?;
+    let places = Arc::new(Mutex::new(HashMap::new()));
+    publish(&dir, &authorizer, &places)?;
     Ok(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -154,8 +185,8 @@ pub fn watch_dir(dir: PathBuf, authorizer: Arc<Authorizer>, interval: Duration) 
             match polled {
                 Ok(Ok(current)) if current != last => {
                     let loaded = {
-                        let (dir, authorizer) = (dir.clone(), Arc::clone(&authorizer));
-                        tokio::task::spawn_blocking(move || publish(&dir, &authorizer)).await
+                        let (dir, authorizer, places) = (dir.clone(), Arc::clone(&authorizer), Arc::clone(&places));
+                        tokio::task::spawn_blocking(move || publish(&dir, &authorizer, &places)).await
                     };
                     match loaded {
                         Ok(Ok(())) => last = current,

@@ -568,7 +568,7 @@ impl RemoteAuthConfigs {
                 parsed: watched.parsed.clone(),
             })
             .collect();
-        let (index, statuses) = configs::index_and_statuses(read);
+        let (index, statuses) = configs::index_and_statuses(read, &self.authorizer.configs());
         tracing::debug!(authconfigs = index.len(), "authconfigs updated");
         self.authorizer.set_configs(index);
         self.statuses = statuses.into_iter().collect();

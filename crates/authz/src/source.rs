@@ -55,7 +55,7 @@ fn rebuild(objects: &Objects, authorizer: &Authorizer) -> Vec<(Arc<Object>, Valu
             parsed: AuthConfig::parse(&Value::Object(object.value().clone())).map(Arc::new).map_err(|e| e.to_string()),
         })
         .collect();
-    let (index, statuses) = configs::index_and_statuses(read);
+    let (index, statuses) = configs::index_and_statuses(read, &authorizer.configs());
     authorizer.set_configs(index);
     let api_keys = objects.secrets.iter().filter_map(|(key, secret)| Some((key.clone(), ApiKeySecret::from_secret(Arc::clone(secret))?))).collect();
     authorizer.identities().set_api_keys(api_keys);

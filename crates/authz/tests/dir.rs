@@ -99,6 +99,34 @@ async fn changes_take_effect_within_two_seconds() {
 }
 
 #[tokio::test]
+async fn an_update_that_fails_keeps_the_last_valid_version_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &authconfig("a", "admin.example.com"));
+    write(dir.path(), "z.yaml", &authconfig("z", "'*'"));
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let watcher = watch_dir_default(dir.path().to_path_buf(), Arc::clone(&authorizer)).unwrap();
+    let answering = |host: &str| authorizer.configs().lookup(host).map(|c| c.name.clone());
+    assert_eq!(answering("admin.example.com").as_deref(), Some("a"));
+    let within = Duration::from_secs(2);
+
+    // A bad update of `a` (a reload happened: `b` is in) leaves `a` answering its host, as
+    // Authorino keeps enforcing what it last translated; the catch-all does not take it over.
+    write(dir.path(), "a.yaml", &authconfig("a", "admin.example.com").replace("anonymous: {}", "anonymous: 5"));
+    write(dir.path(), "b.yaml", &authconfig("b", "b.example.com"));
+    eventually("reloaded", within, || answering("b.example.com").as_deref() == Some("b")).await;
+    assert_eq!(answering("admin.example.com").as_deref(), Some("a"));
+    // So does a file that is not YAML at all (half written, say).
+    write(dir.path(), "a.yaml", "kind: AuthConfig\n  : [\n");
+    write(dir.path(), "c.yaml", &authconfig("c", "c.example.com"));
+    eventually("reloaded", within, || answering("c.example.com").as_deref() == Some("c")).await;
+    assert_eq!(answering("admin.example.com").as_deref(), Some("a"));
+    // Removed, it is gone: the catch-all answers.
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    eventually("removed", within, || answering("admin.example.com").as_deref() == Some("z")).await;
+    watcher.abort();
+}
+
+#[tokio::test]
 async fn a_missing_directory_is_an_error_naming_it() {
     let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
     let error = watch_dir_default("/nonexistent/authconfigs".into(), authorizer).unwrap_err();
