@@ -346,23 +346,31 @@ impl Merged {
         let server = normalize_server(&server).map_err(|e| err(e.0))?;
         let insecure = cluster.get("insecure-skip-tls-verify").and_then(Value::as_bool).unwrap_or(false);
         let ca_pem = data_or_file(cluster, "certificate-authority-data", "certificate-authority", cluster_base).map_err(err)?;
+        if insecure && ca_pem.is_some() {
+            // client-go's words: a CA that is then not checked is a mistake, not a choice.
+            return Err(err(format!("cluster {cluster_name:?}: specifying a root certificates file with the insecure flag is not allowed")));
+        }
 
         let mut credential = Credential::None;
         let mut client_identity = None;
         if let Some((user, base)) = user {
-            for unsupported in ["exec", "auth-provider", "username", "password"] {
+            // Impersonation (`as`…) too: ignored, it would leave the base credential, often an
+            // administrator's, acting in place of the user named.
+            for unsupported in ["exec", "auth-provider", "username", "password", "as", "as-uid", "as-groups", "as-user-extra"] {
                 if user.get(unsupported).is_some_and(|v| !v.is_null()) {
                     return Err(err(format!(
                         "user {user_name:?} uses {unsupported:?}, which tokenwarden does not support (use a token, a token file or a client certificate)"
                     )));
                 }
             }
-            if let Some(token) = string(user, "token") {
-                credential = Credential::Token(Arc::from(token.trim()));
-            } else if let Some(file) = string(user, "tokenFile") {
+            // The file first, as client-go reads it: it is re-read when rotated; a static token
+            // beside it would be used until it expires, and then every call would fail.
+            if let Some(file) = string(user, "tokenFile") {
                 let file = Arc::new(TokenFile { path: base.join(file), cached: Mutex::new(None) });
                 file.read().map_err(|e| err(e.0))?;
                 credential = Credential::File(file);
+            } else if let Some(token) = string(user, "token") {
+                credential = Credential::Token(Arc::from(token.trim()));
             }
             let cert = data_or_file(user, "client-certificate-data", "client-certificate", base).map_err(err)?;
             let key = data_or_file(user, "client-key-data", "client-key", base).map_err(err)?;
@@ -552,6 +560,27 @@ mod tests {
         assert!(bad_ca.0.contains("certificate-authority-data is not valid base64"), "{bad_ca}");
         let syntax = ClusterAccess::from_kubeconfig_str("clusters: [", dir.path(), None).unwrap_err();
         assert!(!syntax.0.contains('\n'));
+
+        // A CA and insecure-skip-tls-verify together: refused, as client-go does, rather than
+        // silently not checking the server.
+        let ca = rcgen_free_ca();
+        let both = base
+            .replace("    exec: {command: aws}\n", "    token: t\n")
+            .replace("'https://x:1'", &format!("'https://x:1', insecure-skip-tls-verify: true, certificate-authority-data: '{}'", STANDARD.encode(&ca)));
+        let both = ClusterAccess::from_kubeconfig_str(&both, dir.path(), Some("x")).unwrap_err();
+        assert!(both.0.ends_with("specifying a root certificates file with the insecure flag is not allowed"), "{both}");
+        // Impersonation is not supported: refused, not ignored (the base credential would act).
+        for field in ["as: someone", "as-groups: [g]", "as-uid: u", "as-user-extra: {k: [v]}"] {
+            let impersonating = base.replace("    exec: {command: aws}\n", &format!("    token: t\n    {field}\n"));
+            let refused = ClusterAccess::from_kubeconfig_str(&impersonating, dir.path(), Some("x")).unwrap_err();
+            let name = field.split(':').next().unwrap_or_default();
+            assert!(refused.0.contains(&format!("uses {name:?}")), "{refused}");
+        }
+        // A token file beside a static token: the file, which rotates.
+        write(dir.path(), "rotating", "from-file\n");
+        let both_tokens = base.replace("    exec: {command: aws}\n", "    token: static\n    tokenFile: rotating\n");
+        let access = ClusterAccess::from_kubeconfig_str(&both_tokens, dir.path(), Some("x")).unwrap();
+        assert_eq!(access.bearer_token().unwrap().as_deref(), Some("from-file"));
     }
 
     #[test]
