@@ -149,6 +149,10 @@ pub fn subject_access_review(state: &ApiState, call: &Call) -> ApiResult<Respons
 pub fn self_subject_rules_review(state: &ApiState, call: &Call) -> ApiResult<Response> {
     const KIND: &str = "SelfSubjectRulesReview";
     let (object, spec, warnings) = read(call, KIND)?;
+    if spec.namespace.is_empty() {
+        // kube-apiserver's answer: the rules of no namespace in particular are not listed.
+        return Err(ApiError::bad_request("no namespace on request"));
+    }
     let rules = state.authority.index().rules_for(&call.caller.user, &spec.namespace);
     let (mut resource_rules, mut non_resource_rules) = (Vec::new(), Vec::new());
     for rule in rules {

@@ -296,3 +296,14 @@ async fn an_apply_that_creates_needs_create_and_a_named_get_stays_a_get() {
     let got = s.send(request(Method::GET, "/api/v1/namespaces/t/serviceaccounts/deployer?watch=true", Some(&worker), &[], None)).await;
     assert_eq!((got.status, got.body["kind"].as_str()), (StatusCode::OK, Some("ServiceAccount")), "{}", got.body);
 }
+
+#[tokio::test]
+async fn a_rules_review_needs_a_namespace() {
+    let s = server().await;
+    let uri = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let nowhere = s.post(uri, json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {}})).await;
+    assert_status(&nowhere, 400, "BadRequest", "no namespace on request");
+    let somewhere = s.post(uri, json!({"spec": {"namespace": "default"}})).await;
+    assert_eq!(somewhere.status, StatusCode::CREATED, "{}", somewhere.body);
+    assert!(somewhere.body["status"]["resourceRules"].as_array().is_some_and(|rules| !rules.is_empty()), "{}", somewhere.body);
+}
