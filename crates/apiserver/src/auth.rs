@@ -104,7 +104,7 @@ pub fn rbac_request(info: &RequestInfo) -> Request<'_> {
         api_group: &info.group,
         resource: &info.resource,
         subresource: &info.subresource,
-        name: &info.name,
+        name: info.authorized_name(),
         path: &info.path,
     }
 }

@@ -157,7 +157,8 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, method: Method, uri: U
 
 async fn handle(state: &Arc<ApiState>, method: Method, uri: &Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
-    let info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
+    let mut info = RequestInfo::parse(&method, uri.path(), query.flag("watch"));
+    info.select_name(query.get("fieldSelector"));
     let caller = match admit(state, &info, &headers) {
         Ok(caller) => caller,
         Err(refused) => {

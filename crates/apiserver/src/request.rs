@@ -21,6 +21,10 @@ pub struct RequestInfo {
     pub resource: String,
     pub subresource: String,
     pub name: String,
+    /// For a list or watch whose field selector pins `metadata.name` (`kubectl get sa bot -w`,
+    /// single-object informers), that name: RBAC's `resourceNames` apply to it, as kube's
+    /// requestinfo sets its `Name` (dispatch still serves a collection).
+    pub selected_name: String,
 }
 
 fn method_verb(method: &Method) -> &'static str {
@@ -37,6 +41,28 @@ fn method_verb(method: &Method) -> &'static str {
 }
 
 impl RequestInfo {
+    /// The name RBAC checks: the path's, else the one a list's field selector pins.
+    pub fn authorized_name(&self) -> &str {
+        if self.name.is_empty() { &self.selected_name } else { &self.name }
+    }
+
+    /// Records the name a list's or watch's `fieldSelector` requires exactly (`metadata.name=x`
+    /// or `==`, among other terms), when it is a valid path segment, as kube does.
+    pub fn select_name(&mut self, field_selector: Option<&str>) {
+        if !matches!(self.verb, "list" | "watch") {
+            return;
+        }
+        let pinned = field_selector.into_iter().flat_map(|s| s.split(',')).find_map(|term| {
+            let value = term.trim().strip_prefix("metadata.name")?.trim_start();
+            let value = value.strip_prefix("==").or_else(|| value.strip_prefix('='))?.trim();
+            // Escaped or odd values (`\,`, `/`, `%`, `.`, `..`) are not a path segment name.
+            (!value.is_empty() && !matches!(value, "." | "..") && !value.contains(['/', '%', '\\'])).then_some(value)
+        });
+        if let Some(name) = pinned {
+            self.selected_name = name.to_owned();
+        }
+    }
+
     /// Parses `path` (without the query) for `method`; `watch` is the `watch` query flag.
     pub fn parse(method: &Method, path: &str, watch: bool) -> Self {
         let mut info = Self { path: path.to_owned(), verb: method_verb(method), ..Self::default() };
@@ -114,5 +140,17 @@ mod tests {
         assert!(!discovery.is_resource);
         assert_eq!(RequestInfo::parse(&Method::GET, "/api/v1/watch/namespaces/ns/pods", false).verb, "watch");
         assert_eq!(RequestInfo::parse(&Method::DELETE, "/api/v1/namespaces/ns/pods", false).verb, "deletecollection");
+
+        let selected = |method: &Method, watch: bool, selector: &str| {
+            let mut info = RequestInfo::parse(method, "/api/v1/namespaces/ns/serviceaccounts", watch);
+            info.select_name(Some(selector));
+            info.authorized_name().to_owned()
+        };
+        assert_eq!(selected(&Method::GET, true, "metadata.name=bot"), "bot");
+        assert_eq!(selected(&Method::GET, false, "status.phase=Running,metadata.name==bot"), "bot");
+        for not_pinned in ["metadata.name!=bot", "metadata.namespace=ns", "metadata.name=a/b", "metadata.name=..", "metadata.name="] {
+            assert_eq!(selected(&Method::GET, false, not_pinned), "", "{not_pinned}");
+        }
+        assert_eq!(selected(&Method::DELETE, false, "metadata.name=bot"), "", "only lists and watches");
     }
 }

@@ -307,3 +307,21 @@ async fn a_rules_review_needs_a_namespace() {
     assert_eq!(somewhere.status, StatusCode::CREATED, "{}", somewhere.body);
     assert!(somewhere.body["status"]["resourceRules"].as_array().is_some_and(|rules| !rules.is_empty()), "{}", somewhere.body);
 }
+
+#[tokio::test]
+async fn a_list_pinned_to_one_name_is_authorized_by_that_name() {
+    let s = server().await;
+    s.namespace("ns").await;
+    s.service_account("ns", "bot", json!({})).await;
+    let reader = granted(&s, "ns", "reader", json!([{"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["bot"], "verbs": ["get", "list", "watch"]}])).await;
+    let pinned = s.send(request(Method::GET, "/api/v1/namespaces/ns/serviceaccounts?fieldSelector=metadata.name%3Dbot", Some(&reader), &[], None)).await;
+    assert_eq!(pinned.status, StatusCode::OK, "{}", pinned.body);
+    assert_eq!(pinned.body["items"].as_array().map(Vec::len), Some(1));
+    let watched = s.send(request(Method::GET, "/api/v1/namespaces/ns/serviceaccounts?watch=true&timeoutSeconds=1&fieldSelector=metadata.name%3Dbot", Some(&reader), &[], None)).await;
+    assert_eq!(watched.status, StatusCode::OK);
+    // Unpinned, or pinned to another name: the grant does not cover it.
+    let all = s.send(request(Method::GET, "/api/v1/namespaces/ns/serviceaccounts", Some(&reader), &[], None)).await;
+    assert_eq!(all.status, StatusCode::FORBIDDEN);
+    let other = s.send(request(Method::GET, "/api/v1/namespaces/ns/serviceaccounts?fieldSelector=metadata.name%3Ddefault", Some(&reader), &[], None)).await;
+    assert_status(&other, 403, "Forbidden", r#"serviceaccounts "default" is forbidden: User "system:serviceaccount:ns:reader" cannot list resource "serviceaccounts" in API group "" in the namespace "ns""#);
+}
