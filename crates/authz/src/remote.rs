@@ -194,7 +194,9 @@ pub struct ReviewerOptions {
     pub max_in_flight: usize,
     /// Cached answers (default 100 000).
     pub cache_capacity: u64,
-    /// The longest a valid answer is cached; also bounded by the token's `exp` (default 60 s).
+    /// The longest a valid answer is cached; also bounded by the token's `exp` (default 10 s:
+    /// kube-apiserver's own TokenReview cache, so a token revoked on the cluster stops working
+    /// here about when it would behind Authorino, which asks the API server every time).
     pub max_ttl: Duration,
     /// How long an invalid answer is cached (default 10 s).
     pub invalid_ttl: Duration,
@@ -206,7 +208,7 @@ impl Default for ReviewerOptions {
             timeout: Duration::from_secs(5),
             max_in_flight: 64,
             cache_capacity: 100_000,
-            max_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(10),
             invalid_ttl: Duration::from_secs(10),
         }
     }

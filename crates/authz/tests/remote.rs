@@ -287,6 +287,21 @@ async fn cache_ttl_is_bounded_by_token_expiry_and_invalid_ttl() {
     assert_eq!(api.reviews(), 4);
 }
 
+#[tokio::test]
+async fn a_token_revoked_on_the_cluster_stops_working_when_its_cached_answer_ends() {
+    let api = Api::start().await;
+    let (token, _) = api.token("talker-api").await;
+    let options = ReviewerOptions { max_ttl: Duration::from_secs(1), ..ReviewerOptions::default() };
+    let reviewer = RemoteReviewer::with_options(api.client(), options, Arc::new(tokenwarden_store::clock::SystemClock));
+    let audiences = aud(&["talker-api"]);
+    assert!(matches!(reviewer.review(&token, &audiences, false).await.0, IdentityOutcome::Verified(_)));
+    api.authority.delete(&Resource::SERVICE_ACCOUNTS, NS, "api-consumer", &Preconditions::default()).await.unwrap();
+    // Within the cached answer's life it still holds (the default life is kube-apiserver's 10 s).
+    assert_eq!(reviewer.review(&token, &audiences, false).await.1, CacheResult::Hit);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(reviewer.review(&token, &audiences, false).await, (IdentityOutcome::Invalid("not authenticated".into()), CacheResult::Miss));
+}
+
 fn check_request(token: &str) -> AuthRequest<'static> {
     AuthRequest {
         id: "1".into(),
