@@ -67,8 +67,8 @@ pub fn merge(target: &mut Value, patch: &Value) {
 
 /// A strategic merge patch without a schema: the `$patch`, `$retainKeys`,
 /// `$setElementOrder/...` and `$deleteFromPrimitiveList/...` directives are honoured where
-/// they make sense for plain maps and dropped otherwise; lists are replaced, as for the
-/// types without merge keys.
+/// they make sense for plain maps and dropped otherwise. A list is replaced, as for the types
+/// without merge keys, unless the patch shows it merges (see [`merge_list`]).
 pub fn strategic(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
@@ -105,10 +105,77 @@ pub fn strategic(target: &mut Value, patch: &Value) {
         }
         if value.is_null() || value.get("$patch").and_then(Value::as_str) == Some("delete") {
             map.remove(key);
+        } else if let Value::Array(items) = value {
+            let order = match patch.get(&format!("$setElementOrder/{key}")) {
+                Some(Value::Array(order)) => Some(order.as_slice()),
+                _ => None,
+            };
+            let current = match map.get(key) {
+                Some(Value::Array(current)) => current.as_slice(),
+                _ => &[],
+            };
+            let merged = merge_list(current, items, order).unwrap_or_else(|| items.iter().filter(|item| !is_delete(item)).map(strip_directives).collect());
+            map.insert(key.clone(), Value::Array(merged));
         } else {
             strategic(map.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
+}
+
+fn is_delete(item: &Value) -> bool {
+    item.get("$patch").and_then(Value::as_str) == Some("delete")
+}
+
+/// A list the patch merges rather than replaces: kubectl apply and edit send, for a list with a
+/// merge key (`secrets`, `containers`: `name`), `$setElementOrder/<list>` with every item's key
+/// in the final order, the changed items, and `{"$patch": "delete", "name": …}` for removed
+/// ones. Items are matched by the merge key those entries name; items only the server has stay,
+/// after the ordered ones. `None` when the patch shows no merge (no order, no delete): the list
+/// is then replaced.
+fn merge_list(current: &[Value], items: &[Value], order: Option<&[Value]>) -> Option<Vec<Value>> {
+    let named_by = |entry: &Value| entry.as_object().and_then(|m| m.keys().find(|k| !k.starts_with('$')).cloned());
+    let merge_key = order.and_then(|order| order.iter().find_map(named_by)).or_else(|| items.iter().filter(|i| is_delete(i)).find_map(named_by))?;
+    let key_of = |item: &Value| item.get(&merge_key).cloned();
+    let deleted: Vec<Value> = items.iter().filter(|i| is_delete(i)).filter_map(key_of).collect();
+    let changed: Vec<&Value> = items.iter().filter(|i| !is_delete(i)).collect();
+    // Each changed item merged onto the current one of its key, or as it is if new.
+    let updated = |item: &Value| {
+        let mut merged = current.iter().find(|c| key_of(c).is_some() && key_of(c) == key_of(item)).cloned().unwrap_or(Value::Null);
+        strategic(&mut merged, item);
+        merged
+    };
+    let mut result: Vec<Value> = Vec::new();
+    let mut placed: Vec<Value> = Vec::new();
+    for entry in order.unwrap_or_default() {
+        let Some(key) = key_of(entry) else { continue };
+        if deleted.contains(&key) || placed.contains(&key) {
+            continue;
+        }
+        if let Some(item) = changed.iter().find(|i| key_of(i).as_ref() == Some(&key)) {
+            result.push(updated(item));
+        } else if let Some(item) = current.iter().find(|c| key_of(c).as_ref() == Some(&key)) {
+            result.push(item.clone());
+        } else {
+            continue;
+        }
+        placed.push(key);
+    }
+    // Without an order, or not named in it: the server's items in their order, then new ones.
+    for item in current {
+        let key = key_of(item);
+        if key.as_ref().is_some_and(|k| deleted.contains(k) || placed.contains(k)) {
+            continue;
+        }
+        let change = changed.iter().find(|i| key.is_some() && key_of(i) == key);
+        result.push(change.map_or_else(|| item.clone(), |change| updated(change)));
+        placed.extend(key);
+    }
+    for item in changed {
+        if key_of(item).is_none_or(|k| !placed.contains(&k)) {
+            result.push(updated(item));
+        }
+    }
+    Some(result)
 }
 
 /// The document without strategic-merge directives (for field validation and `replace`).

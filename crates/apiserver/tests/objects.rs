@@ -424,9 +424,25 @@ async fn patches_merge_json_strategic_and_apply() {
         .patch(uri, "application/strategic-merge-patch+json", json!({"$setElementOrder/secrets": [{"name": "s2"}], "secrets": [{"name": "s2"}], "metadata": {"annotations": {"n": "v"}}}))
         .await;
     assert_eq!(strategic.status, StatusCode::OK, "{}", strategic.body);
-    assert_eq!(strategic.body["secrets"], json!([{"name": "s2"}]));
+    // `secrets` merges by name: s2 is added in the order given; s1, not deleted, stays.
+    assert_eq!(strategic.body["secrets"], json!([{"name": "s2"}, {"name": "s1"}]));
     assert_eq!(strategic.body["metadata"]["annotations"], json!({"n": "v"}));
     assert!(strategic.body.get("$setElementOrder/secrets").is_none());
+    // What kubectl apply / edit send to remove s1 and keep s2: the directive is applied, not stored.
+    let removed = s
+        .patch(uri, "application/strategic-merge-patch+json", json!({"$setElementOrder/secrets": [{"name": "s2"}], "secrets": [{"$patch": "delete", "name": "s1"}]}))
+        .await;
+    assert_eq!(removed.body["secrets"], json!([{"name": "s2"}]), "{}", removed.body);
+    // An item changed in place keeps its other fields (merged, not replaced).
+    let s2_more = s.patch(uri, "application/merge-patch+json", json!({"secrets": [{"name": "s2", "extra": 1}]})).await;
+    assert_eq!(s2_more.status, StatusCode::OK);
+    let changed = s
+        .patch(uri, "application/strategic-merge-patch+json", json!({"$setElementOrder/secrets": [{"name": "s0"}, {"name": "s2"}], "secrets": [{"name": "s0"}, {"name": "s2", "more": 2}]}))
+        .await;
+    assert_eq!(changed.body["secrets"], json!([{"name": "s0"}, {"name": "s2", "extra": 1, "more": 2}]), "{}", changed.body);
+    // A list with no merge directive is replaced (RBAC rules, say).
+    let replaced = s.patch(uri, "application/strategic-merge-patch+json", json!({"secrets": [{"name": "only"}]})).await;
+    assert_eq!(replaced.body["secrets"], json!([{"name": "only"}]));
 
     let json_patched = s
         .patch(
