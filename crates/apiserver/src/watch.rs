@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokenwarden_core::selector::{FieldSelector, LabelSelector};
 use tokenwarden_core::{Error, Object, Resource};
-use tokenwarden_store::{Clock, Event, EventType, ListOptions, Store, StoreError};
+use tokenwarden_store::{Clock, Event, EventType, ListOptions, Revision, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
@@ -76,8 +76,11 @@ fn key_of(object: &Object) -> Key {
 
 /// The event type a watcher sees, as kube's cacher decides with selectors: an object updated
 /// into the selection is ADDED, one updated out of it DELETED. `known` holds the objects the
-/// watcher currently sees (only tracked when the watch has selectors).
-fn event_type(spec: &WatchSpec, event: &Event, known: &mut HashSet<Key>) -> Option<&'static str> {
+/// watcher currently sees (only tracked when the watch has selectors). Events up to `unsure`
+/// (a watch resumed from a revision replays them) are of objects the watcher may have seen at
+/// that revision, which the store cannot tell: one of them that is out of the selection is
+/// DELETED, so that a watcher that had it drops it (one that did not ignores the delete).
+fn event_type(spec: &WatchSpec, event: &Event, known: &mut HashSet<Key>, unsure: Revision) -> Option<&'static str> {
     if *event.prefix != *spec.resource.key_prefix() || !spec.in_scope(&event.object) {
         return None;
     }
@@ -86,7 +89,7 @@ fn event_type(spec: &WatchSpec, event: &Event, known: &mut HashSet<Key>) -> Opti
         return selected.then(|| event.event_type.as_str());
     }
     let key = key_of(&event.object);
-    let was = known.contains(&key);
+    let was = known.contains(&key) || event.revision <= unsure;
     match event.event_type {
         EventType::Deleted => {
             known.remove(&key);
@@ -165,6 +168,7 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
     };
     let mut initial = Vec::new();
     let mut known = HashSet::new();
+    let mut unsure: Revision = 0;
     let mut after = from.unwrap_or(0);
     if from.is_none() || spec.selective() {
         let options = ListOptions {
@@ -176,11 +180,13 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
         let list = store.list(&spec.resource, &options).await?;
         let items: Vec<Object> = list.items.into_iter().filter(|o| spec.matches_object(o)).collect();
         // From a revision, the current selection is the best estimate of what the watcher
-        // saw then (the store keeps no history of objects).
+        // saw then (the store keeps no history of objects); `unsure` covers the rest.
         known = items.iter().map(key_of).collect();
         if from.is_none() {
             initial = items;
             after = list.revision;
+        } else {
+            unsure = list.revision;
         }
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -228,7 +234,7 @@ pub async fn serve(store: Arc<dyn Store>, clock: Arc<dyn Clock>, spec: WatchSpec
                 None => return,
                 // The feed fell behind: the client re-lists, as after etcd's compaction.
                 Some(Err(err)) => (error_line(&err.into()), true),
-                Some(Ok(event)) => match event_type(&renderer.spec, &event, &mut known) {
+                Some(Ok(event)) => match event_type(&renderer.spec, &event, &mut known, unsure) {
                     Some(event_type) => (renderer.line(event_type, &event.object), false),
                     None => continue,
                 },

@@ -807,3 +807,16 @@ async fn only_the_admin_may_touch_objects() {
     let discovery = s.send(request(Method::GET, "/api/v1", Some(&token), &[], None)).await;
     assert_eq!(discovery.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_resumed_watch_sees_objects_that_left_its_selection_meanwhile_deleted() {
+    let s = server().await;
+    s.namespace("ns").await;
+    s.service_account("ns", "k", json!({"app": "x"})).await;
+    let seen_at = s.get("/api/v1/namespaces/ns/serviceaccounts?labelSelector=app%3Dx").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    // Relabelled out of the selection before the watch resumes from where the list left off.
+    s.patch("/api/v1/namespaces/ns/serviceaccounts/k", "application/merge-patch+json", json!({"metadata": {"labels": {"app": "y"}}})).await;
+    let mut resumed = watch(&s, &format!("/api/v1/namespaces/ns/serviceaccounts?watch=true&resourceVersion={seen_at}&labelSelector=app%3Dx&timeoutSeconds=1"), &[]).await;
+    assert_eq!(event(&resumed.next().await.unwrap()), ("DELETED".into(), "k".into()));
+    assert!(resumed.next().await.is_none());
+}
