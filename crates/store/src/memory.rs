@@ -123,7 +123,8 @@ impl Store for MemoryStore {
             .take_while(|(key, _)| !scan.past_end(key))
             .filter(|(key, _)| scan.contains(key))
             .map(|(_, object)| Ok(object.clone()));
-        write::collect_list(scanned, options, state.revision)
+        // Later pages say the first page's revision (see the SQLite store).
+        write::collect_list(scanned, options, scan.revision.map_or(state.revision, |first| first.min(state.revision)))
     }
 
     async fn update(&self, resource: &Resource, object: Object) -> Result<Object> {

@@ -206,7 +206,9 @@ impl Db {
             .query_map(params![scan.prefix, scan.namespace, after_ns, after_name], |r| r.get::<_, String>(0))
             .map_err(db_err)?;
         let scanned = rows.map(|row| row.map_err(db_err).and_then(|b| parse_object(&b)));
-        write::collect_list(scanned, options, self.revision)
+        // Later pages say the first page's revision, as kube's do: a watch from the last page's
+        // then replays what changed meanwhile, instead of missing it.
+        write::collect_list(scanned, options, scan.revision.map_or(self.revision, |first| first.min(self.revision)))
     }
 
     fn events_since(&self, after: Revision) -> Result<Vec<Event>> {

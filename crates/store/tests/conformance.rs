@@ -261,6 +261,13 @@ async fn list_filters_and_pages(f: Fixture) {
     let nodes = f.store.list(&Resource::NODES, &ListOptions::default()).await.unwrap();
     assert!(nodes.items.is_empty());
     assert_eq!(nodes.revision, 6);
+
+    // Every page says the first page's revision, whatever changed meanwhile, so that a watch
+    // from the last page's replays the change (kube's lists are one snapshot).
+    let first = f.store.list(&SA, &ListOptions { limit: 2, ..Default::default() }).await.unwrap();
+    f.store.create(&SA, sa("a", "late")).await.unwrap();
+    let next = f.store.list(&SA, &ListOptions { limit: 2, continue_token: first.continue_token.clone(), ..Default::default() }).await.unwrap();
+    assert_eq!(next.revision, first.revision);
 }
 
 async fn update_semantics(f: Fixture) {
