@@ -131,8 +131,9 @@ pub fn authorize(state: &ApiState, caller: &Caller, info: &RequestInfo) -> ApiRe
 /// No privilege escalation through RBAC objects (kube's RBAC storage): a Role or ClusterRole
 /// may only grant what its writer holds, unless the writer may `escalate`; a binding may only
 /// bind a role whose rules its writer holds, unless the writer may `bind` that role.
-/// Members of `system:masters` hold everything.
-pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resource, object: &Object) -> ApiResult<()> {
+/// Members of `system:masters` hold everything. `request_name` is the name in the URL (none
+/// on a create): `escalate` limited by `resourceNames` applies to it, as kube checks it.
+pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resource, request_name: &str, object: &Object) -> ApiResult<()> {
     let index = state.authority.index();
     // The request's namespace: a cluster-scoped object's body cannot pick one.
     let namespace = if resource.namespaced { object.namespace() } else { "" };
@@ -142,7 +143,7 @@ pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resou
     };
     let granted = match resource.plural {
         "roles" | "clusterroles" => {
-            if allowed("escalate", resource.plural, namespace, object.name()) {
+            if allowed("escalate", resource.plural, namespace, request_name) {
                 return Ok(());
             }
             rbac::rules_of(object)

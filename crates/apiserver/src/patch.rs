@@ -390,7 +390,8 @@ mod tests {
             &json!({"$setElementOrder/secrets": [{"name": "b"}], "secrets": [{"name": "b"}], "metadata": {"labels": {"y": null}},
                     "$deleteFromPrimitiveList/tags": ["a"]}),
         );
-        assert_eq!(doc, json!({"secrets": [{"name": "b"}], "metadata": {"labels": {"x": "1"}}, "tags": ["b"]}));
+        // `secrets` merges by name (the order names it): b joins, a (not deleted) stays.
+        assert_eq!(doc, json!({"secrets": [{"name": "b"}, {"name": "a"}], "metadata": {"labels": {"x": "1"}}, "tags": ["b"]}));
         strategic(&mut doc, &json!({"metadata": {"labels": {"$patch": "replace", "z": "3"}}}));
         assert_eq!(doc["metadata"]["labels"], json!({"z": "3"}));
     }

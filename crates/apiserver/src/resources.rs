@@ -263,8 +263,11 @@ impl Handler<'_> {
         Ok(LabelSelector::parse(self.call.query.get("labelSelector").unwrap_or(""))?)
     }
 
+    /// The `fieldSelector`, each field converted for the kind as kube does before a list, watch
+    /// or deletecollection: a field the kind does not take is a 400, not an empty answer.
     fn field_selector(&self) -> ApiResult<FieldSelector> {
-        Ok(FieldSelector::parse(self.call.query.get("fieldSelector").unwrap_or(""))?)
+        let selector = FieldSelector::parse(self.call.query.get("fieldSelector").unwrap_or(""))?;
+        Ok(selector.convert(|label| self.def.field_labels.convert(label))?)
     }
 
     fn list_namespace(&self) -> Option<String> {
@@ -374,7 +377,7 @@ impl Handler<'_> {
 
     /// Creates (or, dry run, checks the create of) an object the caller may write.
     async fn store_new(&self, object: Object, dry_run: bool) -> ApiResult<Object> {
-        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &object)?;
+        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &self.call.info.name, &object)?;
         if dry_run { self.dry_create(object).await } else { Ok(self.state.authority.create(&self.resource, object).await?) }
     }
 
@@ -415,13 +418,20 @@ impl Handler<'_> {
         let dry_run = self.call.dry_run()?;
         let (object, warnings) = self.body_object()?;
         self.check_name_matches(&object)?;
+        if self.def.create_on_update {
+            match self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await {
+                Err(err) if not_found(&err) => return self.create_missing(object, dry_run, warnings).await,
+                Err(err) => return Err(err.into()),
+                Ok(_) => {}
+            }
+        }
         let updated = self.write(object, dry_run).await?;
         Ok(self.ok(StatusCode::OK, &updated, &warnings))
     }
 
     /// Stores an updated object, or (dry run) checks what the store would and returns it.
     async fn write(&self, mut object: Object, dry_run: bool) -> ApiResult<Object> {
-        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &object)?;
+        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &self.call.info.name, &object)?;
         if !dry_run {
             return Ok(self.state.authority.update_part(&self.resource, object, self.part).await?);
         }
@@ -501,9 +511,27 @@ impl Handler<'_> {
         }
     }
 
-    /// Server-side apply of an object that does not exist yet: a create (201), which the caller
-    /// must also be allowed (kube-apiserver authorizes `create` here besides `patch`).
+    /// Server-side apply of an object that does not exist yet: a create.
     async fn apply_create(&self, patch: &Value, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
+        let Value::Object(map) = patch::strip_directives(patch) else {
+            return Err(ApiError::bad_request("the body of an apply patch must be an object"));
+        };
+        self.check_type(&map)?;
+        let mut object = Object(map);
+        if object.name().is_empty() {
+            object.set_meta("name", self.name().to_owned());
+        }
+        self.check_name_matches(&object)?;
+        self.place_namespace(&mut object)?;
+        self.create_missing(object, dry_run, warnings).await
+    }
+
+    /// A write that found no object and may create it (an apply; a PUT of a kind that allows
+    /// create on update): a create (201), which the caller must also be allowed, as
+    /// kube-apiserver authorizes `create` there besides `patch` or `update`.
+    async fn create_missing(&self, mut object: Object, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
+        object.metadata_mut().remove("resourceVersion");
+        validate_name(&self.resource, &object)?;
         let create = Request {
             verb: "create",
             is_resource: true,
@@ -517,18 +545,6 @@ impl Handler<'_> {
             // RBAC gives no reason for a refusal, so kube's message ends at the colon.
             return Err(ApiError::forbidden(Some((self.resource.group, self.resource.plural)), self.name(), ""));
         }
-        let Value::Object(map) = patch::strip_directives(patch) else {
-            return Err(ApiError::bad_request("the body of an apply patch must be an object"));
-        };
-        self.check_type(&map)?;
-        let mut object = Object(map);
-        if object.name().is_empty() {
-            object.set_meta("name", self.name().to_owned());
-        }
-        self.check_name_matches(&object)?;
-        self.place_namespace(&mut object)?;
-        object.metadata_mut().remove("resourceVersion");
-        validate_name(&self.resource, &object)?;
         let created = self.store_new(object, dry_run).await?;
         Ok(self.ok(StatusCode::CREATED, &created, &warnings))
     }
@@ -588,13 +604,14 @@ impl Handler<'_> {
 
     /// Deletes every object the selectors match; answers the list of deleted objects.
     async fn delete_collection(&self) -> ApiResult<Response> {
-        let (_, dry_run) = self.delete_options()?;
+        // The selectors first, as kube reads its list options before the DeleteOptions body.
         let options = ListOptions {
             namespace: self.list_namespace(),
             label_selector: self.label_selector()?,
             field_selector: self.field_selector()?,
             ..ListOptions::default()
         };
+        let (_, dry_run) = self.delete_options()?;
         let list = self.state.authority.store().list(&self.resource, &options).await?;
         let mut deleted = Vec::new();
         for object in list.items {

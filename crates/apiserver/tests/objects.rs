@@ -299,6 +299,43 @@ async fn update_checks_resource_version_and_name() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
+/// kube's RBAC strategies allow create on update: a PUT of a missing Role, ClusterRole or
+/// binding creates it (201); every other kind served here answers 404.
+#[tokio::test]
+async fn a_put_creates_a_missing_rbac_object_and_nothing_else() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let role_ref = |kind: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": "r"});
+    for (uri, body) in [
+        (format!("{rbac}/namespaces/ns/roles/r"), json!({"metadata": {"name": "r"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})),
+        (format!("{rbac}/clusterroles/r"), json!({"metadata": {"name": "r"}, "rules": []})),
+        (format!("{rbac}/namespaces/ns/rolebindings/b"), json!({"metadata": {"name": "b"}, "roleRef": role_ref("Role"), "subjects": []})),
+        (format!("{rbac}/clusterrolebindings/b"), json!({"metadata": {"name": "b"}, "roleRef": role_ref("ClusterRole"), "subjects": []})),
+    ] {
+        let dry = s.call(Method::PUT, &format!("{uri}?dryRun=All"), &[("content-type", "application/json")], Some(body.clone())).await;
+        assert_eq!(dry.status, StatusCode::CREATED, "{uri}: {}", dry.body);
+        assert_eq!(s.get(&uri).await.status, StatusCode::NOT_FOUND, "{uri}: a dry run stores nothing");
+        let created = s.call(Method::PUT, &uri, &[("content-type", "application/json")], Some(body.clone())).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{uri}: {}", created.body);
+        assert!(created.body["metadata"]["uid"].is_string(), "{uri}: {}", created.body);
+        assert_eq!(s.get(&uri).await.body["metadata"]["uid"], created.body["metadata"]["uid"], "{uri}");
+        let replaced = s.call(Method::PUT, &uri, &[("content-type", "application/json")], Some(body)).await;
+        assert_eq!(replaced.status, StatusCode::OK, "{uri}: an existing object is updated: {}", replaced.body);
+    }
+    for (uri, body) in [
+        ("/api/v1/namespaces/ns/serviceaccounts/nope", json!({"metadata": {"name": "nope"}})),
+        ("/api/v1/namespaces/ns/secrets/nope", json!({"metadata": {"name": "nope"}})),
+        ("/api/v1/namespaces/ns/pods/nope", json!({"metadata": {"name": "nope"}})),
+        ("/api/v1/nodes/nope", json!({"metadata": {"name": "nope"}})),
+        ("/api/v1/namespaces/nope", json!({"metadata": {"name": "nope"}})),
+        ("/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs/nope", json!({"metadata": {"name": "nope"}, "spec": {"hosts": ["h"]}})),
+    ] {
+        let missing = s.call(Method::PUT, uri, &[("content-type", "application/json")], Some(body)).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{uri}: {}", missing.body);
+    }
+}
+
 /// As kube-apiserver serves a CRD with `subresources.status`: writes to the object keep the
 /// stored status, writes to `/status` change only the status.
 #[tokio::test]
@@ -560,6 +597,62 @@ async fn delete_collection_uses_the_selectors() {
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/serviceaccounts").await.body), vec!["b", "default"]);
 }
 
+/// kube converts every field of a `fieldSelector` for the kind (`ConvertFieldLabel`) before it
+/// lists, watches or deletes a collection: a field the kind does not support is a 400, not an
+/// empty answer.
+#[tokio::test]
+async fn field_selectors_take_only_the_fields_of_the_kind() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let refused = |reply: &common::Reply, message: &str| assert_status(reply, 400, "BadRequest", message);
+    let meta_only = |field: &str| format!(r#""{field}" is not a known field selector: only "metadata.name", "metadata.namespace""#);
+
+    // Kinds without a conversion of their own take metadata.name and metadata.namespace only.
+    refused(&s.get("/api/v1/namespaces/ns/serviceaccounts?fieldSelector=spec.x%3Dy").await, &meta_only("spec.x"));
+    refused(&s.get("/api/v1/serviceaccounts?fieldSelector=metadata.name%3Da,secrets!%3Db").await, &meta_only("secrets"));
+    refused(&s.get("/apis/rbac.authorization.k8s.io/v1/clusterroles?fieldSelector=rules%3Dx").await, &meta_only("rules"));
+    refused(&s.get("/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?fieldSelector=roleRef.name%3Dx").await, &meta_only("roleRef.name"));
+    let cluster = s.get("/apis/rbac.authorization.k8s.io/v1/clusterroles?fieldSelector=metadata.namespace%3D,metadata.name%3Dcluster-admin").await;
+    assert_eq!(names(&cluster.body), vec!["cluster-admin"]);
+
+    // Kinds with their own list (pkg/apis/core/v1/conversion.go, a CRD's converter).
+    for (uri, field) in [
+        ("/api/v1/namespaces/ns/secrets", "data.k"),
+        ("/api/v1/namespaces/ns/pods", "spec.containers"),
+        ("/api/v1/nodes", "metadata.namespace"),
+        ("/api/v1/namespaces", "metadata.namespace"),
+        ("/apis/authorino.kuadrant.io/v1beta3/namespaces/ns/authconfigs", "spec.hosts"),
+    ] {
+        refused(&s.get(&format!("{uri}?fieldSelector={field}%3Dx")).await, &format!("field label not supported: {field}"));
+    }
+    for (name, kind) in [("opaque", "Opaque"), ("other", "example.com/other")] {
+        assert_eq!(s.post("/api/v1/namespaces/ns/secrets", json!({"metadata": {"name": name}, "type": kind})).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/secrets?fieldSelector=type%3DOpaque").await.body), vec!["opaque"]);
+    for (name, spec) in [("on-a", json!({"nodeName": "a", "hostNetwork": true})), ("nowhere", json!({}))] {
+        assert_eq!(s.post("/api/v1/namespaces/ns/pods", json!({"metadata": {"name": name}, "spec": spec})).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.nodeName%3Da").await.body), vec!["on-a"]);
+    // `spec.host` is the old name of `spec.nodeName`; booleans read `true`/`false`, unset `false`.
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.host%3Da").await.body), vec!["on-a"]);
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.hostNetwork%3Dtrue").await.body), vec!["on-a"]);
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.hostNetwork%3Dfalse").await.body), vec!["nowhere"]);
+    for (name, spec) in [("cordoned", json!({"unschedulable": true})), ("open", json!({}))] {
+        assert_eq!(s.post("/api/v1/nodes", json!({"metadata": {"name": name}, "spec": spec})).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(names(&s.get("/api/v1/nodes?fieldSelector=spec.unschedulable%3Dfalse").await.body), vec!["open"]);
+    assert_eq!(names(&s.get("/api/v1/namespaces?fieldSelector=metadata.name%3Dns").await.body), vec!["ns"]);
+
+    // A watch is refused the same way, before it streams anything.
+    refused(&s.get("/api/v1/namespaces/ns/serviceaccounts?watch=true&timeoutSeconds=1&fieldSelector=spec.x%3Dy").await, &meta_only("spec.x"));
+    // So is a deletecollection, which deletes nothing.
+    let deleted = s.call(Method::DELETE, "/api/v1/namespaces/ns/secrets?fieldSelector=data.k%3Dx", &[], None).await;
+    refused(&deleted, "field label not supported: data.k");
+    assert_eq!(names(&s.get("/api/v1/namespaces/ns/secrets").await.body), vec!["opaque", "other"]);
+    let by_type = s.call(Method::DELETE, "/api/v1/namespaces/ns/secrets?fieldSelector=type%3DOpaque", &[], None).await;
+    assert_eq!(names(&by_type.body), vec!["opaque"]);
+}
+
 // --- Table ---
 
 #[tokio::test]
@@ -816,7 +909,7 @@ async fn a_resumed_watch_sees_objects_that_left_its_selection_meanwhile_deleted(
     let seen_at = s.get("/api/v1/namespaces/ns/serviceaccounts?labelSelector=app%3Dx").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
     // Relabelled out of the selection before the watch resumes from where the list left off.
     s.patch("/api/v1/namespaces/ns/serviceaccounts/k", "application/merge-patch+json", json!({"metadata": {"labels": {"app": "y"}}})).await;
-    let mut resumed = watch(&s, &format!("/api/v1/namespaces/ns/serviceaccounts?watch=true&resourceVersion={seen_at}&labelSelector=app%3Dx&timeoutSeconds=1"), &[]).await;
+    let mut resumed = watch(&s, &format!("/api/v1/namespaces/ns/serviceaccounts?watch=true&resourceVersion={seen_at}&labelSelector=app%3Dx&timeoutSeconds=3"), &[]).await;
     assert_eq!(event(&resumed.next().await.unwrap()), ("DELETED".into(), "k".into()));
     assert!(resumed.next().await.is_none());
 }

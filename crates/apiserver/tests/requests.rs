@@ -297,6 +297,42 @@ async fn an_apply_that_creates_needs_create_and_a_named_get_stays_a_get() {
     assert_eq!((got.status, got.body["kind"].as_str()), (StatusCode::OK, Some("ServiceAccount")), "{}", got.body);
 }
 
+/// A PUT that creates a missing Role (kube's RBAC strategies allow create on update) needs
+/// `create` as well as `update`, as kube's update handler asks, and may still not escalate.
+#[tokio::test]
+async fn a_put_that_creates_needs_create_and_grants_nothing_held_by_no_one() {
+    let s = server().await;
+    s.namespace("t").await;
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/t/roles";
+    let role = |name: &str, verbs: Value| json!({"metadata": {"name": name}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}]}).to_string();
+    let put = |token: String, name: &'static str, body: String| {
+        let s = &s;
+        async move { s.send(request(Method::PUT, &format!("{roles}/{name}"), Some(&token), &[("content-type", "application/json")], Some(&body))).await }
+    };
+    let updater = granted(&s, "t", "updater", json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["update"]},
+                                                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]))
+    .await;
+    let refused = put(updater, "r", role("r", json!(["get"]))).await;
+    assert_status(&refused, 403, "Forbidden", r#"roles.rbac.authorization.k8s.io "r" is forbidden: "#);
+    assert_eq!(refused.body["details"], json!({"name": "r", "group": "rbac.authorization.k8s.io", "kind": "roles"}));
+    assert_eq!(s.get(&format!("{roles}/r")).await.status, StatusCode::NOT_FOUND, "nothing was created");
+
+    let creator = granted(&s, "t", "creator", json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["update", "create"]},
+                                                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]))
+    .await;
+    let created = put(creator.clone(), "r", role("r", json!(["get"]))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let escalating = put(creator, "wide", role("wide", json!(["get", "delete"]))).await;
+    assert_eq!(escalating.status, StatusCode::FORBIDDEN, "{}", escalating.body);
+    let message = escalating.body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#"roles.rbac.authorization.k8s.io "wide" is forbidden: user "system:serviceaccount:t:creator" (groups="#)
+            && message.contains("is attempting to grant RBAC permissions not currently held"),
+        "{message}"
+    );
+    assert_eq!(s.get(&format!("{roles}/wide")).await.status, StatusCode::NOT_FOUND, "nothing was created");
+}
+
 #[tokio::test]
 async fn a_rules_review_needs_a_namespace() {
     let s = server().await;
@@ -324,4 +360,28 @@ async fn a_list_pinned_to_one_name_is_authorized_by_that_name() {
     assert_eq!(all.status, StatusCode::FORBIDDEN);
     let other = s.send(request(Method::GET, "/api/v1/namespaces/ns/serviceaccounts?fieldSelector=metadata.name%3Ddefault", Some(&reader), &[], None)).await;
     assert_status(&other, 403, "Forbidden", r#"serviceaccounts "default" is forbidden: User "system:serviceaccount:ns:reader" cannot list resource "serviceaccounts" in API group "" in the namespace "ns""#);
+}
+
+#[tokio::test]
+async fn escalate_limited_to_a_name_covers_updates_of_it_not_creates() {
+    let s = server().await;
+    s.namespace("ns").await;
+    let rbac = "rbac.authorization.k8s.io";
+    let maker = granted(&s, "ns", "maker", json!([{"apiGroups": [rbac], "resources": ["roles"], "verbs": ["create", "update", "get"]},
+                                                  {"apiGroups": [rbac], "resources": ["roles"], "resourceNames": ["x"], "verbs": ["escalate"]}]))
+    .await;
+    let role = |rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "x", "namespace": "ns"}, "rules": rules}).to_string();
+    let secrets = json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}]);
+    // A create names no object in its URL, so `escalate` on x does not cover it (kube's check).
+    let created = s
+        .send(request(Method::POST, "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", Some(&maker), &[("content-type", "application/json")], Some(&role(secrets.clone()))))
+        .await;
+    assert_eq!(created.status, StatusCode::FORBIDDEN, "{}", created.body);
+    assert!(created.body["message"].as_str().unwrap().contains("is attempting to grant RBAC permissions not currently held"), "{}", created.body);
+    // An update of x does.
+    assert_eq!(s.post("/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", json!({"metadata": {"name": "x"}, "rules": []})).await.status, StatusCode::CREATED);
+    let updated = s
+        .send(request(Method::PUT, "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/x", Some(&maker), &[("content-type", "application/json")], Some(&role(secrets))))
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
 }

@@ -397,6 +397,13 @@ impl FieldRequirement {
         let actual = match self.field.as_str() {
             "metadata.name" => object.name(),
             "metadata.namespace" => object.namespace(),
+            // The booleans of kube's field sets (Pods', Nodes'): `true` or `false`, unset `false`.
+            path @ ("spec.hostNetwork" | "spec.unschedulable") => {
+                let mut parts = path.split('.');
+                let first = parts.next().and_then(|part| object.value().get(part));
+                let value = parts.fold(first, |value, part| value.and_then(|v| v.get(part)));
+                if value.and_then(serde_json::Value::as_bool) == Some(true) { "true" } else { "false" }
+            }
             path => object.str_at(path).unwrap_or(""),
         };
         (actual == self.value) != self.negated
@@ -437,6 +444,15 @@ impl FieldSelector {
     /// A selector from requirements built in code.
     pub fn from_requirements(requirements: Vec<FieldRequirement>) -> Self {
         Self { requirements }
+    }
+
+    /// Each term's field through `convert`, in order, as kube's `Selector.Transform` runs a
+    /// kind's `ConvertFieldLabel`: the field it selects, or the error the request gets.
+    pub fn convert(mut self, convert: impl Fn(&str) -> Result<String, Error>) -> Result<Self, Error> {
+        for requirement in &mut self.requirements {
+            requirement.field = convert(&requirement.field)?;
+        }
+        Ok(self)
     }
 
     pub fn requirements(&self) -> &[FieldRequirement] {
@@ -663,6 +679,25 @@ mod tests {
             f(r"a=x\,y\=z\\").requirements(),
             &[FieldRequirement { field: "a".into(), value: r"x,y=z\".into(), negated: false }]
         );
+        let pod = Object::from_value(json!({"metadata": {"name": "p"}, "spec": {"hostNetwork": true}})).unwrap();
+        assert!(f("spec.hostNetwork=true,spec.unschedulable=false").matches(&pod));
+        assert!(!f("spec.hostNetwork=false").matches(&pod));
+        assert!(f("spec.hostNetwork=false").matches(&o), "unset reads false");
+    }
+
+    #[test]
+    fn field_conversion() {
+        let only_name = |field: &str| match field {
+            "metadata.name" => Ok(field.to_owned()),
+            "old.name" => Ok("metadata.name".to_owned()),
+            _ => Err(Error::BadRequest(format!("field label not supported: {field}"))),
+        };
+        let converted = FieldSelector::parse("old.name=n1").unwrap().convert(only_name).unwrap();
+        assert!(converted.matches(&obj(json!({}))));
+        assert_eq!(converted.requirements()[0].field, "metadata.name");
+        let err = FieldSelector::parse("metadata.name=a,x!=b,y=c").unwrap().convert(only_name).unwrap_err();
+        assert_eq!((err.code(), err.to_string()), (400, "field label not supported: x".to_owned()), "the first refused term");
+        assert!(FieldSelector::parse("").unwrap().convert(only_name).unwrap().is_empty());
     }
 
     #[test]
