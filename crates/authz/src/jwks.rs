@@ -9,8 +9,10 @@
 //! checked with a leeway against an injected clock. Keys are cached per source and refreshed
 //! after a TTL; a token naming an unknown `kid` triggers a refetch, at most once per interval
 //! per source, so a flood of made-up `kid`s cannot hammer the issuer. Concurrent fetches for
-//! one source are coalesced. A JWKS that cannot be fetched (with no keys to fall back on) is
-//! `Unavailable` (503).
+//! one source are coalesced, and a failed fetch's error is the answer for the same interval
+//! before the issuer is asked again. Keys gone stale keep verifying while one caller refreshes
+//! them, and after a failed refresh (go-oidc never lets cached keys go). A JWKS that cannot be
+//! fetched (with no keys to fall back on) is `Unavailable` (503).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,7 +45,8 @@ pub struct JwksOptions {
     pub ca_file: Option<PathBuf>,
     /// Keys (and the discovery document) are refetched after this long (default 5 min).
     pub refresh: Duration,
-    /// At most one refetch per source for an unknown `kid` in this window (default 10 s).
+    /// At most one refetch per source for an unknown `kid` in this window, and no fetch at all
+    /// for this long after a failed one (default 10 s).
     pub unknown_kid_interval: Duration,
     /// Per fetch (default 5 s).
     pub timeout: Duration,
@@ -277,8 +280,9 @@ struct SourceState {
     keys: Option<Arc<Vec<Jwk>>>,
     jwks_uri: Option<String>,
     fetched_at: i64,
-    /// The last fetch attempt, successful or not (refresh failures retry after the interval).
-    attempted_at: Option<i64>,
+    /// When the last fetch failed (timed from its answer, so a slow failure backs off in full;
+    /// from its start if it never finished) and why; None once one succeeds.
+    failed: Option<(i64, String)>,
     /// The last refetch caused by an unknown `kid`.
     kid_refetch_at: Option<i64>,
 }
@@ -360,13 +364,35 @@ impl JwksVerifier {
 
     async fn fetch(&self, source: &JwtSource, state: &mut SourceState, rediscover: bool) -> Result<(), String> {
         let now = self.clock.now().unix();
-        state.attempted_at = Some(now);
-        let uri = self.jwks_uri(source, state, rediscover).await?;
-        let keys = parse_jwks(&self.get_json(&uri).await?).map_err(|e| format!("{uri}: {e}"))?;
-        state.jwks_uri = Some(uri);
-        state.keys = Some(Arc::new(keys));
-        state.fetched_at = now;
-        Ok(())
+        // Stands if the caller goes away mid-fetch (an ext_authz timeout): the next callers back
+        // off too rather than each start a fetch the issuer does not answer in time.
+        state.failed = Some((now, "the last fetch was abandoned before the issuer answered".into()));
+        let fetched: Result<_, String> = async {
+            let uri = self.jwks_uri(source, state, rediscover).await?;
+            let keys = parse_jwks(&self.get_json(&uri).await?).map_err(|e| format!("{uri}: {e}"))?;
+            Ok((uri, keys))
+        }
+        .await;
+        match fetched {
+            Ok((uri, keys)) => {
+                state.jwks_uri = Some(uri);
+                state.keys = Some(Arc::new(keys));
+                state.fetched_at = now;
+                state.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                state.failed = Some((self.clock.now().unix(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The last fetch's error while it is recent: until the back-off has passed it is the
+    /// answer, so callers queued behind a failing fetch, and those right after, do not fetch.
+    fn recent_failure(&self, state: &SourceState, now: i64) -> Option<String> {
+        let (at, error) = state.failed.as_ref()?;
+        (now.saturating_sub(*at) < secs(self.options.unknown_kid_interval)).then(|| error.clone())
     }
 
     /// The source's keys, fetched or refreshed as needed; `fetched` tells whether this call
@@ -374,16 +400,24 @@ impl JwksVerifier {
     async fn keys_for(&self, source: &JwtSource, kid: Option<&str>, fetched: &mut bool) -> Result<Arc<Vec<Jwk>>, String> {
         let shared = self.state(source);
         let now = self.clock.now().unix();
-        // Fast path: fresh keys that have this `kid` (or the token names none).
-        let fresh = shared.fresh.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        if let Some((keys, fetched_at)) = fresh
-            && now.saturating_sub(fetched_at) < secs(self.options.refresh)
-            && (kid.is_none() || candidates(kid, &keys).next().is_some())
+        // Keys at hand that have this `kid` (or the token names none); fresh ones answer at once.
+        let known = shared.fresh.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let known = known.filter(|(keys, _)| kid.is_none() || candidates(kid, keys).next().is_some());
+        if let Some((keys, fetched_at)) = &known
+            && now.saturating_sub(*fetched_at) < secs(self.options.refresh)
         {
-            return Ok(keys);
+            return Ok(Arc::clone(keys));
         }
-        // Held across a fetch: concurrent callers that need it wait for the one fetch.
-        let mut state = shared.state.lock().await;
+        // Held across a fetch: concurrent callers that need it wait for the one fetch and take
+        // what it left (keys or an error). Stale keys that have the `kid` are used as they are
+        // meanwhile, so a slow or failing issuer holds up the one caller refreshing them.
+        let mut state = match shared.state.try_lock() {
+            Ok(state) => state,
+            Err(_) => match known {
+                Some((keys, _)) => return Ok(keys),
+                None => shared.state.lock().await,
+            },
+        };
         let result = self.keys_locked(source, &mut state, kid, now, fetched).await;
         if let Some(keys) = &state.keys {
             *shared.fresh.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Arc::clone(keys), state.fetched_at));
@@ -393,20 +427,29 @@ impl JwksVerifier {
 
     async fn keys_locked(&self, source: &JwtSource, state: &mut SourceState, kid: Option<&str>, now: i64, fetched: &mut bool) -> Result<Arc<Vec<Jwk>>, String> {
         let stale = now.saturating_sub(state.fetched_at) >= secs(self.options.refresh);
-        let retry_allowed = state.attempted_at.is_none_or(|at| now.saturating_sub(at) >= secs(self.options.unknown_kid_interval));
-        if state.keys.is_none() || (stale && retry_allowed) {
-            *fetched = true;
-            if let Err(e) = self.fetch(source, state, true).await {
-                if state.keys.is_none() {
-                    return Err(e);
+        if state.keys.is_none() || stale {
+            match self.recent_failure(state, now) {
+                Some(error) if state.keys.is_none() => return Err(error),
+                Some(_) => {}
+                None => {
+                    *fetched = true;
+                    if let Err(e) = self.fetch(source, state, true).await {
+                        if state.keys.is_none() {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, "JWKS refresh failed; using the keys fetched before");
+                    }
                 }
-                tracing::warn!(error = %e, "JWKS refresh failed; using the keys fetched before");
             }
         }
         let keys = state.keys.clone().unwrap_or_default();
         if let Some(kid) = kid
             && candidates(Some(kid), &keys).next().is_none()
         {
+            // The issuer is failing: whether the `kid` is new or made up cannot be told yet.
+            if let Some(error) = self.recent_failure(state, now) {
+                return Err(error);
+            }
             let allowed = state.kid_refetch_at.is_none_or(|at| now.saturating_sub(at) >= secs(self.options.unknown_kid_interval));
             if allowed && !*fetched {
                 *fetched = true;

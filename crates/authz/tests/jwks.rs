@@ -1,6 +1,6 @@
 //! `jwt` identity against a real JWKS server (axum on 127.0.0.1): OIDC discovery and direct
 //! JWKS URLs, RS256 and ES256, every refusal, the unknown-`kid` refetch rate limit, refresh
-//! after the TTL, and outages as Unavailable.
+//! after the TTL, outages as Unavailable, and one fetch per back-off from a failing issuer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -35,12 +35,13 @@ struct Issuer {
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
     failing: std::sync::atomic::AtomicBool,
-    /// Held by a test to keep key fetches waiting.
+    /// Held by a test to keep discovery and key fetches waiting.
     hold: tokio::sync::Mutex<()>,
 }
 
 async fn discovery(State(issuer): State<Arc<Issuer>>) -> Response {
     issuer.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    let _held = issuer.hold.lock().await;
     if issuer.failing.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -294,6 +295,8 @@ async fn unreachable_jwks_is_unavailable_and_old_keys_keep_working() {
     let IdentityOutcome::Unavailable(reason) = outcome else { panic!("{outcome:?}") };
     assert!(reason.contains("HTTP 500"), "{reason}");
     env.issuer.failing.store(false, Ordering::SeqCst);
+    // It is asked again once the back-off after the failure has passed.
+    env.clock.advance(10);
     assert!(matches!(env.verify(&token).await.0, IdentityOutcome::Verified(_)));
 
     // Stale keys whose refresh fails keep verifying.
@@ -358,4 +361,100 @@ async fn a_fetch_in_flight_does_not_hold_up_tokens_whose_key_is_known() {
     assert!(!waiting.is_finished());
     drop(held);
     assert!(invalid(&waiting.await.unwrap().0).contains("kid"));
+}
+
+/// `future`'s output if it is ready on its first poll, that is without waiting for anything.
+fn at_once<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("waited"),
+    }
+}
+
+fn unavailable(outcome: &IdentityOutcome) -> &str {
+    match outcome {
+        IdentityOutcome::Unavailable(reason) => reason,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_issuer_is_asked_once_per_back_off() {
+    let env = Arc::new(Env::new().await);
+    let token = env.token(&env.claims());
+    env.issuer.failing.store(true, Ordering::SeqCst);
+
+    // Twenty verifications arrive while the first discovery request is held.
+    let held = env.issuer.hold.lock().await;
+    let verifications: Vec<_> = (0..20)
+        .map(|_| {
+            let (env, token) = (Arc::clone(&env), token.clone());
+            tokio::spawn(async move { env.verify(&token).await })
+        })
+        .collect();
+    while env.issuer.discovery_requests.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    drop(held);
+    for verification in verifications {
+        let reason = unavailable(&verification.await.unwrap().0).to_owned();
+        assert!(reason.starts_with("cannot fetch JWKS: ") && reason.contains("HTTP 500"), "{reason}");
+    }
+    assert_eq!(env.requests(), (1, 0), "one fetch for all of them");
+
+    // Right after, and until the back-off has passed: the same answer, no request.
+    let back_off = i64::try_from(JwksOptions::default().unknown_kid_interval.as_secs()).unwrap();
+    assert!(unavailable(&env.verify(&token).await.0).contains("HTTP 500"));
+    env.clock.advance(back_off - 1);
+    let (outcome, cache) = env.verify(&token).await;
+    assert!(unavailable(&outcome).contains("HTTP 500"));
+    assert_eq!(cache, CacheResult::Hit);
+    assert_eq!(env.requests(), (1, 0));
+    // A token with an unknown kid does not ask either.
+    let stranger = tokenwarden_core::jwt::sign(&keystore::generate(Algorithm::Rs256).unwrap(), &env.claims()).unwrap();
+    assert!(unavailable(&env.verify(&stranger).await.0).contains("HTTP 500"));
+    assert_eq!(env.requests(), (1, 0));
+
+    // After it, the issuer is asked again: still failing, then back.
+    env.clock.advance(1);
+    let (outcome, cache) = env.verify(&token).await;
+    assert!(unavailable(&outcome).contains("HTTP 500"));
+    assert_eq!(cache, CacheResult::Miss);
+    assert_eq!(env.requests(), (2, 0));
+    env.issuer.failing.store(false, Ordering::SeqCst);
+    env.clock.advance(back_off);
+    assert!(matches!(env.verify(&token).await.0, IdentityOutcome::Verified(_)));
+    assert_eq!(env.requests(), (3, 1));
+}
+
+#[tokio::test]
+async fn stale_keys_keep_verifying_while_one_caller_refreshes_them() {
+    let env = Arc::new(Env::new().await);
+    let token = env.token(&env.claims());
+    assert!(matches!(env.verify(&token).await.0, IdentityOutcome::Verified(_)));
+    env.clock.advance(301);
+
+    // The first caller after the TTL refreshes; the issuer keeps it waiting, then fails.
+    env.issuer.failing.store(true, Ordering::SeqCst);
+    let held = env.issuer.hold.lock().await;
+    let refreshing = {
+        let (env, token) = (Arc::clone(&env), token.clone());
+        tokio::spawn(async move { env.verify(&token).await })
+    };
+    while env.issuer.discovery_requests.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    // Meanwhile the same key verifies from the stale keys without waiting.
+    let (outcome, cache) = at_once(env.verify(&token));
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "{outcome:?}");
+    assert_eq!(cache, CacheResult::Hit);
+    assert!(!refreshing.is_finished());
+    drop(held);
+    let (outcome, cache) = refreshing.await.unwrap();
+    assert!(matches!(outcome, IdentityOutcome::Verified(_)), "a failed refresh keeps the keys: {outcome:?}");
+    assert_eq!(cache, CacheResult::Miss);
+    // The failure backs off: the next callers use the stale keys without asking.
+    assert!(matches!(at_once(env.verify(&token)).0, IdentityOutcome::Verified(_)));
+    assert_eq!(env.requests(), (2, 1));
 }
