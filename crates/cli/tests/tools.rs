@@ -9,6 +9,8 @@ mod common;
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Server, describe, free_port, jwt_payload, listening, text, unique};
@@ -235,6 +237,94 @@ fn project_runs_until_sigterm_and_binds_to_a_pod() {
     server.kubectl_ok(&["delete", "pod", "worker", "-n", &ns]);
     let out = server.tool(&["review", &token, "--audience", "talker-api"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+/// A stand-in API server for the projector: a real server grants at least 600 s, so the first
+/// refresh would come after 8 minutes. Its TokenRequest answers (`fake-token-1`, `-2`, ...) are
+/// already past 80 % of a 600 s lifetime and valid for 100 s more: a projector refreshes them
+/// every second or so. Returns its kubeconfig and the count of tokens handed out.
+fn stand_in_token_api(dir: &std::path::Path) -> (std::path::PathBuf, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&issued);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let expires = tokenwarden_core::Timestamp::from_unix(i64::try_from(now).unwrap() + 100);
+            let answer = serde_json::json!({
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "spec": {"expirationSeconds": 600},
+                "status": {"token": format!("fake-token-{n}"), "expirationTimestamp": expires.to_string()},
+            })
+            .to_string();
+            let head = format!("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", answer.len());
+            let _ = stream.write_all(format!("{head}{answer}").as_bytes());
+        }
+    });
+    let kubeconfig = dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: projector\n  user:\n    token: projector-credential\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: projector\ncurrent-context: stand-in\n"
+    );
+    std::fs::write(&kubeconfig, config).unwrap();
+    (kubeconfig, issued)
+}
+
+#[test]
+fn project_keeps_running_while_the_token_file_cannot_be_written() {
+    let root = tempfile::tempdir().unwrap();
+    let (kubeconfig, issued) = stand_in_token_api(root.path());
+    let dir = root.path().join("projected");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("token");
+    let child = Command::new(BIN)
+        .args(["project", "-n", "ns", "--service-account", "bot", "--kubeconfig", kubeconfig.to_str().unwrap(), "--path", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut projector = Running(child);
+    wait_for("the first token", || path.exists());
+
+    // The directory is swapped for a file: every write fails (as root too), whatever is fetched.
+    let aside = root.path().join("projected.aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    let swapped = issued.load(Ordering::SeqCst);
+    wait_for("two refreshes that cannot be written", || issued.load(Ordering::SeqCst) >= swapped + 2);
+    assert!(projector.0.try_wait().unwrap().is_none(), "the current token is still valid: it keeps running");
+
+    // Writable again: a fresh token replaces the one written before.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+    let before = std::fs::read_to_string(&path).unwrap();
+    wait_for("a fresh token", || std::fs::read_to_string(&path).is_ok_and(|token| token != before));
+    assert!(projector.0.try_wait().unwrap().is_none());
+
+    Command::new("kill").args(["-TERM", &projector.0.id().to_string()]).status().unwrap();
+    let status = projector.0.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops it cleanly: {status}");
+    let mut stderr = String::new();
+    projector.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let failed = format!("tokenwarden: could not refresh a token for serviceaccount ns/bot: writing {}: ", path.display());
+    let line = stderr.lines().find(|l| l.starts_with(&failed)).unwrap_or_else(|| panic!("no failed write logged:\n{stderr}"));
+    assert!(line.contains("; keeping the current token (valid until "), "{line}");
+    assert!(!stderr.contains("fake-token-"), "the token is never logged:\n{stderr}");
 }
 
 #[test]

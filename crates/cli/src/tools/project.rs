@@ -1,9 +1,10 @@
 //! `tokenwarden project`: keeps a ServiceAccount token file fresh the way the kubelet keeps a
 //! projected `serviceAccountToken` volume fresh (pkg/kubelet/token/token_manager.go): refresh
 //! once the token is older than 80 % of its lifetime or 24 h (minus up to 10 s of jitter); if
-//! a refresh fails, keep the current token while it is still valid. Files are replaced
-//! atomically with mode 0600. With `--dir` it writes the in-cluster layout (`token`, `ca.crt`,
-//! `namespace`) so in-cluster clients run unchanged against tokenwarden.
+//! a refresh fails (the TokenRequest or the write), keep the current token while it is still
+//! valid and retry with a back-off. Files are replaced atomically with mode 0600. With `--dir`
+//! it writes the in-cluster layout (`token`, `ca.crt`, `namespace`) so in-cluster clients run
+//! unchanged against tokenwarden.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,9 @@ const MAX_TTL_SECONDS: i64 = 24 * 60 * 60;
 const MAX_JITTER_SECONDS: i64 = 10;
 /// Longest pause between retries of a failed refresh.
 const MAX_RETRY_SECONDS: i64 = 60;
+/// Longest sleep between looks at the wall clock: the sleep runs on a monotonic clock, which
+/// stands still while the machine is suspended, and the token's deadlines do not.
+const MAX_SLEEP_SECONDS: i64 = 60;
 
 #[derive(Debug, clap::Args)]
 pub struct ProjectArgs {
@@ -87,11 +91,11 @@ impl Lease {
     }
 }
 
-/// What to do after a fetch.
+/// What a refresh came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Write this token.
-    Write(Lease),
+    /// This token was fetched and written.
+    Wrote(Lease),
     /// The refresh failed; the current token stays (it is still valid).
     Keep { error: String, expires: Timestamp },
     /// The refresh failed and the current token has expired.
@@ -100,7 +104,8 @@ pub enum Step {
     NoToken { error: String },
 }
 
-/// The refresh state machine, free of I/O: the caller fetches, writes and sleeps.
+/// The refresh state machine, free of I/O: the caller fetches, writes and sleeps. The lease
+/// is the token in the file: a token fetched but not written is no refresh.
 #[derive(Debug, Default)]
 pub struct Refresher {
     lease: Option<Lease>,
@@ -113,25 +118,26 @@ impl Refresher {
         self.lease.as_ref().is_none_or(|lease| lease.requires_refresh(now, jitter))
     }
 
-    /// Seconds to sleep before the next check: until a refresh is due, or a retry backoff
-    /// (1, 2, 4, ... 60 s) after failures.
+    /// Seconds to sleep before the next check: until a refresh is due (at most a minute, so
+    /// one due during a suspend happens soon after it), or a retry backoff (2, 4, ... 60 s)
+    /// after failures.
     pub fn wait(&self, now: Timestamp, jitter: i64) -> i64 {
         if self.failures > 0 {
             return (1_i64 << self.failures.min(6)).min(MAX_RETRY_SECONDS);
         }
         match &self.lease {
-            Some(lease) => (lease.refresh_at(jitter).unix() - now.unix() + 1).max(1),
+            Some(lease) => (lease.refresh_at(jitter).unix() - now.unix() + 1).clamp(1, MAX_SLEEP_SECONDS),
             None => 0,
         }
     }
 
-    /// Takes a fetch's result.
+    /// Takes a refresh's result: the token fetched and written, or why not.
     pub fn fetched(&mut self, result: Result<Lease, String>, now: Timestamp) -> Step {
         match result {
             Ok(lease) => {
                 self.failures = 0;
                 self.lease = Some(lease.clone());
-                Step::Write(lease)
+                Step::Wrote(lease)
             }
             Err(error) => {
                 self.failures = self.failures.saturating_add(1);
@@ -197,7 +203,7 @@ pub async fn run(args: ProjectArgs) -> Result<(), Failure> {
 
     if args.once {
         let lease = fetch().await.map_err(|e| Failure::Runtime(format!("failed to fetch {what}: {e}")))?;
-        write_token(&target, &lease)?;
+        write_token(&target, &lease).map_err(Failure::Runtime)?;
         eprintln!("tokenwarden: wrote {what} to {} (expires {})", target.token_path().display(), lease.expires);
         return Ok(());
     }
@@ -207,10 +213,10 @@ pub async fn run(args: ProjectArgs) -> Result<(), Failure> {
     loop {
         let jitter = jitter();
         if refresher.due(clock.now(), jitter) {
-            let step = refresher.fetched(fetch().await, clock.now());
-            match step {
-                Step::Write(lease) => {
-                    write_token(&target, &lease)?;
+            // A failed write is a failed refresh: the token in the file stays while it is valid.
+            let refreshed = fetch().await.and_then(|lease| write_token(&target, &lease).map(|()| lease));
+            match refresher.fetched(refreshed, clock.now()) {
+                Step::Wrote(lease) => {
                     eprintln!("tokenwarden: wrote {what} to {} (expires {})", target.token_path().display(), lease.expires);
                 }
                 Step::Keep { error, expires } => eprintln!("tokenwarden: could not refresh {what}: {error}; keeping the current token (valid until {expires})"),
@@ -238,9 +244,9 @@ fn lease(answer: &Value) -> Result<Lease, String> {
     Ok(Lease { token: token.to_owned(), expires, lifetime })
 }
 
-fn write_token(target: &Target, lease: &Lease) -> Result<(), Failure> {
+fn write_token(target: &Target, lease: &Lease) -> Result<(), String> {
     let path = target.token_path();
-    write_private(&path, lease.token.as_bytes()).map_err(|e| Failure::Runtime(format!("writing {}: {e}", path.display())))
+    write_private(&path, lease.token.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Writes `ca.crt` and `namespace` and prints the service address to export.
@@ -285,12 +291,13 @@ mod tests {
         let mut refresher = Refresher::default();
         assert!(refresher.due(clock.now(), 0), "the first token is due at once");
         let first = issued_lease(clock.now(), 600);
-        assert_eq!(refresher.fetched(Ok(first.clone()), clock.now()), Step::Write(first));
+        assert_eq!(refresher.fetched(Ok(first.clone()), clock.now()), Step::Wrote(first));
         clock.advance(480);
         assert!(!refresher.due(clock.now(), 0), "at exactly 80 % not yet");
         clock.advance(1);
         assert!(refresher.due(clock.now(), 0), "past 80 %");
-        assert_eq!(refresher.wait(Timestamp::from_unix(1_000_000), 0), 481);
+        assert_eq!(refresher.wait(Timestamp::from_unix(1_000_440), 0), 41);
+        assert_eq!(refresher.wait(Timestamp::from_unix(1_000_000), 0), MAX_SLEEP_SECONDS, "looks at the clock every minute");
     }
 
     #[test]
@@ -325,9 +332,25 @@ mod tests {
         assert_eq!(refresher.fetched(Err("down".into()), clock.now()), Step::Expired { error: "down".into() });
         assert_eq!(refresher.wait(clock.now(), 0), 4);
         let second = issued_lease(clock.now(), 600);
-        assert_eq!(refresher.fetched(Ok(second.clone()), clock.now()), Step::Write(second));
+        assert_eq!(refresher.fetched(Ok(second.clone()), clock.now()), Step::Wrote(second));
         assert!(!refresher.due(clock.now(), 0));
-        assert!(refresher.wait(clock.now(), 0) > 400, "success resets the backoff");
+        assert_eq!(refresher.wait(clock.now(), 0), MAX_SLEEP_SECONDS, "success resets the backoff");
+    }
+
+    #[test]
+    fn a_suspend_does_not_delay_the_refresh_by_more_than_a_minute() {
+        // The loop sleeps on a clock that stands still during a suspend; each minute at most,
+        // it looks at the wall clock, which did not.
+        let clock = ManualClock::new(Timestamp::from_unix(1_000_000));
+        let mut refresher = Refresher::default();
+        let first = issued_lease(clock.now(), 3600);
+        refresher.fetched(Ok(first.clone()), clock.now());
+        assert_eq!(refresher.wait(clock.now(), 0), MAX_SLEEP_SECONDS);
+        clock.advance(3000);
+        assert!(refresher.due(clock.now(), 0), "past 80 % on waking: refreshed at once");
+        clock.advance(1000);
+        assert!(refresher.due(clock.now(), 0), "expired on waking: refreshed at once");
+        assert_eq!(refresher.fetched(Err("down".into()), clock.now()), Step::Expired { error: "down".into() });
     }
 
     #[test]
