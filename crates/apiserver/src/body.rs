@@ -69,7 +69,8 @@ pub fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<serde_json:
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// A JSON value's type as Go's decoder names it in its errors.
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",

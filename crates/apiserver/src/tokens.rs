@@ -116,14 +116,7 @@ fn presented_token(token: &str) -> &str {
 
 /// A body field of the wrong JSON type, in the words of Go's decoder.
 fn go_type_error(kind: &str, version: &str, field: &str, go_type: &str, value: &Value) -> ApiError {
-    let found = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
+    let found = body::json_type(value);
     ApiError::bad_request(format!(
         "{kind} in version {version:?} cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}Spec.spec.{field} of type {go_type}"
     ))
