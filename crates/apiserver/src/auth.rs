@@ -71,9 +71,16 @@ fn anonymous() -> Caller {
 
 /// The bearer token of a request, if any (`Authorization: Bearer <token>`).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` value as kube-apiserver's bearer authenticator reads it:
+/// surrounding whitespace trimmed, then the field after the first single space (`Bearer  x`
+/// has an empty one: no token).
+pub fn bearer(value: &str) -> Option<&str> {
+    let mut fields = value.trim().splitn(3, ' ');
+    let (scheme, token) = (fields.next()?, fields.next()?);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Authenticates a request. A presented but invalid token is 401, as kube-apiserver answers;

@@ -144,11 +144,11 @@ pub fn admit(prefix: &Prefix, method: &Method, path: &str, query: Option<&str>, 
     Ok(Admitted { namespace, name, path_and_query, headers: forwarded })
 }
 
-/// `Bearer <token>`: one token of visible ASCII.
+/// `Bearer <token>`: one token of visible ASCII, read as the upstream reads it
+/// ([`crate::auth::bearer`]): `Bearer  x` (two spaces) is anonymous there, so it is no
+/// credential here either; otherwise this side would take an identity the upstream never saw.
 fn bearer_credential(value: &HeaderValue) -> Option<&str> {
-    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())).then_some(token)
+    crate::auth::bearer(value.to_str().ok()?).filter(|token| token.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// The [`ALLOWED_QUERY`] pairs, as sent (their values must be well-formed); the rest dropped.
@@ -193,8 +193,21 @@ fn value_is_well_formed(value: &str) -> bool {
 pub fn caller_key(keyer: &CacheKeyer, headers: &HeaderMap, peer: Option<IpAddr>) -> [u8; 32] {
     match (crate::auth::bearer_token(headers), peer) {
         (Some(token), _) => keyer.key(&["bearer", token], &[]),
-        (None, Some(ip)) => keyer.key(&["ip", &ip.to_string()], &[]),
+        (None, Some(ip)) => keyer.key(&["ip", &address_of(ip)], &[]),
         (None, None) => keyer.key(&["unknown"], &[]),
+    }
+}
+
+/// The address a client is limited by: an IPv4 address, or an IPv6 client's /64 (a host
+/// usually holds a whole /64, and could take a fresh address, and bucket, per request).
+fn address_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -346,7 +359,7 @@ impl Limiter {
     fn take(&self, keyer: &CacheKeyer, headers: &HeaderMap, peer: Option<IpAddr>, now: Duration) -> Result<(), Duration> {
         let take = |buckets: &Mutex<Buckets>, key: [u8; 32]| buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(key, now);
         if let Some(ip) = peer {
-            take(&self.per_address, keyer.key(&["address", &ip.to_string()], &[]))?;
+            take(&self.per_address, keyer.key(&["address", &address_of(ip)], &[]))?;
         }
         take(&self.per_caller, caller_key(keyer, headers, peer))
     }
@@ -567,6 +580,24 @@ mod tests {
             .count();
         assert_eq!(allowed, 10, "the address's burst: ten times the caller's");
         assert!(limiter.take(&keyer, &headers(&[("authorization", "Bearer real")]), Some([10, 0, 0, 2].into()), now).is_ok(), "other addresses are unaffected");
+
+        // An IPv6 client is limited by its /64, whichever of its addresses it sends from.
+        let allowed = (0..50u16)
+            .filter(|i| {
+                let address = IpAddr::from(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, *i));
+                limiter.take(&keyer, &headers(&[("authorization", &format!("Bearer made-up-v6-{i}"))]), Some(address), now).is_ok()
+            })
+            .count();
+        assert_eq!(allowed, 10);
+        assert_eq!(address_of("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1", "an IPv4 client on a dual-stack listener");
+    }
+
+    #[test]
+    fn a_credential_the_upstream_would_not_read_is_none() {
+        // kube-apiserver splits at single spaces: two spaces leave an empty token (anonymous).
+        assert_eq!(code(Method::POST, SEED, None, &[("authorization", "Bearer  abc")]), 401);
+        assert_eq!(code(Method::POST, SEED, None, &[("authorization", "bearer abc")]), 200);
+        assert_eq!(code(Method::POST, SEED, None, &[("authorization", " Bearer abc ")]), 200);
     }
 
     #[test]
