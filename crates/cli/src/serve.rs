@@ -128,7 +128,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         return Err(usage("--api-audiences may not contain an empty audience"));
     }
     for san in &args.tls_sans {
-        if san.is_empty() || san.contains(|c: char| c.is_whitespace() || c == '/') {
+        // ASCII only (an IDN in its xn-- form): the certificate cannot hold anything else, and
+        // finding out there would be after the data directory was made.
+        if san.is_empty() || !san.is_ascii() || san.contains(|c: char| c.is_whitespace() || c == '/') {
             return Err(usage(format!("invalid --tls-san {san:?}")));
         }
     }
@@ -147,6 +149,24 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .map(tokenwarden_core::keys::SigningKey::from_pem)
         .transpose()
         .map_err(|e| usage(format!("--signing-key-file: {e}")))?;
+
+    // --- Issuer settings, checked before the data directory is touched and before binding (the
+    // URL's port is fixed after binding if 0): bad flags change nothing ---
+    let scheme = if args.insecure_http { "http" } else { "https" };
+    let api_url = |bound: SocketAddr| {
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        format!("{scheme}://{host}:{}", bound.port())
+    };
+    let issuer_config = |url: &str| {
+        let mut config = IssuerConfig::new(args.issuer.clone().unwrap_or_else(|| url.to_owned()));
+        if !args.api_audiences.is_empty() {
+            config.api_audiences = args.api_audiences.clone();
+        }
+        config.max_expiration_seconds = args.max_token_expiration;
+        config
+    };
+    issuer_config(&api_url(addr)).validate().map_err(usage)?;
 
     // --- Open the data directory (exit 64 when unusable) and the store ---
     let dir = &args.data_dir;
@@ -200,23 +220,6 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?,
         ),
     };
-
-    // --- Issuer settings, checked before binding (the URL's port is fixed after binding if 0) ---
-    let scheme = if args.insecure_http { "http" } else { "https" };
-    let api_url = |bound: SocketAddr| {
-        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
-        format!("{scheme}://{host}:{}", bound.port())
-    };
-    let issuer_config = |url: &str| {
-        let mut config = IssuerConfig::new(args.issuer.clone().unwrap_or_else(|| url.to_owned()));
-        if !args.api_audiences.is_empty() {
-            config.api_audiences = args.api_audiences.clone();
-        }
-        config.max_expiration_seconds = args.max_token_expiration;
-        config
-    };
-    issuer_config(&api_url(addr)).validate().map_err(usage)?;
 
     // --- Bind, then settle what depends on the bound address ---
     let listener = listeners::bind(addr)?;

@@ -59,6 +59,7 @@ fn bad_starts(dir: &std::path::Path, port: u16) -> Vec<(&'static str, Vec<String
             with(&["--max-token-expiration", "10m"]),
             "the service-account-max-token-expiration must be between 1 hour and 2^32 seconds".to_owned(),
         ),
+        ("--tls-san not ASCII", with(&["--tls-san", "bücher.example"]), "invalid --tls-san".to_owned()),
         (
             "data dir is a regular file",
             vec!["serve".into(), "--data-dir".into(), file.to_str().unwrap().to_owned(), "--api-listen".into(), listen.clone()],
@@ -86,7 +87,7 @@ fn bad_flags_and_unusable_data_dirs_exit_64_with_one_line_and_nothing_listening(
         assert_usage_failure(case, &out, &expected);
         assert!(!listening(port), "{case}: nothing may listen on {port} afterwards");
     }
-    assert!(!dir.path().join("data/admin.kubeconfig").exists(), "no kubeconfig from a failed start");
+    assert!(!dir.path().join("data").exists(), "a failed start leaves no data directory (no key, CA or database made with bad flags)");
 }
 
 /// With the port taken, a server that validates before binding still reports the usage
