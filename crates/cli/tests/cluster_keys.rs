@@ -112,6 +112,34 @@ fn one_leader_rotates_the_signing_key_and_tokens_from_either_replica_verify_on_b
 }
 
 #[test]
+fn a_replica_paused_past_its_lease_joins_again_and_follows_the_keys() {
+    let etcd = EtcdCluster::shared();
+    let secrets = tempfile::tempdir().unwrap();
+    let kek = write_kek(secrets.path());
+    let prefix = format!("/{}", unique("paused"));
+    let rotate = ["--signing-key-rotation-period", "2s"];
+    let (a_metrics, b_metrics) = (free_port(), free_port());
+    let a = replica(etcd, &prefix, &kek, a_metrics, &rotate);
+    let b = replica(etcd, &prefix, &kek, b_metrics, &rotate);
+    let ns = unique("paused");
+    a.kubectl_ok(&["create", "namespace", &ns]);
+    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let leads = |metrics| gauge(metrics, "tokenwarden_cluster_leader");
+    assert!(eventually(15.0, || leads(a_metrics) + leads(b_metrics) == 1));
+    let (leader, follower, leader_metrics, follower_metrics) = if leads(a_metrics) == 1 { (&a, &b, a_metrics, b_metrics) } else { (&b, &a, b_metrics, a_metrics) };
+
+    // Paused past its lease's time to live (a stopped VM, a partition): its lease expires, and
+    // the leader rotates on without it.
+    follower.signal("STOP");
+    std::thread::sleep(Duration::from_secs(u64::try_from(tokenwarden_store::cluster::LEASE_TTL_SECONDS).unwrap() + 3));
+    follower.signal("CONT");
+    // Back, it joins again and learns the keys signed with since: the leader's tokens verify on
+    // it, and one replica leads.
+    assert!(eventually(20.0, || accepted(follower, &leader.token(&ns, "bot", &[]))), "the follower does not learn the new keys\n{}", follower.stderr());
+    assert!(eventually(10.0, || leads(leader_metrics) + leads(follower_metrics) == 1));
+}
+
+#[test]
 fn a_signing_key_file_given_to_one_replica_becomes_the_signing_key_of_every_replica() {
     let etcd = EtcdCluster::shared();
     let secrets = tempfile::tempdir().unwrap();

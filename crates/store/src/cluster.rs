@@ -198,9 +198,16 @@ impl Job {
             let ttl = self
                 .clients
                 .call(true, |mut client| async move {
-                    let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
-                    keeper.keep_alive().await?;
-                    Ok(responses.message().await?.map_or(0, |r| r.ttl()))
+                    match client.lease_keep_alive(id).await {
+                        // etcd answers an expired lease with TTL 0, which the client turns into
+                        // this error: join again (it failed every tick, for good, before).
+                        Err(etcd_client::Error::LeaseKeepAliveError(reason)) if reason == "lease not found" => Ok(0),
+                        Err(e) => Err(e),
+                        Ok((mut keeper, mut responses)) => {
+                            keeper.keep_alive().await?;
+                            Ok(responses.message().await?.map_or(0, |r| r.ttl()))
+                        }
+                    }
                 })
                 .await?;
             if ttl > 0 {

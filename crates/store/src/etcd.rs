@@ -236,11 +236,16 @@ impl EtcdClients {
 }
 
 /// A client of `endpoints`. A member cut off from the quorum refuses requests (rather
-/// than answering stale reads or holding watches open).
+/// than answering stale reads or holding watches open). HTTP/2 pings, as kube-apiserver sets
+/// them (30 s, answered within 10 s), find a member that froze or whose packets vanish: the
+/// request timeout covers only a response's start, and a watch on such a member would wait
+/// for its next event for good.
 async fn connect(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<Client> {
     let mut connect = ConnectOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
         .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
+        .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let Some(tls) = tls {
         let mut config = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));

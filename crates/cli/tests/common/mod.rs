@@ -193,6 +193,12 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server process, as a paused VM or process would be.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().map(Child::id).unwrap();
+        assert!(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap().success());
+    }
+
     /// SIGKILL, then start again on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill();
