@@ -31,6 +31,9 @@ pub const LEASE_TTL_SECONDS: i64 = 10;
 /// How often the loop runs: the delay before a key change reaches this replica.
 const TICK: Duration = Duration::from_millis(500);
 const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often the leader compacts etcd's history, and how much a watcher can resume from:
+/// kube-apiserver's five minutes. Without it etcd grows until its quota stops every write.
+const COMPACT_EVERY: Duration = Duration::from_secs(300);
 
 /// What this replica does in the cluster.
 #[derive(Clone, Debug)]
@@ -80,6 +83,8 @@ impl Replica {
             seen_record: 0,
             registered: None,
             failing: false,
+            compaction: Compaction::default(),
+            compacted_at: Stopwatch::start(),
         };
         tracing::info!(replica = %id, "joining the cluster");
         Self {
@@ -125,6 +130,27 @@ struct Job {
     registered: Option<(i64, Vec<String>)>,
     /// Whether the last tick failed (to log transitions, not every tick).
     failing: bool,
+    compaction: Compaction,
+    /// Since the last compaction step (or the start).
+    compacted_at: Stopwatch,
+}
+
+/// The leader's compaction of the shared history, as kube-apiserver's compactor runs it: each
+/// step compacts up to the revision the previous step saw, so a watcher can always resume from
+/// anything one interval old.
+#[derive(Debug, Default)]
+struct Compaction {
+    seen: Option<crate::Revision>,
+}
+
+impl Compaction {
+    async fn step(&mut self, store: &dyn crate::Store) -> Result<(), StoreError> {
+        if let Some(revision) = self.seen.take() {
+            store.compact(revision).await?;
+        }
+        self.seen = Some(store.current_revision().await?);
+        Ok(())
+    }
 }
 
 fn kids(keys: &KeySet) -> Vec<String> {
@@ -184,6 +210,10 @@ impl Job {
         self.health.set_leader(leader);
         if leader && let Some(snapshot) = snapshot {
             self.lead(&snapshot, now).await?;
+        }
+        if leader && self.compacted_at.elapsed() >= COMPACT_EVERY {
+            self.compacted_at = Stopwatch::start();
+            self.compaction.step(self.authority.store().as_ref()).await?;
         }
         Ok(())
     }
@@ -356,5 +386,28 @@ impl Job {
             }
         }
         Ok(any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+    use super::*;
+    use crate::Store as _;
+
+    #[tokio::test]
+    async fn each_compaction_step_drops_the_history_the_previous_step_saw() {
+        let clock = Arc::new(crate::clock::ManualClock::new(tokenwarden_core::Timestamp(1_700_000_000)));
+        let store = crate::memory::MemoryStore::new(clock);
+        let sa = |name: &str| tokenwarden_core::Object::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns"}})).unwrap();
+        let mut compaction = Compaction::default();
+        store.create(&tokenwarden_core::Resource::SERVICE_ACCOUNTS, sa("a")).await.unwrap();
+        compaction.step(&store).await.unwrap();
+        assert!(store.events_since(0).await.is_ok(), "the first step only notes where history stands");
+        store.create(&tokenwarden_core::Resource::SERVICE_ACCOUNTS, sa("b")).await.unwrap();
+        compaction.step(&store).await.unwrap();
+        assert!(matches!(store.events_since(0).await, Err(StoreError::Api(tokenwarden_core::Error::Gone(_)))), "compacted to what the first step saw");
+        let kept = store.events_since(1).await.unwrap();
+        assert_eq!(kept.len(), 1, "the last interval's history stays");
     }
 }
