@@ -45,6 +45,34 @@ fn replica(etcd: &EtcdCluster, prefix: &str, kek: &std::path::Path, metrics_port
     Server::start_with(&all)
 }
 
+/// Two replicas rotating the signing key every two seconds, and a namespace with a
+/// ServiceAccount `bot` to mint for.
+struct Rotating {
+    a: Server,
+    b: Server,
+    a_metrics: u16,
+    b_metrics: u16,
+    ns: String,
+    _secrets: tempfile::TempDir,
+}
+
+impl Rotating {
+    fn start(name: &str) -> Self {
+        let etcd = EtcdCluster::shared();
+        let secrets = tempfile::tempdir().unwrap();
+        let kek = write_kek(secrets.path());
+        let prefix = format!("/{}", unique(name));
+        let rotate = ["--signing-key-rotation-period", "2s"];
+        let (a_metrics, b_metrics) = (free_port(), free_port());
+        let a = replica(etcd, &prefix, &kek, a_metrics, &rotate);
+        let b = replica(etcd, &prefix, &kek, b_metrics, &rotate);
+        let ns = unique(name);
+        a.kubectl_ok(&["create", "namespace", &ns]);
+        a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+        Self { a, b, a_metrics, b_metrics, ns, _secrets: secrets }
+    }
+}
+
 #[test]
 fn replicas_serve_under_one_ca_with_one_admin_credential() {
     let (a, b, _secrets) = two_replicas(EtcdCluster::shared());
@@ -59,17 +87,7 @@ fn replicas_serve_under_one_ca_with_one_admin_credential() {
 
 #[test]
 fn one_leader_rotates_the_signing_key_and_tokens_from_either_replica_verify_on_both_throughout() {
-    let etcd = EtcdCluster::shared();
-    let secrets = tempfile::tempdir().unwrap();
-    let kek = write_kek(secrets.path());
-    let prefix = format!("/{}", unique("rotation"));
-    let rotate = ["--signing-key-rotation-period", "2s"];
-    let (a_metrics, b_metrics) = (free_port(), free_port());
-    let a = replica(etcd, &prefix, &kek, a_metrics, &rotate);
-    let b = replica(etcd, &prefix, &kek, b_metrics, &rotate);
-    let ns = unique("keys");
-    a.kubectl_ok(&["create", "namespace", &ns]);
-    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let Rotating { a, b, a_metrics, b_metrics, ns, _secrets } = Rotating::start("rotation");
     let first = a.token(&ns, "bot", &[]);
 
     // Exactly one replica leads.
@@ -113,17 +131,7 @@ fn one_leader_rotates_the_signing_key_and_tokens_from_either_replica_verify_on_b
 
 #[test]
 fn a_replica_paused_past_its_lease_joins_again_and_follows_the_keys() {
-    let etcd = EtcdCluster::shared();
-    let secrets = tempfile::tempdir().unwrap();
-    let kek = write_kek(secrets.path());
-    let prefix = format!("/{}", unique("paused"));
-    let rotate = ["--signing-key-rotation-period", "2s"];
-    let (a_metrics, b_metrics) = (free_port(), free_port());
-    let a = replica(etcd, &prefix, &kek, a_metrics, &rotate);
-    let b = replica(etcd, &prefix, &kek, b_metrics, &rotate);
-    let ns = unique("paused");
-    a.kubectl_ok(&["create", "namespace", &ns]);
-    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let Rotating { a, b, a_metrics, b_metrics, ns, _secrets } = Rotating::start("paused");
     let leads = |metrics| gauge(metrics, "tokenwarden_cluster_leader");
     assert!(eventually(15.0, || leads(a_metrics) + leads(b_metrics) == 1));
     let (leader, follower, leader_metrics, follower_metrics) = if leads(a_metrics) == 1 { (&a, &b, a_metrics, b_metrics) } else { (&b, &a, b_metrics, a_metrics) };
