@@ -168,6 +168,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     };
     issuer_config(&api_url(addr)).validate().map_err(usage)?;
 
+    // A specific listen address is in the serving certificate too, as kube-apiserver adds its
+    // bind address: admin.kubeconfig and the default issuer name it.
+    let sans: Vec<String> = args.tls_sans.iter().cloned().chain((!addr.ip().is_unspecified()).then(|| addr.ip().to_string())).collect();
+
     // --- Open the data directory (exit 64 when unusable) and the store ---
     let dir = &args.data_dir;
     let unusable = |what: &str, e: &dyn std::fmt::Display| usage(format!("data directory {}: {what}: {e}", dir.display()));
@@ -202,7 +206,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 let fresh = pki::Ca::generate().map_err(|e| unusable("pki", &e))?.to_shared();
                 let ca = shared.shared_secret("ca", || fresh).await;
                 let ca = pki::Ca::from_shared(&ca.map_err(|e| unreachable(&e))?).map_err(|e| unreachable(&e))?;
-                Some(ca.issue(&args.tls_sans).map_err(|e| unusable("pki", &e))?)
+                Some(ca.issue(&sans).map_err(|e| unusable("pki", &e))?)
             };
             let admin_token = shared.shared_secret("admin-token", || admin::new_token().into_bytes()).await.map_err(|e| unreachable(&e))?;
             let admin_token = String::from_utf8(admin_token).map_err(|_| unreachable(&"the shared admin credential is not text"))?;
@@ -214,7 +218,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         Some(cluster) => (cluster.tls.clone(), cluster.admin_token.clone()),
         None => (
             (!args.insecure_http)
-                .then(|| pki::Ca::load_or_create(&dir.join("pki")).and_then(|ca| ca.issue(&args.tls_sans)))
+                .then(|| pki::Ca::load_or_create(&dir.join("pki")).and_then(|ca| ca.issue(&sans)))
                 .transpose()
                 .map_err(|e| unusable("pki", &e))?,
             admin::load_or_create_token(dir).map_err(|e| unusable("admin credential", &e))?,

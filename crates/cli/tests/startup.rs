@@ -132,6 +132,36 @@ fn a_taken_port_is_a_runtime_failure() {
 }
 
 #[test]
+fn the_serving_certificate_names_a_specific_listen_address() {
+    // 127.0.0.2 is loopback on Linux, and not one of the certificate's default names.
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.2:{}", free_port());
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir", data.to_str().unwrap(), "--api-listen", &listen])
+        .args(["--authz-grpc-listen", "off", "--authz-http-listen", "off", "--metrics-listen", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kubeconfig = data.join("admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let out = Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["get", "--raw", "/readyz"]).output().unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // kubectl verified the certificate against the kubeconfig's CA for https://127.0.0.2:PORT.
+    assert!(answer.status.success(), "{}", describe(&answer));
+    assert_eq!(text(&answer.stdout).trim(), "ok");
+}
+
+#[test]
 fn a_fresh_start_writes_a_private_kubeconfig_whose_ca_anchors_the_server() {
     let server = Server::start();
     let mode = std::fs::metadata(server.kubeconfig()).unwrap().permissions().mode() & 0o777;
