@@ -84,7 +84,13 @@ impl HttpClient {
             None => builder,
         };
         let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+        // HTTP/2 pings (as client-go's 30 s / 15 s): a watch on a connection that died without
+        // closing ends within a minute instead of waiting out its idle limit.
         let client = Client::builder(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(15))
+            .http2_keep_alive_while_idle(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .build(connector);
