@@ -43,13 +43,22 @@ pub struct ApiState {
     pub admin: AdminCredential,
     /// The URL clients reach the API at (`https://127.0.0.1:6443`), for `jwks_uri`.
     pub external_url: String,
+    /// The discovery document's `jwks_uri` when not under `external_url` (kube-apiserver's
+    /// `--service-account-jwks-uri`).
+    pub jwks_uri: Option<String>,
     /// Where TokenRequests and TokenReviews are recorded, if anywhere.
     pub audit: Option<audit::AuditLog>,
 }
 
 impl ApiState {
     pub fn new(authority: Arc<Authority>, admin: AdminCredential, external_url: impl Into<String>) -> Self {
-        Self { authority, admin, external_url: external_url.into(), audit: None }
+        Self { authority, admin, external_url: external_url.into(), jwks_uri: None, audit: None }
+    }
+
+    #[must_use]
+    pub fn with_jwks_uri(mut self, uri: Option<String>) -> Self {
+        self.jwks_uri = uri;
+        self
     }
 
     #[must_use]

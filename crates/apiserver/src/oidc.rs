@@ -18,7 +18,7 @@ pub fn configuration(state: &ApiState) -> Response {
     let keys = state.authority.keys();
     let config = json!({
         "issuer": state.authority.config().signing_issuer(),
-        "jwks_uri": format!("{}/openid/v1/jwks", state.external_url.trim_end_matches('/')),
+        "jwks_uri": state.jwks_uri.clone().unwrap_or_else(|| format!("{}/openid/v1/jwks", state.external_url.trim_end_matches('/'))),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": keys.algorithms(),

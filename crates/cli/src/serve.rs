@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Token issuer (`iss`); default: the API's own URL.
     #[arg(long)]
     pub issuer: Option<String>,
+    /// The `jwks_uri` OIDC discovery names (kube-apiserver's `--service-account-jwks-uri`);
+    /// default: the API's own URL, which is loopback when listening on all addresses.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// Audiences the API accepts and TokenRequest defaults to (comma-separated or repeated); default: the issuer.
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
@@ -123,6 +127,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         && (issuer.is_empty() || issuer.contains(char::is_whitespace))
     {
         return Err(usage(format!("invalid --issuer {issuer:?}")));
+    }
+    if let Some(uri) = &args.jwks_uri
+        && (!uri.starts_with("https://") || uri.len() == "https://".len() || uri.contains(char::is_whitespace))
+    {
+        // kube-apiserver's check, in its words
+        return Err(usage(format!("service-account-jwks-uri requires https scheme, parsed as: {uri}")));
     }
     if args.api_audiences.iter().any(String::is_empty) {
         return Err(usage("--api-audiences may not contain an empty audience"));
@@ -268,7 +278,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(format!("loading AuthConfigs: {e}")))?;
 
-    let mut state = ApiState::new(authority, AdminCredential::from_token(&admin_token), url.clone());
+    let mut state = ApiState::new(authority, AdminCredential::from_token(&admin_token), url.clone()).with_jwks_uri(args.jwks_uri.clone());
     if let Some(audit) = audit {
         state = state.with_audit(audit);
     }

@@ -60,6 +60,7 @@ fn bad_starts(dir: &std::path::Path, port: u16) -> Vec<(&'static str, Vec<String
             "the service-account-max-token-expiration must be between 1 hour and 2^32 seconds".to_owned(),
         ),
         ("--tls-san not ASCII", with(&["--tls-san", "bücher.example"]), "invalid --tls-san".to_owned()),
+        ("--jwks-uri not https", with(&["--jwks-uri", "http://keys.example/jwks"]), "service-account-jwks-uri requires https scheme".to_owned()),
         (
             "data dir is a regular file",
             vec!["serve".into(), "--data-dir".into(), file.to_str().unwrap().to_owned(), "--api-listen".into(), listen.clone()],
@@ -265,6 +266,11 @@ fn issuer_and_api_audiences_flags() {
     let config: Value = serde_json::from_str(&server.kubectl_ok(&["get", "--raw", "/.well-known/openid-configuration"])).unwrap();
     assert_eq!(config["issuer"], "https://issuer.example");
     assert_eq!(config["jwks_uri"], format!("{}/openid/v1/jwks", server.url), "jwks_uri is the server's own URL");
+    // Unless --jwks-uri names where relying parties fetch the keys (a server listening on all
+    // addresses would otherwise name its loopback URL).
+    let elsewhere = Server::start_with(&["--jwks-uri", "https://keys.example/openid/v1/jwks"]);
+    let config: Value = serde_json::from_str(&elsewhere.kubectl_ok(&["get", "--raw", "/.well-known/openid-configuration"])).unwrap();
+    assert_eq!(config["jwks_uri"], "https://keys.example/openid/v1/jwks");
 
     // --max-token-expiration shortens longer requests, with kube's warning.
     let out = server.kubectl(&["create", "token", "default", "--duration", "5h"]);
