@@ -202,11 +202,13 @@ pub fn caller_key(keyer: &CacheKeyer, headers: &HeaderMap, peer: Option<IpAddr>)
 /// usually holds a whole /64, and could take a fresh address, and bucket, per request).
 fn address_of(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let [a, b, c, d, ..] = v6.segments();
-            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
-        }
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
         IpAddr::V4(v4) => v4.to_string(),
     }
 }

@@ -52,13 +52,11 @@ impl RequestInfo {
         if !matches!(self.verb, "list" | "watch") {
             return;
         }
-        let pinned = field_selector.into_iter().flat_map(|s| s.split(',')).find_map(|term| {
-            let value = term.trim().strip_prefix("metadata.name")?.trim_start();
-            let value = value.strip_prefix("==").or_else(|| value.strip_prefix('='))?.trim();
-            // Escaped or odd values (`\,`, `/`, `%`, `.`, `..`) are not a path segment name.
-            (!value.is_empty() && !matches!(value, "." | "..") && !value.contains(['/', '%', '\\'])).then_some(value)
-        });
-        if let Some(name) = pinned {
+        // The selector the handler reads too (one that does not parse is its 400, not ours).
+        let Some(Ok(selector)) = field_selector.map(tokenwarden_core::selector::FieldSelector::parse) else { return };
+        let pinned = selector.requirements().iter().find(|r| r.field == "metadata.name" && !r.negated).map(|r| r.value.as_str());
+        // kube's `IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.
+        if let Some(name) = pinned.filter(|name| !name.is_empty() && !matches!(*name, "." | "..") && !name.contains(['/', '%'])) {
             self.selected_name = name.to_owned();
         }
     }
