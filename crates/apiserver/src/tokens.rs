@@ -109,7 +109,8 @@ async fn namespace_missing(state: &ApiState, namespace: &str, error: StoreError)
 /// The token kube-apiserver reviews: it puts `spec.token` into an `Authorization: Bearer` header
 /// and reads it back as its bearer-token authenticator does (`strings.TrimSpace`, then the field
 /// after the first space), so a trailing newline goes and the token ends at a space. Empty:
-/// not authenticated, and no error.
+/// not authenticated, and no error. The rule of [`crate::auth::bearer`] applied to
+/// `Bearer <token>`, without building that string.
 fn presented_token(token: &str) -> &str {
     token.trim_end().split(' ').next().unwrap_or_default()
 }
