@@ -109,9 +109,10 @@ fn answer(call: &Call, kind: &str, mut object: Map<String, Value>, status: Value
 
 fn decision(state: &ApiState, user: &UserInfo, request: &Request<'_>) -> Value {
     match state.authority.index().authorize(user, request) {
-        Some(reason) if reason.is_empty() => json!({"allowed": true}),
-        Some(reason) => json!({"allowed": true, "reason": reason}),
-        None => json!({"allowed": false}),
+        Ok(reason) if reason.is_empty() => json!({"allowed": true}),
+        Ok(reason) => json!({"allowed": true, "reason": reason}),
+        Err(denial) if denial.is_empty() => json!({"allowed": false}),
+        Err(denial) => json!({"allowed": false, "reason": denial}),
     }
 }
 

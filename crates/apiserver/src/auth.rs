@@ -116,9 +116,14 @@ pub fn rbac_request(info: &RequestInfo) -> Request<'_> {
     }
 }
 
-/// kube-apiserver's Forbidden Status for `user` asking `request`.
-pub fn forbidden(user: &str, request: &Request<'_>) -> ApiError {
-    let reason = request.forbidden_reason(user);
+/// kube-apiserver's Forbidden Status for `user` asking `request`, with RBAC's `denial` reason
+/// after the message when it has one.
+pub fn forbidden(user: &str, request: &Request<'_>, denial: &str) -> ApiError {
+    let mut reason = request.forbidden_reason(user);
+    if !denial.is_empty() {
+        reason.push_str(": ");
+        reason.push_str(denial);
+    }
     if request.is_resource {
         ApiError::forbidden(Some((request.api_group, request.resource)), request.name, &reason)
     } else {
@@ -130,8 +135,8 @@ pub fn forbidden(user: &str, request: &Request<'_>) -> ApiError {
 pub fn authorize(state: &ApiState, caller: &Caller, info: &RequestInfo) -> ApiResult<()> {
     let request = rbac_request(info);
     match state.authority.index().authorize(&caller.user, &request) {
-        Some(_) => Ok(()),
-        None => Err(forbidden(&caller.user.username, &request)),
+        Ok(_) => Ok(()),
+        Err(denial) => Err(forbidden(&caller.user.username, &request, &denial)),
     }
 }
 
@@ -146,7 +151,7 @@ pub fn confirm_no_escalation(state: &ApiState, caller: &Caller, resource: &Resou
     let namespace = if resource.namespaced { object.namespace() } else { "" };
     let allowed = |verb: &'static str, plural: &'static str, namespace: &str, name: &str| {
         let request = Request { verb, is_resource: true, namespace, api_group: rbac::GROUP, resource: plural, name, ..Request::default() };
-        index.authorize(&caller.user, &request).is_some()
+        index.authorize(&caller.user, &request).is_ok()
     };
     let granted = match resource.plural {
         "roles" | "clusterroles" => {
@@ -205,8 +210,8 @@ pub fn impersonate(state: &ApiState, caller: Caller, headers: &HeaderMap) -> Api
     };
     let index = state.authority.index();
     let check = |request: Request<'_>| match index.authorize(&caller.user, &request) {
-        Some(_) => Ok(()),
-        None => Err(forbidden(&caller.user.username, &request)),
+        Ok(_) => Ok(()),
+        Err(denial) => Err(forbidden(&caller.user.username, &request, &denial)),
     };
     let mut impersonated_groups = groups.clone();
     match tokenwarden_core::claims::split_username(&username) {

@@ -541,9 +541,9 @@ impl Handler<'_> {
             name: self.name(),
             ..Request::default()
         };
-        if self.state.authority.index().authorize(&self.call.caller.user, &create).is_none() {
-            // RBAC gives no reason for a refusal, so kube's message ends at the colon.
-            return Err(ApiError::forbidden(Some((self.resource.group, self.resource.plural)), self.name(), ""));
+        if let Err(denial) = self.state.authority.index().authorize(&self.call.caller.user, &create) {
+            // kube's message for this refusal is RBAC's reason alone (empty: it ends at the colon).
+            return Err(ApiError::forbidden(Some((self.resource.group, self.resource.plural)), self.name(), &denial));
         }
         let created = self.store_new(object, dry_run).await?;
         Ok(self.ok(StatusCode::CREATED, &created, &warnings))

@@ -275,6 +275,33 @@ async fn a_grant_in_one_namespace_reaches_nothing_outside_it() {
 }
 
 #[tokio::test]
+async fn a_denial_names_the_missing_role_of_the_callers_binding() {
+    let s = server().await;
+    s.namespace("t").await;
+    let reader = granted(&s, "t", "reader", json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])).await;
+    let binding = json!({"metadata": {"name": "dangling"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "not-yet"},
+                         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "t"}]});
+    let bound = s.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding).await;
+    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.body);
+
+    let listed = s.send(request(Method::GET, "/api/v1/namespaces/t/secrets", Some(&reader), &[], None)).await;
+    assert_status(
+        &listed,
+        403,
+        "Forbidden",
+        r#"secrets is forbidden: User "system:serviceaccount:t:reader" cannot list resource "secrets" in API group "" in the namespace "t": RBAC: clusterrole.rbac.authorization.k8s.io "not-yet" not found"#,
+    );
+    let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                        "spec": {"resourceAttributes": {"namespace": "t", "verb": "list", "resource": "secrets"}}});
+    let reviewed = s.send(request(Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", Some(&reader), &[("content-type", "application/json")], Some(&review.to_string()))).await;
+    assert_eq!(reviewed.status, StatusCode::CREATED, "{}", reviewed.body);
+    assert_eq!(reviewed.body["status"], json!({"allowed": false, "reason": r#"RBAC: clusterrole.rbac.authorization.k8s.io "not-yet" not found"#}));
+    // What the caller is granted still works, and carries no error.
+    let own = s.send(request(Method::GET, "/api/v1/namespaces/t/secrets/x", Some(&reader), &[], None)).await;
+    assert_status(&own, 404, "NotFound", r#"secrets "x" not found"#);
+}
+
+#[tokio::test]
 async fn an_apply_that_creates_needs_create_and_a_named_get_stays_a_get() {
     let s = server().await;
     s.namespace("t").await;

@@ -99,8 +99,8 @@ impl AccessReviewer for LocalAccessReviewer {
             AccessAttributes::NonResource { path, verb } => tokenwarden_core::rbac::Request { verb, path, ..Default::default() },
         };
         match self.0.index().authorize(&user, &attributes) {
-            Some(_) => ReviewOutcome::Allowed,
-            None => ReviewOutcome::Denied(String::new()),
+            Ok(_) => ReviewOutcome::Allowed,
+            Err(denial) => ReviewOutcome::Denied(denial),
         }
     }
 }

@@ -1,9 +1,9 @@
-//! `kubernetesSubjectAccessReview` through a remote API server, and `apiKey` identities from
-//! labelled Secrets.
+//! `kubernetesSubjectAccessReview` through a remote API server and through the authority's own
+//! RBAC policy, and `apiKey` identities from labelled Secrets.
 //!
-//! tokenwarden's own API server does not serve SubjectAccessReviews yet (that comes with RBAC),
-//! and no real kube-apiserver runs here, so the SubjectAccessReview endpoint is a test double:
-//! an HTTP server that records each review and answers as kube-apiserver's authorizer would.
+//! No real kube-apiserver runs here, so the remote SubjectAccessReview endpoint is a test
+//! double: an HTTP server that records each review and answers as kube-apiserver's authorizer
+//! would.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokenwarden_authz::access::{RemoteAccessReviewer, SUBJECT_ACCESS_REVIEW_PATH};
+use tokenwarden_authz::access::{LocalAccessReviewer, RemoteAccessReviewer, SUBJECT_ACCESS_REVIEW_PATH};
 use tokenwarden_authz::identity::Identities;
 use tokenwarden_authz::kubeconfig::ClusterAccess;
 use tokenwarden_authz::remote::ApiClient;
@@ -119,6 +119,40 @@ async fn subject_access_reviews_decide_and_an_unanswered_review_is_503() {
         Arc::new(Authorizer::new(Identities::new(Some(Arc::clone(&authority)))).with_access_reviewer(Arc::new(RemoteAccessReviewer::new(api))));
     source::follow_authority(Arc::clone(&authority), Arc::clone(&failing)).await.unwrap();
     assert_eq!(failing.check(&request("talker-api", &format!("Bearer {allowed}"))).await.code(), 503);
+}
+
+#[tokio::test]
+async fn a_local_review_denied_for_a_missing_role_says_so_as_kube_would() {
+    let authority = authority().await;
+    authority
+        .create(
+            &Resource::AUTH_CONFIGS,
+            obj(json!({"metadata": {"name": "rbac", "namespace": "ns"}, "spec": {
+                "hosts": ["talker-api"],
+                "authentication": {"sa": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
+                "authorization": {"k8s-rbac": {"kubernetesSubjectAccessReview": {
+                    "user": {"selector": "auth.identity.user.username"},
+                    "resourceAttributes": {"namespace": {"value": "ns"}, "resource": {"value": "talkers"}, "verb": {"value": "get"}},
+                }}},
+            }})),
+        )
+        .await
+        .unwrap();
+    let caller = token(&authority, "caller").await;
+    let authorizer =
+        Arc::new(Authorizer::new(Identities::new(Some(Arc::clone(&authority)))).with_access_reviewer(Arc::new(LocalAccessReviewer(Arc::clone(&authority)))));
+    source::follow_authority(Arc::clone(&authority), Arc::clone(&authorizer)).await.unwrap();
+
+    let refused = authorizer.check(&request("talker-api", &format!("Bearer {caller}"))).await;
+    assert_eq!((refused.code(), refused.header("x-ext-auth-reason")), (403, Some("not authorized: unknown reason")), "no binding: kube gives no reason");
+    let binding = json!({"metadata": {"name": "talk", "namespace": "ns"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "talker"},
+                         "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": "ns"}]});
+    authority.create(&Resource::ROLE_BINDINGS, obj(binding)).await.unwrap();
+    let refused = authorizer.check(&request("talker-api", &format!("Bearer {caller}"))).await;
+    assert_eq!(refused.header("x-ext-auth-reason"), Some(r#"not authorized: RBAC: role.rbac.authorization.k8s.io "talker" not found"#));
+    let role = json!({"metadata": {"name": "talker", "namespace": "ns"}, "rules": [{"apiGroups": [""], "resources": ["talkers"], "verbs": ["get"]}]});
+    authority.create(&Resource::ROLES, obj(role)).await.unwrap();
+    assert!(authorizer.check(&request("talker-api", &format!("Bearer {caller}"))).await.is_allowed());
 }
 
 #[tokio::test]

@@ -231,21 +231,55 @@ impl Policy {
         })
     }
 
-    /// `Some(reason)` when `user` may make `request` (kube's SubjectAccessReview reason:
-    /// `RBAC: allowed by ClusterRoleBinding ...`, empty for `system:masters`), else `None`.
-    pub fn decide(&self, user: &UserInfo, request: &Request<'_>) -> Option<String> {
+    /// `Ok(reason)` when `user` may make `request` (kube's SubjectAccessReview reason:
+    /// `RBAC: allowed by ClusterRoleBinding ...`, empty for `system:masters`), else
+    /// `Err(reason)`: empty, or, as kube says it, the roles that bindings of `user` name but
+    /// that do not exist (`RBAC: clusterrole.rbac.authorization.k8s.io "x" not found`).
+    pub fn decide(&self, user: &UserInfo, request: &Request<'_>) -> Result<String, String> {
         if user.groups.iter().any(|g| g == MASTERS) {
-            return Some(String::new());
+            return Ok(String::new());
         }
         let namespace = if request.is_resource { request.namespace } else { "" };
-        self.applicable(user, namespace)
-            .find(|(_, _, rules)| rules.iter().any(|rule| rule.allows(request)))
-            .map(|(binding, subject, _)| format!("RBAC: allowed by {}", binding.describe(subject)))
+        match self.applicable(user, namespace).find(|(_, _, rules)| rules.iter().any(|rule| rule.allows(request))) {
+            Some((binding, subject, _)) => Ok(format!("RBAC: allowed by {}", binding.describe(subject))),
+            None => Err(self.missing_roles(user, namespace)),
+        }
+    }
+
+    /// kube's denial reason: the errors of the bindings that apply to `user` but whose role
+    /// cannot be read, as Go's error aggregate prints them (deduplicated; `[a, b]` for more
+    /// than one); empty when there are none.
+    fn missing_roles(&self, user: &UserInfo, namespace: &str) -> String {
+        let mut errors: Vec<String> = Vec::new();
+        let cluster = self.cluster_bindings.values().collect::<Vec<_>>();
+        let local = self.bindings.get(namespace).into_iter().flat_map(HashMap::values).collect::<Vec<_>>();
+        for group in [cluster, local] {
+            let mut found: Vec<String> = group
+                .into_iter()
+                .filter(|b| self.rules_of(b).is_none() && b.subjects.iter().any(|s| s.applies_to(user, &b.namespace)))
+                .map(|b| match b.role_ref.kind.as_str() {
+                    "ClusterRole" => format!("clusterrole.{GROUP} {} not found", crate::error::go_quote(&b.role_ref.name)),
+                    "Role" => format!("role.{GROUP} {} not found", crate::error::go_quote(&b.role_ref.name)),
+                    kind => format!("unsupported role reference kind: {}", crate::error::go_quote(kind)),
+                })
+                .collect();
+            found.sort();
+            for error in found {
+                if !errors.contains(&error) {
+                    errors.push(error);
+                }
+            }
+        }
+        match errors.as_slice() {
+            [] => String::new(),
+            [one] => format!("RBAC: {one}"),
+            many => format!("RBAC: [{}]", many.join(", ")),
+        }
     }
 
     /// Whether `user` may make `request`.
     pub fn allows(&self, user: &UserInfo, request: &Request<'_>) -> bool {
-        self.decide(user, request).is_some()
+        self.decide(user, request).is_ok()
     }
 
     /// The rules of the role a binding in `namespace` refers to, if it exists.

@@ -98,7 +98,7 @@ fn bindings_grant_to_users_groups_and_service_accounts_in_their_scope() {
     assert!(!p.allows(&user("system:serviceaccount:other:deployer", &[]), &mint("ci", "bot")), "a ServiceAccount subject without a namespace means the binding's");
     assert_eq!(
         p.decide(&deployer, &mint("ci", "bot")).as_deref(),
-        Some(r#"RBAC: allowed by RoleBinding "mint-bot/ci" of Role "mint-bot" to ServiceAccount "deployer/ci""#)
+        Ok(r#"RBAC: allowed by RoleBinding "mint-bot/ci" of Role "mint-bot" to ServiceAccount "deployer/ci""#)
     );
 
     let pods = |ns| resource("get", ns, "", "pods", "", "p");
@@ -109,10 +109,10 @@ fn bindings_grant_to_users_groups_and_service_accounts_in_their_scope() {
     assert!(p.allows(&user("alice", &[]), &resource("get", "", "", "pods", "", "")), "and at the cluster scope");
     assert_eq!(
         p.decide(&user("alice", &[]), &pods("x")).as_deref(),
-        Some(r#"RBAC: allowed by ClusterRoleBinding "global-readers" of ClusterRole "reader" to User "alice""#)
+        Ok(r#"RBAC: allowed by ClusterRoleBinding "global-readers" of ClusterRole "reader" to User "alice""#)
     );
     assert!(!p.allows(&user("mallory", &["system:authenticated"]), &pods("ci")));
-    assert_eq!(p.decide(&user("root", &["system:masters"]), &mint("any", "thing")).as_deref(), Some(""), "system:masters may do everything");
+    assert_eq!(p.decide(&user("root", &["system:masters"]), &mint("any", "thing")).as_deref(), Ok(""), "system:masters may do everything");
 }
 
 #[test]
@@ -133,6 +133,34 @@ fn changes_and_deletions_take_effect() {
     // A binding to a missing role grants nothing.
     let p = policy(&[binding("ci", "b", "Role", "gone", json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]))]);
     assert!(!p.allows(&alice, &get));
+}
+
+#[test]
+fn a_denial_names_the_missing_roles_of_the_users_bindings_as_kube_does() {
+    let alice = json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]);
+    let get = resource("get", "ci", "", "pods", "", "p");
+    let one = policy(&[binding("", "b", "ClusterRole", "gone", alice.clone())]);
+    assert_eq!(one.decide(&user("alice", &[]), &get), Err(r#"RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found"#.to_owned()));
+    assert_eq!(one.decide(&user("bob", &[]), &get), Err(String::new()), "only the bindings of the user asking");
+
+    let p = policy(&[
+        binding("", "b1", "ClusterRole", "gone", alice.clone()),
+        binding("", "b2", "ClusterRole", "gone", alice.clone()),
+        binding("ci", "b3", "Role", "missing", alice.clone()),
+        binding("prod", "b4", "Role", "elsewhere", alice.clone()),
+    ]);
+    // Go's error aggregate: each message once, in brackets when more than one; the
+    // RoleBindings of other namespaces are not read.
+    assert_eq!(
+        p.decide(&user("alice", &[]), &get),
+        Err(r#"RBAC: [clusterrole.rbac.authorization.k8s.io "gone" not found, role.rbac.authorization.k8s.io "missing" not found]"#.to_owned())
+    );
+    let with_grant = policy(&[
+        binding("", "b1", "ClusterRole", "gone", alice.clone()),
+        (Resource::CLUSTER_ROLES, json!({"metadata": {"name": "reader"}, "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]})),
+        binding("", "b2", "ClusterRole", "reader", alice),
+    ]);
+    assert!(with_grant.decide(&user("alice", &[]), &get).is_ok(), "an allowed request carries no errors");
 }
 
 #[test]

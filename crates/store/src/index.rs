@@ -138,9 +138,9 @@ impl Index {
         let _ = rx.wait_for(|applied| *applied >= revision).await;
     }
 
-    /// `Some(reason)` when RBAC (or membership of `system:masters`) allows `user` to make
-    /// `request`.
-    pub fn authorize(&self, user: &UserInfo, request: &Request<'_>) -> Option<String> {
+    /// RBAC's decision (members of `system:masters` may do everything), with kube's reason
+    /// for an allowed or a denied request: see `Policy::decide`.
+    pub fn authorize(&self, user: &UserInfo, request: &Request<'_>) -> Result<String, String> {
         self.read().policy.decide(user, request)
     }
 
