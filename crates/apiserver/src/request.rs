@@ -54,7 +54,7 @@ impl RequestInfo {
         }
         // The selector the handler reads too (one that does not parse is its 400, not ours).
         let Some(Ok(selector)) = field_selector.map(tokenwarden_core::selector::FieldSelector::parse) else { return };
-        let pinned = selector.requirements().iter().find(|r| r.field == "metadata.name" && !r.negated).map(|r| r.value.as_str());
+        let pinned = selector.requires_exact("metadata.name");
         // kube's `IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.
         if let Some(name) = pinned.filter(|name| !name.is_empty() && !matches!(*name, "." | "..") && !name.contains(['/', '%'])) {
             self.selected_name = name.to_owned();

@@ -332,6 +332,10 @@ impl Handler<'_> {
         let timeout = Duration::from_secs(watch_seconds(requested, u16::from_le_bytes(random_bytes())));
         let mut field_selector = self.field_selector()?;
         if !self.name().is_empty() {
+            // kube's watch of one name: a field selector given with it must pin that name.
+            if !field_selector.is_empty() && field_selector.requires_exact("metadata.name") != Some(self.name()) {
+                return Err(ApiError::bad_request("fieldSelector metadata.name doesn't match requested name"));
+            }
             let mut requirements = field_selector.requirements().to_vec();
             requirements.push(FieldRequirement { field: "metadata.name".into(), value: self.name().to_owned(), negated: false });
             field_selector = FieldSelector::from_requirements(requirements);

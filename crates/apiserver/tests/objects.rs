@@ -825,6 +825,15 @@ async fn watch_from_a_resource_version_with_selectors_and_timeout() {
     assert_eq!(event(&moving.next().await.unwrap()), ("DELETED".into(), "b".into()));
     assert!(moving.next().await.is_none());
 
+    // A watch of one name (the legacy path): a field selector with it must pin that name, as in kube.
+    let mut one = watch(&s, "/api/v1/watch/namespaces/ns/serviceaccounts/c?fieldSelector=metadata.name%3Dc&timeoutSeconds=1", &[]).await;
+    assert_eq!(event(&one.next().await.unwrap()), ("ADDED".into(), "c".into()));
+    assert!(one.next().await.is_none());
+    for selector in ["metadata.name%3Da", "metadata.name%21%3Dc", "metadata.namespace%3Dns"] {
+        let other = s.get(&format!("/api/v1/watch/namespaces/ns/serviceaccounts/c?fieldSelector={selector}&timeoutSeconds=1")).await;
+        assert_status(&other, 400, "BadRequest", "fieldSelector metadata.name doesn't match requested name");
+    }
+
     // client-go's WatchList: initial events, then the initial-events-end bookmark.
     let mut initial = watch(
         &s,

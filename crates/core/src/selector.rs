@@ -459,6 +459,12 @@ impl FieldSelector {
         &self.requirements
     }
 
+    /// The value `field` must equal (`field=x` or `==`, among other terms): kube's
+    /// `RequiresExactMatch`.
+    pub fn requires_exact(&self, field: &str) -> Option<&str> {
+        self.requirements.iter().find(|r| r.field == field && !r.negated).map(|r| r.value.as_str())
+    }
+
     /// Matches everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
