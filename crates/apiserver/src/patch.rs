@@ -429,7 +429,7 @@ mod tests {
         let copies: Vec<Value> = (0..200).map(|_| json!({"op": "copy", "from": "/x", "path": "/x/x"})).collect();
         let too_deep = json_patch(&mut doc, &Value::Array(copies)).unwrap_err();
         assert_eq!(too_deep.code, 422);
-        assert!(too_deep.message.ends_with(r#"copy to "/x/x" would nest the object 128 levels deep, over the 127 it may nest"#), "{}", too_deep.message);
+        assert!(too_deep.message.ends_with(r#"copy to "/x/x" would nest the object 126 levels deep, over the 125 it may nest"#), "{}", too_deep.message);
         assert_eq!(nesting_depth(&doc), MAX_OBJECT_DEPTH);
     }
 }

@@ -24,10 +24,11 @@ pub use crate::write::check_preconditions;
 pub const REVIEW_CACHE_CAPACITY: u64 = 1_000_000;
 
 /// How deeply objects and arrays may nest in a stored object, the object itself being the
-/// first level: what the stores read back (serde_json's recursion limit lets 127 levels
-/// through). A JSON body cannot nest deeper, but a JSON patch could build such an object,
-/// which would be written and then fail every read, list and delete.
-pub const MAX_OBJECT_DEPTH: usize = 127;
+/// first level. serde_json reads 127 levels; a list holds its objects two levels down, so
+/// this is what a list of stored objects can nest and still be read back, by the stores and
+/// by a follower (`authorize` against this server). A JSON patch could otherwise build an
+/// object that is written and then fails every read, list and delete.
+pub const MAX_OBJECT_DEPTH: usize = 125;
 
 /// How deeply objects and arrays nest in `value` (a scalar: 0), without recursing.
 pub fn nesting_depth(value: &serde_json::Value) -> usize {
