@@ -521,7 +521,7 @@ mod tests {
         let err = validate(&Resource::SERVICE_ACCOUNTS, &object(MAX_OBJECT_DEPTH)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"ServiceAccount "bot" is invalid: deep: Forbidden: objects and arrays may nest at most 127 levels deep, the object included"#
+            r#"ServiceAccount "bot" is invalid: deep: Forbidden: objects and arrays may nest at most 125 levels deep, the object included"#
         );
     }
 }
