@@ -60,7 +60,6 @@ impl ApiError {
         let (message, details) = match resource {
             Some((group, plural)) => {
                 let qualified = if group.is_empty() { plural.to_owned() } else { format!("{plural}.{group}") };
-                let subject = if name.is_empty() { qualified } else { format!("{qualified} {}", tokenwarden_core::error::go_quote(name)) };
                 let mut details = Map::new();
                 if !name.is_empty() {
                     details.insert("name".into(), json!(name));
@@ -69,7 +68,7 @@ impl ApiError {
                     details.insert("group".into(), json!(group));
                 }
                 details.insert("kind".into(), json!(plural.split('/').next().unwrap_or(plural)));
-                (format!("{subject} is forbidden: {reason}"), details)
+                (tokenwarden_core::error::forbidden_message(&qualified, name, reason), details)
             }
             None => (format!("forbidden: {reason}"), Map::new()),
         };
@@ -92,6 +91,10 @@ impl ApiError {
         status["code"] = json!(self.code);
         status
     }
+}
+
+fn causes_json(causes: &[tokenwarden_core::FieldError]) -> Value {
+    causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect()
 }
 
 /// Splits `plural[.group]` into (group, plural).
@@ -121,9 +124,14 @@ impl From<Error> for ApiError {
                 put("name", name);
                 put("group", group);
                 put("kind", kind);
-                let causes: Vec<Value> =
-                    causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
-                api.details.insert("causes".into(), Value::Array(causes));
+                api.details.insert("causes".into(), causes_json(causes));
+            }
+            Error::Forbidden { resource, name, causes, .. } => {
+                let (group, plural) = split_qualified(resource);
+                put("name", name);
+                put("group", group);
+                put("kind", plural);
+                api.details.insert("causes".into(), causes_json(causes));
             }
             Error::Internal(detail) => {
                 let detail = detail.clone();

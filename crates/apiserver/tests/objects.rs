@@ -530,6 +530,49 @@ async fn patches_merge_json_strategic_and_apply() {
 }
 
 #[tokio::test]
+async fn a_namespace_has_a_phase_and_takes_no_new_content_while_terminating() {
+    let s = server().await;
+    let created = s.post("/api/v1/namespaces", json!({"metadata": {"name": "t"}, "status": {"phase": "Terminating"}})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["status"], json!({"phase": "Active"}), "the phase is the server's");
+    let actives = s.get("/api/v1/namespaces?fieldSelector=status.phase%3DActive").await;
+    assert!(names(&actives.body).contains(&"t".to_owned()), "{}", actives.body);
+
+    // The status is a subresource, as in kube: a PUT of the namespace keeps it.
+    let mut object = created.body.clone();
+    object["status"] = json!({"phase": "Terminating"});
+    object["metadata"]["labels"] = json!({"team": "a"});
+    let updated = s.call(Method::PUT, "/api/v1/namespaces/t", &[("content-type", "application/json")], Some(object)).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!((updated.body["status"].clone(), updated.body["metadata"]["labels"].clone()), (json!({"phase": "Active"}), json!({"team": "a"})));
+    let core = s.get("/api/v1").await;
+    assert!(names_of_resources(&core.body).contains(&"namespaces/status"), "{}", core.body);
+
+    // Terminating through /status, as a delete that stopped half way leaves it.
+    let mut status = updated.body.clone();
+    status["status"] = json!({"phase": "Terminating"});
+    let marked = s.call(Method::PUT, "/api/v1/namespaces/t/status", &[("content-type", "application/json")], Some(status)).await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.body);
+    let refused = s.post("/api/v1/namespaces/t/secrets", json!({"metadata": {"name": "late"}})).await;
+    assert_status(&refused, 403, "Forbidden", "secrets \"late\" is forbidden: unable to create new content in namespace t because it is being terminated");
+    assert_eq!(
+        refused.body["details"],
+        json!({"name": "late", "kind": "secrets",
+               "causes": [{"reason": "NamespaceTerminating", "message": "namespace t is being terminated", "field": "metadata.namespace"}]})
+    );
+    assert_status(&s.get("/api/v1/namespaces/t/secrets/late").await, 404, "NotFound", r#"secrets "late" not found"#);
+    let dry = s.post("/api/v1/namespaces/t/secrets?dryRun=All", json!({"metadata": {"name": "late"}})).await;
+    assert_eq!((dry.status, refused.body["message"].clone()), (StatusCode::FORBIDDEN, dry.body["message"].clone()), "a dry run is admitted alike");
+
+    // The next delete finishes it, the default ServiceAccount with it.
+    let deleted = s.call(Method::DELETE, "/api/v1/namespaces/t", &[], None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["status"]["phase"], "Terminating");
+    assert_status(&s.get("/api/v1/namespaces/t").await, 404, "NotFound", r#"namespaces "t" not found"#);
+    assert_status(&s.get("/api/v1/namespaces/t/serviceaccounts/default").await, 404, "NotFound", r#"serviceaccounts "default" not found"#);
+}
+
+#[tokio::test]
 async fn delete_returns_the_object_and_honours_preconditions() {
     let s = server().await;
     s.namespace("ns").await;

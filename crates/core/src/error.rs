@@ -66,6 +66,10 @@ pub enum Error {
     /// 422 Invalid: `<Kind>[.<group>] "<name>" is invalid: <causes>`.
     #[error("{}", invalid_message(.kind, .group, .name, .causes))]
     Invalid { kind: String, group: String, name: String, causes: Vec<FieldError> },
+    /// 403 Forbidden by admission (RBAC's denials are the API server's):
+    /// `<resource> "<name>" is forbidden: <detail>`, `<resource> is forbidden: ...` without a name.
+    #[error("{}", forbidden_message(.resource, .name, .detail))]
+    Forbidden { resource: String, name: String, detail: String, causes: Vec<FieldError> },
     /// 410 Gone: a watch or list from a compacted revision.
     #[error("{0}")]
     Gone(String),
@@ -81,6 +85,11 @@ fn invalid_message(kind: &str, group: &str, name: &str, causes: &[FieldError]) -
     format!("{qualified} {} is invalid: {list}", go_quote(name))
 }
 
+/// kube's `NewForbidden` message for `resource` (`plural[.group]`) and `name` (may be empty).
+pub fn forbidden_message(resource: &str, name: &str, detail: &str) -> String {
+    if name.is_empty() { format!("{resource} is forbidden: {detail}") } else { format!("{resource} {} is forbidden: {detail}", go_quote(name)) }
+}
+
 impl Error {
     pub fn not_found(resource: impl Into<String>, name: impl Into<String>) -> Self {
         Self::NotFound { resource: resource.into(), name: name.into() }
@@ -90,6 +99,7 @@ impl Error {
     pub fn code(&self) -> u16 {
         match self {
             Self::BadRequest(_) => 400,
+            Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } => 409,
             Self::Invalid { .. } => 422,
@@ -102,6 +112,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "BadRequest",
+            Self::Forbidden { .. } => "Forbidden",
             Self::NotFound { .. } => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } => "Conflict",

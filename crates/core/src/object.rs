@@ -70,10 +70,10 @@ impl Resource {
     }
 
     /// Whether the kind has a `status` subresource (as the AuthConfig CRD declares
-    /// `subresources.status`): its status is written only through `.../status`, and writes to
-    /// the object itself keep the stored status.
+    /// `subresources.status`, and Namespaces have in kube): its status is written only through
+    /// `.../status`, and writes to the object itself keep the stored status.
     pub fn has_status_subresource(&self) -> bool {
-        *self == Self::AUTH_CONFIGS
+        *self == Self::AUTH_CONFIGS || *self == Self::NAMESPACES
     }
 
     /// `apiVersion` as written in objects: `v1` or `group/version`.

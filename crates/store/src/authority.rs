@@ -18,7 +18,7 @@ use crate::index::Index;
 use crate::review_cache::ReviewCache;
 use crate::{ListOptions, Preconditions, Revision, Store, StoreError};
 
-pub use crate::write::check_preconditions;
+pub use crate::write::{NAMESPACE_TERMINATING, check_preconditions};
 
 /// Verified tokens the review cache holds at most.
 pub const REVIEW_CACHE_CAPACITY: u64 = 1_000_000;
@@ -232,11 +232,17 @@ impl Authority {
         if resource.has_status_subresource() {
             object.0.remove("status");
         }
-        if resource.namespaced {
-            let namespace = object.namespace().to_owned();
-            if !namespace.is_empty() {
-                self.store.get(&Resource::NAMESPACES, "", &namespace).await?;
-            }
+        if *resource == Resource::NAMESPACES {
+            object.0.insert("status".into(), serde_json::json!({"phase": "Active"}));
+        }
+        if resource.namespaced && !object.namespace().is_empty() {
+            // Checked again inside the write; here for a dry run, which stops before it.
+            let namespace = match self.store.get(&Resource::NAMESPACES, "", object.namespace()).await {
+                Ok(namespace) => Some(namespace),
+                Err(StoreError::Api(Error::NotFound { .. })) => None,
+                Err(e) => return Err(e),
+            };
+            crate::write::admit_to_namespace(resource, &object, namespace.as_ref())?;
         }
         validate(resource, &object)?;
         Ok(object)
@@ -336,22 +342,40 @@ impl Authority {
     /// Deletes an object; deleting a namespace first deletes everything in it, so every token
     /// of its ServiceAccounts stops reviewing at once.
     pub async fn delete(&self, resource: &Resource, namespace: &str, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
-        if *resource == Resource::NAMESPACES {
-            // The namespace's own preconditions first: a refused delete empties nothing.
-            let namespace = self.store.get(resource, "", name).await?;
-            check_preconditions(resource, &namespace, preconditions)?;
-            for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
-                let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
-                for object in self.store.list(inner, &options).await?.items {
-                    match self.store.delete(inner, name, object.name(), &Preconditions::default()).await {
-                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. })) => {}
-                        Err(e) => return Err(e),
-                    }
+        let deleted = if *resource == Resource::NAMESPACES {
+            self.delete_namespace(name, preconditions).await?
+        } else {
+            self.store.delete(resource, namespace, name, preconditions).await?
+        };
+        Ok(self.settled(deleted).await)
+    }
+
+    /// kube's namespace deletion, done in the request: Terminating first, so that from this
+    /// write on no create lands in it on any replica (a create reads its namespace in its own
+    /// transaction), then its contents, then the namespace. A delete that stopped half way is
+    /// finished by the next one.
+    async fn delete_namespace(&self, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
+        let resource = &Resource::NAMESPACES;
+        // The namespace's own preconditions first: a refused delete empties nothing.
+        let mut namespace = self.store.get(resource, "", name).await?;
+        check_preconditions(resource, &namespace, preconditions)?;
+        let uid = namespace.uid().to_owned();
+        if namespace.str_at("status.phase") != Some(NAMESPACE_TERMINATING) {
+            namespace.set_meta("deletionTimestamp", self.clock.now().to_string());
+            namespace.0.insert("status".into(), serde_json::json!({"phase": NAMESPACE_TERMINATING}));
+            self.store.update(resource, namespace).await?;
+        }
+        for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
+            let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
+            for object in self.store.list(inner, &options).await?.items {
+                match self.store.delete(inner, name, object.name(), &Preconditions::default()).await {
+                    Ok(_) | Err(StoreError::Api(Error::NotFound { .. })) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        let deleted = self.store.delete(resource, namespace, name, preconditions).await?;
-        Ok(self.settled(deleted).await)
+        // The version moved with Terminating; the uid still names the namespace checked above.
+        self.store.delete(resource, "", name, &Preconditions { uid: Some(uid), resource_version: None }).await
     }
 
     /// TokenRequest: validates, binds and signs. An RSA signature (≈0.3 ms) runs on the

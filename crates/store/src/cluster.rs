@@ -399,12 +399,12 @@ mod tests {
     async fn each_compaction_step_drops_the_history_the_previous_step_saw() {
         let clock = Arc::new(crate::clock::ManualClock::new(tokenwarden_core::Timestamp(1_700_000_000)));
         let store = crate::memory::MemoryStore::new(clock);
-        let sa = |name: &str| tokenwarden_core::Object::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns"}})).unwrap();
+        let namespace = |name: &str| tokenwarden_core::Object::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         let mut compaction = Compaction::default();
-        store.create(&tokenwarden_core::Resource::SERVICE_ACCOUNTS, sa("a")).await.unwrap();
+        store.create(&tokenwarden_core::Resource::NAMESPACES, namespace("a")).await.unwrap();
         compaction.step(&store).await.unwrap();
         assert!(store.events_since(0).await.is_ok(), "the first step only notes where history stands");
-        store.create(&tokenwarden_core::Resource::SERVICE_ACCOUNTS, sa("b")).await.unwrap();
+        store.create(&tokenwarden_core::Resource::NAMESPACES, namespace("b")).await.unwrap();
         compaction.step(&store).await.unwrap();
         assert!(matches!(store.events_since(0).await, Err(StoreError::Api(tokenwarden_core::Error::Gone(_)))), "compacted to what the first step saw");
         let kept = store.events_since(1).await.unwrap();

@@ -667,7 +667,10 @@ impl Store for EtcdStore {
         let now = self.clock.now();
         // A generated name is not known before the write: it reads as absent, and the
         // commit's compare catches a collision (the retry generates another name).
-        let keys = if object.name().is_empty() { Vec::new() } else { vec![write::object_key(resource, &object)] };
+        let mut keys = if object.name().is_empty() { Vec::new() } else { vec![write::object_key(resource, &object)] };
+        if resource.namespaced {
+            keys.push(write::namespace_key(&object));
+        }
         self.write(keys, |txn| write::create(txn, resource, object.clone(), now)).await
     }
 

@@ -103,6 +103,10 @@ pub(crate) fn create(txn: &mut impl Txn, resource: &Resource, mut object: Object
         }
     }
     let key = place(resource, &mut object)?;
+    if resource.namespaced {
+        let namespace = txn.get(&namespace_key(&object))?;
+        admit_to_namespace(resource, &object, namespace.as_ref())?;
+    }
     if txn.get(&key)?.is_some() {
         return Err(Error::AlreadyExists { resource: resource.qualified(), name: key.name }.into());
     }
@@ -114,6 +118,36 @@ pub(crate) fn create(txn: &mut impl Txn, resource: &Resource, mut object: Object
     txn.apply(&key, &event)?;
     Ok(event)
 }
+
+/// The key a namespaced create reads first: its namespace's.
+pub(crate) fn namespace_key(object: &Object) -> ObjectKey {
+    ObjectKey::new(&Resource::NAMESPACES, "", object.namespace())
+}
+
+/// kube's NamespaceLifecycle admission of a create of `object`, given its namespace as stored:
+/// it exists and is not being deleted. A create checks it inside its own transaction, which is
+/// what keeps it from landing in a namespace whose delete has already emptied it.
+pub(crate) fn admit_to_namespace(resource: &Resource, object: &Object, stored: Option<&Object>) -> Result<()> {
+    let namespace = object.namespace();
+    match stored {
+        None => Err(not_found(&Resource::NAMESPACES, namespace)),
+        Some(found) if found.str_at("status.phase") == Some(NAMESPACE_TERMINATING) => Err(Error::Forbidden {
+            resource: resource.qualified(),
+            name: object.name().to_owned(),
+            detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            causes: vec![FieldError {
+                field: "metadata.namespace".to_owned(),
+                reason: "NamespaceTerminating",
+                message: format!("namespace {namespace} is being terminated"),
+            }],
+        }
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A namespace's `status.phase` from the start of its delete until it is gone.
+pub const NAMESPACE_TERMINATING: &str = "Terminating";
 
 /// Replaces a stored object. A non-empty `resourceVersion` must be the stored one; a
 /// non-empty `uid` must be the stored one (Kubernetes' implicit update precondition).
@@ -370,9 +404,36 @@ mod tests {
         Object::from_value(v).unwrap()
     }
 
+    /// A txn holding namespace `ns`, in `phase`.
+    fn with_namespace(phase: &str) -> Map {
+        let mut txn = Map::default();
+        create(&mut txn, &Resource::NAMESPACES, sa(json!({"metadata": {"name": "ns"}, "status": {"phase": phase}})), Timestamp(0)).unwrap();
+        txn
+    }
+
+    #[test]
+    fn creates_need_their_namespace_and_not_a_terminating_one() {
+        let secret = || sa(json!({"metadata": {"name": "s", "namespace": "ns"}}));
+        let err = create(&mut Map::default(), &Resource::SECRETS, secret(), Timestamp(0)).unwrap_err();
+        assert_eq!(err, StoreError::Api(Error::not_found("namespaces", "ns")));
+
+        let mut txn = with_namespace(NAMESPACE_TERMINATING);
+        let StoreError::Api(err) = create(&mut txn, &Resource::SECRETS, secret(), Timestamp(0)).unwrap_err() else { panic!("not an API error") };
+        assert_eq!(err.code(), 403);
+        assert_eq!(err.to_string(), r#"secrets "s" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
+        let Error::Forbidden { causes, .. } = &err else { panic!("{err:?}") };
+        assert_eq!((causes[0].reason, causes[0].field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
+        assert_eq!(causes[0].message, "namespace ns is being terminated");
+        assert_eq!(txn.objects.len(), 1, "nothing written");
+
+        let mut txn = with_namespace("Active");
+        create(&mut txn, &Resource::SECRETS, secret(), Timestamp(0)).unwrap();
+        assert_eq!(txn.objects.len(), 2);
+    }
+
     #[test]
     fn generate_name_uses_the_kubernetes_alphabet() {
-        let mut txn = Map::default();
+        let mut txn = with_namespace("Active");
         let ev = create(
             &mut txn,
             &Resource::SERVICE_ACCOUNTS,

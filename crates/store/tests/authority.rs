@@ -136,6 +136,79 @@ async fn deleting_a_namespace_deletes_its_contents_and_revokes_its_tokens() {
 }
 
 #[tokio::test]
+async fn a_namespace_is_terminating_before_its_contents_go() {
+    let (authority, _) = authority().await;
+    let ns = authority.store().get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    assert_eq!(ns.str_at("status.phase"), Some("Active"), "kube's namespace strategy sets the phase on create");
+    let before = authority.store().current_revision().await.unwrap();
+
+    let deleted = authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions { uid: Some(ns.uid().to_owned()), resource_version: Some(ns.resource_version().to_owned()) }).await.unwrap();
+    assert_eq!(deleted.str_at("status.phase"), Some("Terminating"));
+    assert_eq!(deleted.str_at("metadata.deletionTimestamp"), Some(NOW.to_string().as_str()));
+    // The first write of the delete marks the namespace; its contents go after it.
+    let events = authority.store().events_since(before).await.unwrap();
+    let seen: Vec<_> = events.iter().map(|e| (e.event_type, e.object.str_at("kind").unwrap_or_default().to_owned(), e.object.name().to_owned())).collect();
+    assert_eq!(seen.first(), Some(&(tokenwarden_store::EventType::Modified, "Namespace".to_owned(), "ns".to_owned())), "{seen:?}");
+    assert_eq!(events[0].object.str_at("status.phase"), Some("Terminating"));
+    assert_eq!(seen.last(), Some(&(tokenwarden_store::EventType::Deleted, "Namespace".to_owned(), "ns".to_owned())), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_refuses_creates_and_the_next_delete_finishes_it() {
+    let (authority, _) = authority().await;
+    authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "kept", "namespace": "ns"}}))).await.unwrap();
+    // A delete that stopped after marking the namespace (the process died).
+    let mut ns = authority.store().get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    ns.0.insert("status".into(), json!({"phase": "Terminating"}));
+    authority.store().update(&Resource::NAMESPACES, ns).await.unwrap();
+
+    let err = authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "late", "namespace": "ns"}}))).await.unwrap_err();
+    assert_eq!(err.to_string(), r#"secrets "late" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
+    // Updates are still allowed there, as in kube.
+    let mut kept = authority.store().get(&Resource::SECRETS, "ns", "kept").await.unwrap();
+    kept.0.insert("data".into(), json!({"k": "dg=="}));
+    authority.update(&Resource::SECRETS, kept).await.unwrap();
+
+    authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
+    for (resource, name) in [(Resource::SECRETS, "kept"), (Resource::NAMESPACES, "ns")] {
+        let namespace = if resource.namespaced { "ns" } else { "" };
+        assert!(authority.store().get(&resource, namespace, name).await.is_err(), "{name} is gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_created_during_a_namespace_delete_outlives_it() {
+    // Creates race the delete from other tasks, as from other clients or replicas: each either
+    // lands before the delete empties the namespace (and is deleted) or is refused.
+    for round in 0..20 {
+        let (authority, _) = authority().await;
+        let creators: Vec<_> = (0..4)
+            .map(|task| {
+                let authority = Arc::clone(&authority);
+                tokio::spawn(async move {
+                    for n in 0..50 {
+                        let secret = obj(json!({"metadata": {"name": format!("s-{task}-{n}"), "namespace": "ns"}}));
+                        if let Err(e) = authority.create(&Resource::SECRETS, secret).await {
+                            let refused = e.to_string();
+                            assert!(refused == r#"namespaces "ns" not found"# || refused.contains("because it is being terminated"), "{refused}");
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
+        for creator in creators {
+            creator.await.unwrap();
+        }
+        let options = tokenwarden_store::ListOptions { namespace: Some("ns".into()), ..Default::default() };
+        let left = authority.store().list(&Resource::SECRETS, &options).await.unwrap().items;
+        assert!(left.is_empty(), "round {round}: {:?} outlived namespace ns", left.iter().map(Object::name).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
 async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
     let (authority, _) = authority().await;
     let secret = authority

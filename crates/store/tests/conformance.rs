@@ -16,7 +16,7 @@ use tokenwarden_store::feed::watch;
 use tokenwarden_store::memory::MemoryStore;
 use tokenwarden_store::sqlite::{SqliteOptions, SqliteStore};
 use tokenwarden_store::etcd::{EtcdOptions, EtcdStore};
-use tokenwarden_store::{EventType, ListOptions, ManualClock, Preconditions, Store, StoreError};
+use tokenwarden_store::{EventType, ListOptions, ManualClock, Preconditions, Revision, Store, StoreError};
 use tokenwarden_testkit::etcd::EtcdCluster;
 
 const SA: Resource = Resource::SERVICE_ACCOUNTS;
@@ -69,6 +69,15 @@ fn sa(ns: &str, name: &str) -> Object {
     obj(json!({"metadata": {"name": name, "namespace": ns}}))
 }
 
+/// Creates the Namespaces `names` (a namespaced create needs its namespace) and returns the
+/// revision after them, which the writes that follow count from.
+async fn namespaces(store: &dyn Store, names: &[&str]) -> Revision {
+    for name in names {
+        store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": name}}))).await.unwrap();
+    }
+    store.current_revision().await.unwrap()
+}
+
 fn api_err(result: Result<impl std::fmt::Debug, StoreError>) -> Error {
     match result {
         Err(StoreError::Api(e)) => e,
@@ -110,9 +119,18 @@ conformance!(
     events_in_order,
     compaction_makes_old_revisions_gone,
     watch_replays_then_follows,
+    creates_need_a_live_namespace,
 );
 
 async fn create_and_get(f: Fixture) {
+    // Cluster-scoped, and first (a namespaced create needs its namespace): namespace dropped,
+    // get ignores the namespace argument; the first write is revision 1.
+    let ns = f.store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns", "namespace": "junk"}}))).await.unwrap();
+    assert_eq!(ns.namespace(), "");
+    assert_eq!(ns.resource_version(), "1");
+    assert_eq!(f.store.get(&Resource::NAMESPACES, "", "ns").await.unwrap(), ns);
+    assert_eq!(f.store.get(&Resource::NAMESPACES, "other", "ns").await.unwrap(), ns);
+
     let sent = obj(json!({
         "metadata": {"name": "bot", "namespace": "ns", "labels": {"app": "x"}, "uid": "client-uid",
                      "resourceVersion": "99", "x-unknown-meta": [1, 2]},
@@ -125,7 +143,7 @@ async fn create_and_get(f: Fixture) {
     assert_eq!(uid.len(), 36);
     assert_ne!(uid, "client-uid");
     assert_eq!(&uid[14..15], "4");
-    assert_eq!(created.resource_version(), "1");
+    assert_eq!(created.resource_version(), "2");
     assert_eq!(created.creation_timestamp(), Some(T0));
     assert_eq!(created.value()["metadata"]["creationTimestamp"], "2025-09-05T01:27:43Z");
     assert_eq!(created.value()["apiVersion"], "v1");
@@ -139,13 +157,6 @@ async fn create_and_get(f: Fixture) {
     let got = f.store.get(&SA, "ns", "bot").await.unwrap();
     assert_eq!(got, created);
 
-    // Cluster-scoped: namespace dropped, get ignores the namespace argument.
-    let ns = f.store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns", "namespace": "junk"}}))).await.unwrap();
-    assert_eq!(ns.namespace(), "");
-    assert_eq!(ns.resource_version(), "2");
-    assert_eq!(f.store.get(&Resource::NAMESPACES, "", "ns").await.unwrap(), ns);
-    assert_eq!(f.store.get(&Resource::NAMESPACES, "other", "ns").await.unwrap(), ns);
-
     // Resources with the same name are distinct.
     f.store.create(&Resource::SECRETS, sa("ns", "bot")).await.unwrap();
     assert_eq!(f.store.get(&SA, "ns", "bot").await.unwrap().uid(), uid);
@@ -158,6 +169,7 @@ async fn create_and_get(f: Fixture) {
 }
 
 async fn create_errors(f: Fixture) {
+    let base = namespaces(&*f.store, &["ns"]).await;
     f.store.create(&SA, sa("ns", "a")).await.unwrap();
     let err = api_err(f.store.create(&SA, sa("ns", "a")).await);
     assert_eq!(err.to_string(), r#"serviceaccounts "a" already exists"#);
@@ -178,10 +190,11 @@ async fn create_errors(f: Fixture) {
     assert_eq!(err.to_string(), r#"serviceaccounts "nope" not found"#);
     assert_eq!(err.code(), 404);
     // Failed writes consume no revision.
-    assert_eq!(f.store.current_revision().await.unwrap(), 1);
+    assert_eq!(f.store.current_revision().await.unwrap(), base + 1);
 }
 
 async fn list_filters_and_pages(f: Fixture) {
+    let base = namespaces(&*f.store, &["a", "b", "c"]).await;
     for (ns, name, app) in [("b", "y", "web"), ("a", "z", "db"), ("a", "x", "web"), ("b", "w", "db"), ("c", "v", "web")] {
         let o = obj(json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "tier": ns}));
         f.store.create(&SA, o).await.unwrap();
@@ -190,7 +203,7 @@ async fn list_filters_and_pages(f: Fixture) {
 
     let all = f.store.list(&SA, &ListOptions::default()).await.unwrap();
     assert_eq!(names(&all.items), ["a/x", "a/z", "b/w", "b/y", "c/v"]);
-    assert_eq!(all.revision, 6);
+    assert_eq!(all.revision, base + 6);
     assert_eq!(all.continue_token, None);
 
     let in_b = ListOptions { namespace: Some("b".into()), ..Default::default() };
@@ -260,7 +273,7 @@ async fn list_filters_and_pages(f: Fixture) {
 
     let nodes = f.store.list(&Resource::NODES, &ListOptions::default()).await.unwrap();
     assert!(nodes.items.is_empty());
-    assert_eq!(nodes.revision, 6);
+    assert_eq!(nodes.revision, base + 6);
 
     // Every page says the first page's revision, whatever changed meanwhile, so that a watch
     // from the last page's replays the change (kube's lists are one snapshot).
@@ -271,6 +284,7 @@ async fn list_filters_and_pages(f: Fixture) {
 }
 
 async fn update_semantics(f: Fixture) {
+    let base = namespaces(&*f.store, &["ns"]).await;
     let created = f.store.create(&SA, sa("ns", "a")).await.unwrap();
     f.clock.advance(3600);
 
@@ -278,7 +292,7 @@ async fn update_semantics(f: Fixture) {
     changed.0.insert("x-new".into(), json!({"k": "v"}));
     changed.set_meta("creationTimestamp", "2000-01-01T00:00:00Z");
     let updated = f.store.update(&SA, changed.clone()).await.unwrap();
-    assert_eq!(updated.resource_version(), "2");
+    assert_eq!(updated.resource_version(), (base + 2).to_string());
     assert_eq!(updated.uid(), created.uid());
     assert_eq!(updated.creation_timestamp(), Some(T0));
     assert_eq!(updated.value()["x-new"], json!({"k": "v"}));
@@ -294,7 +308,7 @@ async fn update_semantics(f: Fixture) {
 
     // No resourceVersion: unconditional.
     let blind = f.store.update(&SA, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "v": 2}))).await.unwrap();
-    assert_eq!(blind.resource_version(), "3");
+    assert_eq!(blind.resource_version(), (base + 3).to_string());
     assert_eq!(blind.uid(), created.uid());
     assert_eq!(blind.value()["kind"], "ServiceAccount");
     assert!(blind.value().get("x-new").is_none());
@@ -311,10 +325,11 @@ async fn update_semantics(f: Fixture) {
 
     let err = api_err(f.store.update(&SA, sa("ns", "missing")).await);
     assert_eq!(err.to_string(), r#"serviceaccounts "missing" not found"#);
-    assert_eq!(f.store.current_revision().await.unwrap(), 3);
+    assert_eq!(f.store.current_revision().await.unwrap(), base + 3);
 }
 
 async fn delete_preconditions(f: Fixture) {
+    let base = namespaces(&*f.store, &["ns"]).await;
     let created = f.store.create(&SA, sa("ns", "a")).await.unwrap();
     let err = api_err(f.store.delete(&SA, "ns", "missing", &Preconditions::default()).await);
     assert_eq!((err.to_string().as_str(), err.code()), (r#"serviceaccounts "missing" not found"#, 404));
@@ -334,12 +349,15 @@ async fn delete_preconditions(f: Fixture) {
     let err = api_err(f.store.delete(&SA, "ns", "a", &wrong_rv).await);
     assert_eq!(
         err.to_string(),
-        r#"Operation cannot be fulfilled on serviceaccounts "a": Precondition failed: ResourceVersion in precondition: 7, ResourceVersion in object meta: 1"#
+        format!(
+            r#"Operation cannot be fulfilled on serviceaccounts "a": Precondition failed: ResourceVersion in precondition: 7, ResourceVersion in object meta: {}"#,
+            base + 1
+        )
     );
 
-    let right = Preconditions { uid: Some(created.uid().into()), resource_version: Some("1".into()) };
+    let right = Preconditions { uid: Some(created.uid().into()), resource_version: Some((base + 1).to_string()) };
     let deleted = f.store.delete(&SA, "ns", "a", &right).await.unwrap();
-    assert_eq!(deleted.resource_version(), "2");
+    assert_eq!(deleted.resource_version(), (base + 2).to_string());
     assert_eq!(deleted.uid(), created.uid());
     assert_eq!(api_err(f.store.get(&SA, "ns", "a").await).code(), 404);
     assert_eq!(api_err(f.store.delete(&SA, "ns", "a", &Preconditions::default()).await).code(), 404);
@@ -347,12 +365,13 @@ async fn delete_preconditions(f: Fixture) {
     // The name is free again; the new object has a new uid.
     let again = f.store.create(&SA, sa("ns", "a")).await.unwrap();
     assert_ne!(again.uid(), created.uid());
-    assert_eq!(again.resource_version(), "3");
+    assert_eq!(again.resource_version(), (base + 3).to_string());
 }
 
 async fn events_in_order(f: Fixture) {
-    let a = f.store.create(&SA, sa("ns", "a")).await.unwrap();
+    // The namespace first: a namespaced create needs it.
     f.store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+    let a = f.store.create(&SA, sa("ns", "a")).await.unwrap();
     let a2 = f.store.update(&SA, a.clone()).await.unwrap();
     let gone = f.store.delete(&SA, "ns", "a", &Preconditions::default()).await.unwrap();
 
@@ -361,13 +380,13 @@ async fn events_in_order(f: Fixture) {
     assert_eq!(
         summary,
         [
-            (1, EventType::Added, "/serviceaccounts", "a"),
-            (2, EventType::Added, "/namespaces", "ns"),
+            (1, EventType::Added, "/namespaces", "ns"),
+            (2, EventType::Added, "/serviceaccounts", "a"),
             (3, EventType::Modified, "/serviceaccounts", "a"),
             (4, EventType::Deleted, "/serviceaccounts", "a"),
         ]
     );
-    assert_eq!(*events[0].object, a);
+    assert_eq!(*events[1].object, a);
     assert_eq!(*events[2].object, a2);
     assert_eq!(*events[3].object, gone);
     assert_eq!(events[3].object.resource_version(), "4");
@@ -381,34 +400,42 @@ async fn events_in_order(f: Fixture) {
 }
 
 async fn compaction_makes_old_revisions_gone(f: Fixture) {
+    let base = namespaces(&*f.store, &["ns"]).await;
     for name in ["a", "b", "c", "d"] {
         f.store.create(&SA, sa("ns", name)).await.unwrap();
     }
-    f.store.compact(2).await.unwrap();
-    let err = api_err(f.store.events_since(1).await);
-    assert_eq!(err.to_string(), "too old resource version: 1 (2)");
+    f.store.compact(base + 2).await.unwrap();
+    let err = api_err(f.store.events_since(base + 1).await);
+    assert_eq!(err.to_string(), format!("too old resource version: {} ({})", base + 1, base + 2));
     assert_eq!((err.code(), err.reason()), (410, "Expired"));
-    assert_eq!(f.store.events_since(2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(f.store.events_since(base + 2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [base + 3, base + 4]);
 
     // Compaction never goes backwards nor past the current revision.
-    f.store.compact(1).await.unwrap();
-    assert!(f.store.events_since(1).await.is_err());
+    f.store.compact(base + 1).await.unwrap();
+    assert!(f.store.events_since(base + 1).await.is_err());
     f.store.compact(1000).await.unwrap();
-    assert!(f.store.events_since(4).await.unwrap().is_empty());
-    assert_eq!(api_err(f.store.events_since(3).await).to_string(), "too old resource version: 3 (4)");
+    assert!(f.store.events_since(base + 4).await.unwrap().is_empty());
+    assert_eq!(
+        api_err(f.store.events_since(base + 3).await).to_string(),
+        format!("too old resource version: {} ({})", base + 3, base + 4)
+    );
     // Objects are untouched.
     assert_eq!(f.store.list(&SA, &ListOptions::default()).await.unwrap().items.len(), 4);
     f.store.create(&SA, sa("ns", "e")).await.unwrap();
-    assert_eq!(f.store.events_since(4).await.unwrap().len(), 1);
+    assert_eq!(f.store.events_since(base + 4).await.unwrap().len(), 1);
 }
 
 async fn watch_replays_then_follows(f: Fixture) {
+    let base = namespaces(&*f.store, &["ns"]).await;
     f.store.create(&SA, sa("ns", "a")).await.unwrap();
     f.store.create(&SA, sa("ns", "b")).await.unwrap();
     let mut stream = watch(Arc::clone(&f.store), 0).await.unwrap();
-    let mut tail = watch(Arc::clone(&f.store), 2).await.unwrap();
-    assert_eq!(stream.next().await.unwrap().unwrap().revision, 1);
-    assert_eq!(stream.next().await.unwrap().unwrap().revision, 2);
+    let mut tail = watch(Arc::clone(&f.store), base + 2).await.unwrap();
+    // From 0 the replay is every revision: the namespace's (`base`), then a's and b's.
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!((first.revision, first.event_type, &*first.prefix, first.object.name()), (base, EventType::Added, "/namespaces", "ns"));
+    assert_eq!(stream.next().await.unwrap().unwrap().revision, base + 1);
+    assert_eq!(stream.next().await.unwrap().unwrap().revision, base + 2);
 
     let store = Arc::clone(&f.store);
     let writer = tokio::spawn(async move {
@@ -426,28 +453,76 @@ async fn watch_replays_then_follows(f: Fixture) {
     assert_eq!(
         seen,
         [
-            (3, EventType::Added, "c".to_owned()),
-            (4, EventType::Added, "d".to_owned()),
-            (5, EventType::Added, "e".to_owned()),
-            (6, EventType::Deleted, "c".to_owned()),
+            (base + 3, EventType::Added, "c".to_owned()),
+            (base + 4, EventType::Added, "d".to_owned()),
+            (base + 5, EventType::Added, "e".to_owned()),
+            (base + 6, EventType::Deleted, "c".to_owned()),
         ]
     );
     let mut tail_revisions = Vec::new();
     for _ in 0..4 {
         tail_revisions.push(tail.next().await.unwrap().unwrap().revision);
     }
-    assert_eq!(tail_revisions, [3, 4, 5, 6]);
-    assert_eq!(stream.last_revision(), 6);
+    assert_eq!(tail_revisions, [base + 3, base + 4, base + 5, base + 6]);
+    assert_eq!(stream.last_revision(), base + 6);
 
-    f.store.compact(5).await.unwrap();
-    let err = watch(Arc::clone(&f.store), 4).await.unwrap_err();
+    f.store.compact(base + 5).await.unwrap();
+    let err = watch(Arc::clone(&f.store), base + 4).await.unwrap_err();
     assert_eq!(api(err).code(), 410);
+}
+
+async fn creates_need_a_live_namespace(f: Fixture) {
+    let secret = |ns: &str, name: &str| obj(json!({"metadata": {"name": name, "namespace": ns}, "type": "Opaque"}));
+    // No such namespace: NotFound for the namespace, and no revision consumed.
+    let err = api_err(f.store.create(&Resource::SECRETS, secret("x", "s")).await);
+    assert_eq!((err.to_string().as_str(), err.code(), err.reason()), (r#"namespaces "x" not found"#, 404, "NotFound"));
+    assert_eq!(f.store.current_revision().await.unwrap(), 0);
+    let err = api_err(f.store.create(&Resource::SECRETS, obj(json!({"metadata": {"generateName": "s-", "namespace": "x"}}))).await);
+    assert_eq!((err.to_string().as_str(), err.code()), (r#"namespaces "x" not found"#, 404));
+
+    // Another namespace existing does not admit it.
+    let base = namespaces(&*f.store, &["ns"]).await;
+    let err = api_err(f.store.create(&Resource::SECRETS, secret("x", "s")).await);
+    assert_eq!((err.to_string().as_str(), err.code()), (r#"namespaces "x" not found"#, 404));
+    let kept = f.store.create(&Resource::SECRETS, secret("ns", "kept")).await.unwrap();
+    assert_eq!(kept.resource_version(), (base + 1).to_string());
+
+    // Terminating, as a namespace delete marks it first: creates in it are refused (403), and
+    // consume no revision.
+    let mut ns = f.store.get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    ns.0.insert("status".into(), json!({"phase": "Terminating"}));
+    let ns = f.store.update(&Resource::NAMESPACES, ns).await.unwrap();
+    assert_eq!(ns.resource_version(), (base + 2).to_string());
+    let err = api_err(f.store.create(&Resource::SECRETS, secret("ns", "s")).await);
+    assert_eq!((err.code(), err.reason()), (403, "Forbidden"));
+    assert_eq!(err.to_string(), r#"secrets "s" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
+    let Error::Forbidden { causes, .. } = &err else { panic!("{err:?}") };
+    assert_eq!((causes[0].reason, causes[0].field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
+    let err = api_err(f.store.create(&SA, obj(json!({"metadata": {"generateName": "s-", "namespace": "ns"}}))).await);
+    assert_eq!((err.code(), err.reason()), (403, "Forbidden"));
+    // Even a name that is taken: the namespace is checked first.
+    assert_eq!(api_err(f.store.create(&Resource::SECRETS, secret("ns", "kept")).await).code(), 403);
+    assert_eq!(f.store.current_revision().await.unwrap(), base + 2);
+    assert_eq!(api_err(f.store.get(&Resource::SECRETS, "ns", "s").await).code(), 404);
+
+    // What is already in it can still be updated and deleted (kube allows both).
+    let mut changed = kept.clone();
+    changed.0.insert("type".into(), json!("kubernetes.io/service-account-token"));
+    let updated = f.store.update(&Resource::SECRETS, changed).await.unwrap();
+    assert_eq!(updated.resource_version(), (base + 3).to_string());
+    assert_eq!(updated.value()["type"], "kubernetes.io/service-account-token");
+    let deleted = f.store.delete(&Resource::SECRETS, "ns", "kept", &Preconditions::default()).await.unwrap();
+    assert_eq!((deleted.uid(), deleted.resource_version()), (kept.uid(), (base + 4).to_string().as_str()));
+    assert_eq!(api_err(f.store.get(&Resource::SECRETS, "ns", "kept").await).code(), 404);
+    assert_eq!(f.store.current_revision().await.unwrap(), base + 4);
 }
 
 #[tokio::test]
 async fn lagging_watch_is_gone_then_ends() {
     let f = memory();
-    let mut stream = watch(Arc::clone(&f.store), 0).await.unwrap();
+    // Watching from the namespace's revision: nothing to replay, as from 0 on an empty store.
+    let base = namespaces(&*f.store, &["ns"]).await;
+    let mut stream = watch(Arc::clone(&f.store), base).await.unwrap();
     for i in 0..1100 {
         f.store.create(&SA, sa("ns", &format!("o{i}"))).await.unwrap();
     }
@@ -462,7 +537,9 @@ async fn sqlite_lagging_watch_is_gone() {
     let options = SqliteOptions { broadcast_capacity: 2, ..Default::default() };
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open_with(&dir.path().join("s.db"), Arc::new(ManualClock::new(T0)), options).unwrap());
-    let mut stream = watch(Arc::clone(&store), 0).await.unwrap();
+    // Watching from the namespace's revision: nothing to replay, as from 0 on an empty store.
+    let base = namespaces(&*store, &["ns"]).await;
+    let mut stream = watch(Arc::clone(&store), base).await.unwrap();
     for name in ["a", "b", "c", "d"] {
         store.create(&SA, sa("ns", name)).await.unwrap();
     }
@@ -475,38 +552,48 @@ async fn sqlite_reopen_keeps_objects_revisions_and_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let clock = ManualClock::new(T0);
-    let (a, b) = {
+    let (base, a, b) = {
         let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
         assert_eq!(store.path(), path);
+        let base = namespaces(&store, &["ns"]).await;
         let a = store.create(&SA, obj(json!({"metadata": {"name": "a", "namespace": "ns"}, "x": [1]}))).await.unwrap();
         let b = store.create(&SA, sa("ns", "b")).await.unwrap();
         let b = store.update(&SA, b).await.unwrap();
         store.create(&SA, sa("ns", "c")).await.unwrap();
         store.delete(&SA, "ns", "c", &Preconditions::default()).await.unwrap();
-        (a, b)
+        (base, a, b)
     };
     let store = SqliteStore::open(&path, Arc::new(clock)).unwrap();
-    assert_eq!(store.current_revision().await.unwrap(), 5);
+    assert_eq!(store.current_revision().await.unwrap(), base + 5);
     assert_eq!(store.get(&SA, "ns", "a").await.unwrap(), a);
     assert_eq!(store.get(&SA, "ns", "b").await.unwrap(), b);
     assert_eq!(api_err(store.get(&SA, "ns", "c").await).code(), 404);
     let events = store.events_since(0).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| (e.revision, e.event_type)).collect();
+    // Every event since 0: the namespace's creation (`base`), then the ServiceAccounts' writes.
     assert_eq!(
         types,
-        [(1, EventType::Added), (2, EventType::Added), (3, EventType::Modified), (4, EventType::Added), (5, EventType::Deleted)]
+        [
+            (base, EventType::Added),
+            (base + 1, EventType::Added),
+            (base + 2, EventType::Added),
+            (base + 3, EventType::Modified),
+            (base + 4, EventType::Added),
+            (base + 5, EventType::Deleted)
+        ]
     );
-    assert_eq!(*events[0].object, a);
+    assert_eq!((&*events[0].prefix, events[0].object.name()), ("/namespaces", "ns"));
+    assert_eq!(*events[1].object, a);
     let d = store.create(&SA, sa("ns", "d")).await.unwrap();
-    assert_eq!(d.resource_version(), "6");
+    assert_eq!(d.resource_version(), (base + 6).to_string());
 
     // Compaction survives a reopen, even when every event is compacted away.
-    store.compact(6).await.unwrap();
+    store.compact(base + 6).await.unwrap();
     drop(store);
     let store = SqliteStore::open(&path, Arc::new(ManualClock::new(T0))).unwrap();
-    assert_eq!(store.current_revision().await.unwrap(), 6);
-    assert_eq!(api_err(store.events_since(5).await).code(), 410);
-    assert_eq!(store.create(&SA, sa("ns", "e")).await.unwrap().resource_version(), "7");
+    assert_eq!(store.current_revision().await.unwrap(), base + 6);
+    assert_eq!(api_err(store.events_since(base + 5).await).code(), 410);
+    assert_eq!(store.create(&SA, sa("ns", "e")).await.unwrap().resource_version(), (base + 7).to_string());
 }
 
 #[tokio::test]
@@ -515,27 +602,29 @@ async fn sqlite_keeps_the_last_n_events() {
     let path = dir.path().join("store.db");
     let options = SqliteOptions { keep_events: 3, ..Default::default() };
     let store = SqliteStore::open_with(&path, Arc::new(ManualClock::new(T0)), options).unwrap();
+    let base = namespaces(&store, &["ns"]).await;
     for name in ["a", "b", "c", "d", "e"] {
         store.create(&SA, sa("ns", name)).await.unwrap();
     }
-    assert_eq!(store.events_since(2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4, 5]);
-    assert_eq!(api_err(store.events_since(1).await).to_string(), "too old resource version: 1 (2)");
+    assert_eq!(store.events_since(base + 2).await.unwrap().iter().map(|e| e.revision).collect::<Vec<_>>(), [base + 3, base + 4, base + 5]);
+    assert_eq!(api_err(store.events_since(base + 1).await).to_string(), format!("too old resource version: {} ({})", base + 1, base + 2));
     drop(store);
     // A smaller retention applies at open.
     let options = SqliteOptions { keep_events: 1, ..Default::default() };
     let store = SqliteStore::open_with(&path, Arc::new(ManualClock::new(T0)), options).unwrap();
-    assert_eq!(store.events_since(4).await.unwrap().len(), 1);
-    assert_eq!(api_err(store.events_since(3).await).code(), 410);
+    assert_eq!(store.events_since(base + 4).await.unwrap().len(), 1);
+    assert_eq!(api_err(store.events_since(base + 3).await).code(), 410);
 }
 
 #[tokio::test]
 async fn memory_keeps_the_last_n_events() {
     let store = MemoryStore::with_keep_events(Arc::new(ManualClock::new(T0)), 2);
+    let base = namespaces(&store, &["ns"]).await;
     for name in ["a", "b", "c"] {
         store.create(&SA, sa("ns", name)).await.unwrap();
     }
-    assert_eq!(store.events_since(1).await.unwrap().len(), 2);
-    assert_eq!(api_err(store.events_since(0).await).to_string(), "too old resource version: 0 (1)");
+    assert_eq!(store.events_since(base + 1).await.unwrap().len(), 2);
+    assert_eq!(api_err(store.events_since(base).await).to_string(), format!("too old resource version: {base} ({})", base + 1));
 }
 
 fn open_error(path: &std::path::Path) -> String {

@@ -21,6 +21,13 @@ fn sa(ns: &str, name: &str) -> Object {
     Object::from_value(json!({"metadata": {"name": name, "namespace": ns}})).unwrap()
 }
 
+/// Creates the Namespaces `names`: a namespaced create needs its namespace.
+async fn namespaces(store: &dyn Store, names: &[&str]) {
+    for name in names {
+        store.create(&Resource::NAMESPACES, Object::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+    }
+}
+
 fn prefix(test: &str) -> String {
     format!("/etcd-test-{}-{test}", std::process::id())
 }
@@ -43,6 +50,12 @@ async fn replicas_share_objects_the_feed_and_conflicts() {
     let cluster = EtcdCluster::shared();
     let (a, b) = (store(cluster, &prefix("share")).await, store(cluster, &prefix("share")).await);
     let mut feed_b = b.subscribe();
+
+    // The namespace (a namespaced create needs it), written through A, is B's first event.
+    let ns = a.create(&Resource::NAMESPACES, Object::from_value(json!({"metadata": {"name": "ns"}})).unwrap()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), feed_b.recv()).await.unwrap().unwrap();
+    assert_eq!((event.event_type, &*event.prefix, &*event.object), (EventType::Added, "/namespaces", &ns));
+    assert_eq!(event.revision.to_string(), ns.resource_version());
 
     let created = a.create(&SA, sa("ns", "bot")).await.unwrap();
     assert_eq!(b.get(&SA, "ns", "bot").await.unwrap(), created);
@@ -76,6 +89,7 @@ async fn replicas_share_objects_the_feed_and_conflicts() {
 async fn concurrent_read_modify_writes_through_two_replicas_lose_nothing() {
     let cluster = EtcdCluster::shared();
     let (a, b) = (store(cluster, &prefix("counter")).await, store(cluster, &prefix("counter")).await);
+    namespaces(&a, &["ns"]).await;
     a.create(&SA, Object::from_value(json!({"metadata": {"name": "c", "namespace": "ns"}, "count": 0})).unwrap()).await.unwrap();
     const PER_REPLICA: u64 = 10;
     let increment = |store: Arc<EtcdStore>| async move {
@@ -106,6 +120,7 @@ async fn pages_are_read_at_the_first_pages_revision_until_compacted() {
     // Its own cluster: compaction is cluster-wide and would disturb the other tests.
     let cluster = EtcdCluster::start(1);
     let store = store(&cluster, &prefix("pages")).await;
+    namespaces(&store, &["ns"]).await;
     for name in ["a", "b", "c", "d"] {
         store.create(&SA, sa("ns", name)).await.unwrap();
     }
