@@ -548,11 +548,33 @@ async fn a_namespace_has_a_phase_and_takes_no_new_content_while_terminating() {
     let core = s.get("/api/v1").await;
     assert!(names_of_resources(&core.body).contains(&"namespaces/status"), "{}", core.body);
 
-    // Terminating through /status, as a delete that stopped half way leaves it.
+    // Neither a status write nor an update fakes a delete, as in kube.
     let mut status = updated.body.clone();
     status["status"] = json!({"phase": "Terminating"});
-    let marked = s.call(Method::PUT, "/api/v1/namespaces/t/status", &[("content-type", "application/json")], Some(status)).await;
-    assert_eq!(marked.status, StatusCode::OK, "{}", marked.body);
+    let faked = s.call(Method::PUT, "/api/v1/namespaces/t/status", &[("content-type", "application/json")], Some(status)).await;
+    assert_status(&faked, 422, "Invalid", "Namespace \"t\" is invalid: status.Phase: Invalid value: \"Terminating\": may only be 'Active' if `deletionTimestamp` is empty");
+    let mut stamped = updated.body.clone();
+    stamped["metadata"]["deletionTimestamp"] = json!("2025-09-05T01:27:43Z");
+    let faked = s.call(Method::PUT, "/api/v1/namespaces/t", &[("content-type", "application/json")], Some(stamped)).await;
+    assert_status(&faked, 422, "Invalid", "Namespace \"t\" is invalid: metadata.deletionTimestamp: Invalid value: 2025-09-05 01:27:43 +0000 UTC: field is immutable");
+
+    // A delete that stopped half way (the process died) leaves it Terminating.
+    let mut ns = s.authority.store().get(&tokenwarden_core::Resource::NAMESPACES, "", "t").await.unwrap();
+    ns.set_meta("deletionTimestamp", "2025-09-05T01:27:43Z");
+    ns.0.insert("status".into(), json!({"phase": "Terminating"}));
+    s.authority.store().update(&tokenwarden_core::Resource::NAMESPACES, ns).await.unwrap();
+    // Its status cannot go back to Active, and an update keeps the deletionTimestamp.
+    let terminating = s.get("/api/v1/namespaces/t").await.body;
+    let mut revived = terminating.clone();
+    revived["status"] = json!({"phase": "Active"});
+    let refused = s.call(Method::PUT, "/api/v1/namespaces/t/status", &[("content-type", "application/json")], Some(revived)).await;
+    assert_status(&refused, 422, "Invalid", "Namespace \"t\" is invalid: status.Phase: Invalid value: \"Active\": may only be 'Terminating' if `deletionTimestamp` is not empty");
+    let mut unstamped = terminating.clone();
+    unstamped["metadata"].as_object_mut().unwrap().remove("deletionTimestamp");
+    let kept = s.call(Method::PUT, "/api/v1/namespaces/t", &[("content-type", "application/json")], Some(unstamped)).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
+    assert_eq!((kept.body["metadata"]["deletionTimestamp"].as_str(), kept.body["status"]["phase"].as_str()), (Some("2025-09-05T01:27:43Z"), Some("Terminating")));
+
     let refused = s.post("/api/v1/namespaces/t/secrets", json!({"metadata": {"name": "late"}})).await;
     assert_status(&refused, 403, "Forbidden", "secrets \"late\" is forbidden: unable to create new content in namespace t because it is being terminated");
     assert_eq!(

@@ -153,8 +153,8 @@ async fn sqlite_server(name: &str) -> (Server, TempDb) {
     let authority =
         Authority::start(Arc::new(store), keys, IssuerConfig::new("https://127.0.0.1:6443"), Arc::new(clock.clone()), None).await.unwrap();
     authority.bootstrap_policy().await.unwrap();
-    let state = ApiState::new(authority, AdminCredential::from_token(ADMIN), "https://127.0.0.1:6443");
-    (Server { router: router(Arc::new(state)), clock }, TempDb(path))
+    let state = ApiState::new(Arc::clone(&authority), AdminCredential::from_token(ADMIN), "https://127.0.0.1:6443");
+    (Server { router: router(Arc::new(state)), clock, authority }, TempDb(path))
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use tokenwarden_core::object::{SERVICE_ACCOUNT_NAME_ANNOTATION, SERVICE_ACCOUNT_
 use tokenwarden_core::review::{self, ReviewError, VerifiedToken};
 use tokenwarden_core::token_request::{self, IssuedToken, IssuerConfig, TokenRequestInput};
 use tokenwarden_core::legacy_tokens::LAST_USED_LABEL;
+use tokenwarden_core::error::go_quote;
 use tokenwarden_core::{Error, FieldError, Object, Resource, Timestamp};
 use tokenwarden_core::lookup::ObjectLookup as _;
 
@@ -251,10 +252,14 @@ impl Authority {
     /// Admission of an update of `part` of `current`, without writing: the object to store.
     pub fn admit_update(&self, resource: &Resource, current: &Object, object: Object, part: Part) -> Result<Object, StoreError> {
         let mut object = part.apply(resource, current, object);
+        keep_deletion_timestamp(resource, current, &mut object)?;
         fold_string_data(resource, &mut object);
         tokenwarden_core::rbac::default_fields(resource, &mut object);
         validate(resource, &object)?;
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
+        if *resource == Resource::NAMESPACES && part == Part::Status {
+            check_namespace_phase(&object)?;
+        }
         Ok(object)
     }
 
@@ -473,6 +478,40 @@ fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn invalid(resource: &Resource, object: &Object, cause: FieldError) -> StoreError {
+    Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: vec![cause] }.into()
+}
+
+/// kube's `BeforeUpdate` and `ValidateObjectMetaUpdate`: an update keeps the deletionTimestamp
+/// the object has, and cannot give it one (only a delete does).
+fn keep_deletion_timestamp(resource: &Resource, current: &Object, object: &mut Object) -> Result<(), StoreError> {
+    match current.str_at("metadata.deletionTimestamp") {
+        Some(stamp) => object.set_meta("deletionTimestamp", stamp.to_owned()),
+        None => {
+            if let Some(sent) = object.str_at("metadata.deletionTimestamp") {
+                // Go prints a metav1.Time by its String(): `2006-01-02 15:04:05 +0000 UTC`.
+                let shown = Timestamp::parse_rfc3339(sent).map_or_else(|| go_quote(sent), |t| t.to_string().replacen('T', " ", 1).replacen('Z', " +0000 UTC", 1));
+                return Err(invalid(resource, object, FieldError::invalid("metadata.deletionTimestamp", shown, "field is immutable")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// kube's `ValidateNamespaceStatusUpdate`: Active while the namespace is not being deleted,
+/// Terminating once it is (a status write cannot stop a delete, nor fake one).
+fn check_namespace_phase(namespace: &Object) -> Result<(), StoreError> {
+    let phase = namespace.str_at("status.phase").unwrap_or_default();
+    let (wanted, detail) = match namespace.str_at("metadata.deletionTimestamp") {
+        None => ("Active", "may only be 'Active' if `deletionTimestamp` is empty"),
+        Some(_) => (NAMESPACE_TERMINATING, "may only be 'Terminating' if `deletionTimestamp` is not empty"),
+    };
+    if phase == wanted {
+        return Ok(());
+    }
+    Err(invalid(&Resource::NAMESPACES, namespace, FieldError::invalid("status.Phase", go_quote(phase), detail)))
+}
+
 /// An object nested deeper than [`MAX_OBJECT_DEPTH`] is 422 Invalid, naming the top-level field.
 /// kube-apiserver has no such limit (Go decodes 10,000 levels); ours is what the store reads
 /// back, so refusing it is refusing an object that cannot be stored.
@@ -485,8 +524,7 @@ fn check_depth(resource: &Resource, object: &Object) -> Result<(), StoreError> {
         reason: "FieldValueForbidden",
         message: format!("Forbidden: objects and arrays may nest at most {MAX_OBJECT_DEPTH} levels deep, the object included"),
     };
-    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: vec![cause] }
-        .into())
+    Err(invalid(resource, object, cause))
 }
 
 /// Lists every indexed resource into the index; returns the revision it reflects.

@@ -21,6 +21,8 @@ pub const ADMIN: &str = "admin-token";
 pub struct Server {
     pub router: Router,
     pub clock: ManualClock,
+    /// For what no request can do (a delete that stopped half way).
+    pub authority: Arc<Authority>,
 }
 
 pub async fn server_with(keep_events: Option<usize>) -> Server {
@@ -34,8 +36,8 @@ pub async fn server_with(keep_events: Option<usize>) -> Server {
         .await
         .unwrap();
     authority.bootstrap_policy().await.unwrap();
-    let state = ApiState::new(authority, AdminCredential::from_token(ADMIN), "https://127.0.0.1:6443");
-    Server { router: router(Arc::new(state)), clock }
+    let state = ApiState::new(Arc::clone(&authority), AdminCredential::from_token(ADMIN), "https://127.0.0.1:6443");
+    Server { router: router(Arc::new(state)), clock, authority }
 }
 
 pub async fn server() -> Server {
