@@ -659,6 +659,34 @@ fn success_headers_and_dynamic_metadata_resolve_selectors() {
 }
 
 #[test]
+fn json_text_is_written_as_gos_encoding_json_writes_it() {
+    // Authorino marshals JSON headers and the reasons of several sources with encoding/json,
+    // which escapes `<`, `>` and `&` (a selector's JSON text comes from the same)
+    let cfg = config(with_spec(
+        "go-json",
+        json!({
+            "hosts": [HOST],
+            "authentication": {
+                "<a>": {"kubernetesTokenReview": {"audiences": ["a"]}},
+                "b&c": {"kubernetesTokenReview": {"audiences": ["a"]}},
+            },
+            "response": {"success": {"headers": {
+                "x-json": {"json": {"properties": {"html": {"value": "<b>&amp;</b>"}, "line": {"value": "a\u{2028}b"}}}},
+                "x-text": {"plain": {"selector": "headers: {request.headers}"}},
+            }}},
+        }),
+    ));
+    let unauthenticated = run(&cfg, &get("/"), &Verifier::default());
+    assert_deny(&unauthenticated, 401, 16, r#"{"\u003ca\u003e":"credential not found","b\u0026c":"credential not found"}"#);
+
+    let verifier = Verifier::default().with("t", IdentityOutcome::Verified(sa_identity("dan")));
+    let decision = run(&cfg, &bearer("t").with_header("x-q", "a&b"), &verifier);
+    let Decision::Allow { headers, .. } = decision else { panic!("{decision:?}") };
+    assert_eq!(headers[0], ("x-json".to_owned(), r#"{"html":"\u003cb\u003e\u0026amp;\u003c/b\u003e","line":"a\u2028b"}"#.to_owned()));
+    assert_eq!(headers[1], ("x-text".to_owned(), r#"headers: {"authorization":"Bearer t","x-q":"a\u0026b"}"#.to_owned()));
+}
+
+#[test]
 fn plain_header_values_from_selectors_are_printed_as_go_prints_them() {
     // Authorino's `wrapObjectAsHeaderValue` is `fmt.Sprintf("%v", gjson.Get(...).Value())`
     let plain = |selector: &str| json!({"plain": {"selector": selector}});

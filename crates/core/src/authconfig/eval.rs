@@ -715,7 +715,7 @@ impl<'r> Evaluation<'r> {
             return error.clone();
         }
         let map: Map<String, Value> = self.identity_errors.iter().map(|(n, e)| (n.clone(), Value::String(e.clone()))).collect();
-        Value::Object(map).to_string()
+        super::path::go_json(&Value::Object(map))
     }
 
     fn identity_succeeded(&mut self, i: usize, mut identity: Value) -> Step<'r> {

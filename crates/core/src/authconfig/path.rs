@@ -114,15 +114,38 @@ impl JsonSelector {
     }
 }
 
-/// GJSON's `Result.String()` of a value.
+/// GJSON's `Result.String()` of a value: an object or array is its JSON text, which Authorino
+/// has from Go's encoding/json.
 pub fn to_gjson_string(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(other) => other.to_string(),
+        Some(other) => go_json(other),
     }
+}
+
+/// JSON text as Go's `json.Marshal` writes it: keys sorted (serde_json's map is ordered) and
+/// `<`, `>`, `&`, U+2028 and U+2029 escaped. They occur only inside strings in JSON text, so
+/// escaping them in the text is exact.
+pub fn go_json(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            '\u{2028}' => escaped.push_str("\\u2028"),
+            '\u{2029}' => escaped.push_str("\\u2029"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Authorino's `IsTemplate`: some `{` is not the argument brace of a modifier (`@name:{`).
