@@ -18,5 +18,6 @@ pub mod observe;
 pub mod proxy;
 pub mod remote;
 pub mod source;
+mod wire;
 
 pub use authorizer::Authorizer;

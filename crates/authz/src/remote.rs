@@ -35,6 +35,7 @@ use crate::Authorizer;
 use crate::configs::{self, Read};
 use crate::identity::{ApiKeySecret, CacheResult, TokenReviewer};
 use crate::kubeconfig::{ClusterAccess, ConfigError};
+use crate::wire;
 
 /// The TokenReview endpoint.
 pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
@@ -360,6 +361,13 @@ trait Followed: Send + 'static {
     fn upsert(&mut self, object: Object);
     /// An object was deleted.
     fn remove(&mut self, object: &Object);
+    /// An object was added or modified that cannot be read (nested deeper than serde_json
+    /// reads): `skeleton` is its metadata alone. By default it counts as such an object,
+    /// holding nothing.
+    fn unreadable(&mut self, skeleton: Object, why: String) {
+        tracing::warn!(path = Self::PATH, object = %object_key(&skeleton), error = %why, "an object that cannot be read is taken as its metadata alone");
+        self.upsert(skeleton);
+    }
     /// A list or a batch of events has been taken in: publish what changed.
     fn settle(&mut self) -> impl Future<Output = ()> + Send;
     /// Only objects with these labels (`labelSelector`), if set.
@@ -407,6 +415,7 @@ impl<T: Followed> Follower<T> {
     async fn list(&mut self) -> Result<(), String> {
         let path = T::PATH;
         let mut items = Vec::new();
+        let mut unreadable = Vec::new();
         let mut next: Option<String> = None;
         // The first page's version: kube-apiserver serves every page from that snapshot, and a
         // server that does not replays, from there, the changes to pages already read.
@@ -425,19 +434,26 @@ impl<T: Followed> Follower<T> {
             if !status.is_success() {
                 return Err(format!("list {path}: HTTP {}: {}", status.as_u16(), status_message(&body)));
             }
-            let mut list: Value = serde_json::from_slice(&body).map_err(|e| format!("list {path}: malformed response: {e}"))?;
-            if let Some(Value::Array(page)) = list.get_mut("items").map(Value::take) {
-                items.extend(page.into_iter().filter_map(Object::from_value));
+            let page = wire::page(&body).map_err(|e| format!("list {path}: malformed response: {e}"))?;
+            for item in page.items {
+                match item {
+                    wire::Item::Object(object) => items.push(object),
+                    wire::Item::Unreadable(skeleton, why) => unreadable.push((skeleton, why)),
+                    wire::Item::Nameless(_) => tracing::debug!(path, "list: skipping an item without a name"),
+                    wire::Item::Invalid(why) => tracing::debug!(path, error = %why, "list: skipping an item that cannot be read"),
+                }
             }
-            let text = |pointer: &str| list.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
-            version.get_or_insert_with(|| text("/metadata/resourceVersion"));
-            match text("/metadata/continue") {
+            version.get_or_insert(page.resource_version);
+            match page.continue_token {
                 token if token.is_empty() => break,
                 token => next = Some(token),
             }
         }
         self.resource_version = version.unwrap_or_default();
         self.state.reset(items);
+        for (skeleton, why) in unreadable {
+            self.state.unreadable(skeleton, why);
+        }
         self.state.settle().await;
         Ok(())
     }
@@ -484,7 +500,7 @@ impl<T: Followed> Follower<T> {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let event: Value = serde_json::from_slice(&line).map_err(|e| format!("watch {path}: malformed event: {e}"))?;
+                let event = wire::event(&line).map_err(|e| format!("watch {path}: malformed event: {e}"))?;
                 match self.apply(event)? {
                     Applied::Changed => changed = true,
                     Applied::Unchanged => {}
@@ -502,22 +518,27 @@ impl<T: Followed> Follower<T> {
         }
     }
 
-    fn apply(&mut self, mut event: Value) -> Result<Applied, String> {
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let object = event.get_mut("object").map(Value::take).unwrap_or(Value::Null);
-        if kind == "ERROR" {
-            if object.get("code").and_then(Value::as_u64) == Some(410) {
+    fn apply(&mut self, event: wire::Event) -> Result<Applied, String> {
+        if event.kind == "ERROR" {
+            let status = event.object.into_value();
+            if status.get("code").and_then(Value::as_u64) == Some(410) {
                 return Ok(Applied::Gone);
             }
-            return Err(format!("watch {}: error event: {}", T::PATH, status_message(object.to_string().as_bytes())));
+            return Err(format!("watch {}: error event: {}", T::PATH, status_message(status.to_string().as_bytes())));
         }
-        if let Some(version) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        // Every event moves the version on, a BOOKMARK's (which names nothing) included.
+        if let Some(version) = event.object.resource_version() {
             version.clone_into(&mut self.resource_version);
         }
-        let Some(object) = Object::from_value(object) else { return Ok(Applied::Unchanged) };
-        match kind.as_str() {
-            "ADDED" | "MODIFIED" => self.state.upsert(object),
-            "DELETED" => self.state.remove(&object),
+        let (object, unreadable) = match event.object {
+            wire::Item::Object(object) => (object, None),
+            wire::Item::Unreadable(skeleton, why) => (skeleton, Some(why)),
+            wire::Item::Nameless(_) | wire::Item::Invalid(_) => return Ok(Applied::Unchanged),
+        };
+        match (event.kind.as_str(), unreadable) {
+            ("ADDED" | "MODIFIED", None) => self.state.upsert(object),
+            ("ADDED" | "MODIFIED", Some(why)) => self.state.unreadable(object, why),
+            ("DELETED", _) => self.state.remove(&object),
             _ => return Ok(Applied::Unchanged),
         }
         Ok(Applied::Changed)
@@ -655,6 +676,14 @@ impl Followed for RemoteAuthConfigs {
 
     fn remove(&mut self, object: &Object) {
         self.dirty |= self.configs.remove(&object_key(object)).is_some();
+    }
+
+    /// Invalid, with why: its last valid version stays in force, as for any invalid update.
+    fn unreadable(&mut self, skeleton: Object, why: String) {
+        let key = object_key(&skeleton);
+        tracing::warn!(authconfig = %key, error = %why, "invalid AuthConfig skipped");
+        self.configs.insert(key, Watched { object: skeleton, parsed: Err(why) });
+        self.dirty = true;
     }
 
     async fn settle(&mut self) {

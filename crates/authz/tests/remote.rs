@@ -438,6 +438,62 @@ async fn authconfigs_applied_to_the_api_server_are_picked_up_within_a_second() {
     watcher.abort();
 }
 
+/// `value` nested `depth` levels: deeper than serde_json reads (127) at 200. kube-apiserver
+/// keeps such objects (Go reads 10,000 levels); ours refuses them, so they are written to the
+/// store directly here, as a real cluster would hold them.
+fn deep(depth: usize) -> Value {
+    (1..depth).fold(json!("leaf"), |inner, _| json!({"a": inner}))
+}
+
+#[tokio::test]
+async fn an_object_too_deep_to_read_does_not_stop_the_followers() {
+    use tokenwarden_authz::remote::RemoteApiKeys;
+    let api = Api::start().await;
+    let store = api.authority.store();
+    // A deep AuthConfig and a deep API-key Secret before the first list.
+    let mut nested = guide("nested", "nested.example.com");
+    nested["spec"]["authentication"]["authorized-service-accounts"]["defaults"] = json!({"x": {"value": deep(200)}});
+    store.create(&Resource::AUTH_CONFIGS, obj(nested)).await.unwrap();
+    let deep_key = json!({"metadata": {"name": "deep-key", "namespace": NS, "labels": {"group": "friends"}, "annotations": {"x": "y"}},
+                          "data": {"api_key": "ZGVlcA=="}, "x-extra": deep(200)});
+    store.create(&Resource::SECRETS, obj(deep_key)).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("first", "first.example.com"))).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(api_key_config("keys", "keys.example.com", false))).await.unwrap();
+
+    let authorizer = Arc::new(Authorizer::new(Identities::with_backends(None, None)));
+    let watcher = RemoteAuthConfigs::start(api.client(), Arc::clone(&authorizer)).await.unwrap();
+    let keys = RemoteApiKeys::start(api.client(), Arc::clone(&authorizer), None);
+    let configs = || authorizer.configs();
+    assert!(configs().lookup("first.example.com").is_some(), "the list was read around the deep AuthConfig");
+    assert!(configs().lookup("nested.example.com").is_none(), "an AuthConfig that cannot be read is not enforced");
+    // The deep Secret is not an API key: 401, not the 503 of keys never listed.
+    let good = json!({"metadata": {"name": "good-key", "namespace": NS, "labels": {"group": "friends"}}, "stringData": {"api_key": "good"}});
+    api.authority.create(&Resource::SECRETS, obj(good)).await.unwrap();
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "good"), 200).await;
+    assert_eq!(code(&authorizer.check(&api_key_request("keys.example.com", "deep")).await), 401);
+
+    // A valid AuthConfig updated to one too deep: its last valid version stays in force, and
+    // the watch goes on.
+    let mut current = store.get(&Resource::AUTH_CONFIGS, NS, "first").await.unwrap();
+    current.0.get_mut("spec").unwrap()["hosts"] = json!(["first.example.com", "deep.example.com"]);
+    current.0.get_mut("spec").unwrap()["authentication"]["authorized-service-accounts"]["defaults"] = json!({"x": {"value": deep(200)}});
+    current.metadata_mut().remove("resourceVersion");
+    store.update(&Resource::AUTH_CONFIGS, current).await.unwrap();
+    api.authority.create(&Resource::AUTH_CONFIGS, obj(guide("later", "later.example.com"))).await.unwrap();
+    eventually("the watch went on", Duration::from_secs(1), || configs().lookup("later.example.com").is_some()).await;
+    assert_eq!(configs().lookup("first.example.com").map(|c| c.name.clone()), Some("first".to_owned()), "last valid version");
+    assert!(configs().lookup("deep.example.com").is_none());
+
+    // Deleted, it goes; so does the deep Secret's name when deleted (nothing to revoke).
+    store.delete(&Resource::AUTH_CONFIGS, NS, "first", &Preconditions::default()).await.unwrap();
+    eventually("deleted", Duration::from_secs(1), || configs().lookup("first.example.com").is_none()).await;
+    store.delete(&Resource::SECRETS, NS, "good-key", &Preconditions::default()).await.unwrap();
+    answers_within_a_second(&authorizer, &api_key_request("keys.example.com", "good"), 401).await;
+    assert!(!watcher.is_finished() && !keys.is_finished());
+    watcher.abort();
+    keys.abort();
+}
+
 #[tokio::test]
 async fn authconfigs_start_fails_clearly_when_the_api_server_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
