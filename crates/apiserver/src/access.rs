@@ -167,6 +167,11 @@ pub fn self_subject_rules_review(state: &ApiState, call: &Call) -> ApiResult<Res
             non_resource_rules.push(json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}));
         }
     }
-    let status = json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false});
+    let mut status = json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false});
+    // kube lists the rules it could read and says what it could not.
+    let errors = state.authority.index().missing_roles(&call.caller.user, &spec.namespace);
+    if !errors.is_empty() {
+        status["evaluationError"] = json!(tokenwarden_core::rbac::go_error_aggregate(&errors));
+    }
     Ok(answer(call, KIND, object, status, &warnings))
 }

@@ -296,6 +296,13 @@ async fn a_denial_names_the_missing_role_of_the_callers_binding() {
     let reviewed = s.send(request(Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", Some(&reader), &[("content-type", "application/json")], Some(&review.to_string()))).await;
     assert_eq!(reviewed.status, StatusCode::CREATED, "{}", reviewed.body);
     assert_eq!(reviewed.body["status"], json!({"allowed": false, "reason": r#"RBAC: clusterrole.rbac.authorization.k8s.io "not-yet" not found"#}));
+    // The rules review lists what could be read and says what could not.
+    let rules = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "t"}});
+    let reviewed = s.send(request(Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", Some(&reader), &[("content-type", "application/json")], Some(&rules.to_string()))).await;
+    assert_eq!(reviewed.status, StatusCode::CREATED, "{}", reviewed.body);
+    assert_eq!(reviewed.body["status"]["evaluationError"], r#"clusterrole.rbac.authorization.k8s.io "not-yet" not found"#);
+    assert_eq!(reviewed.body["status"]["incomplete"], false);
+    assert!(reviewed.body["status"]["resourceRules"].as_array().unwrap().iter().any(|r| r["resources"] == json!(["secrets"])), "{}", reviewed.body);
     // What the caller is granted still works, and carries no error.
     let own = s.send(request(Method::GET, "/api/v1/namespaces/t/secrets/x", Some(&reader), &[], None)).await;
     assert_status(&own, 404, "NotFound", r#"secrets "x" not found"#);

@@ -242,14 +242,16 @@ impl Policy {
         let namespace = if request.is_resource { request.namespace } else { "" };
         match self.applicable(user, namespace).find(|(_, _, rules)| rules.iter().any(|rule| rule.allows(request))) {
             Some((binding, subject, _)) => Ok(format!("RBAC: allowed by {}", binding.describe(subject))),
-            None => Err(self.missing_roles(user, namespace)),
+            None => {
+                let errors = self.missing_roles(user, namespace);
+                Err(if errors.is_empty() { String::new() } else { format!("RBAC: {}", go_error_aggregate(&errors)) })
+            }
         }
     }
 
-    /// kube's denial reason: the errors of the bindings that apply to `user` but whose role
-    /// cannot be read, as Go's error aggregate prints them (deduplicated; `[a, b]` for more
-    /// than one); empty when there are none.
-    fn missing_roles(&self, user: &UserInfo, namespace: &str) -> String {
+    /// The errors of the bindings that apply to `user` in `namespace` but whose role cannot be
+    /// read, each once (kube's `VisitRulesFor`: ClusterRoleBindings first).
+    pub fn missing_roles(&self, user: &UserInfo, namespace: &str) -> Vec<String> {
         let mut errors: Vec<String> = Vec::new();
         let cluster = self.cluster_bindings.values().collect::<Vec<_>>();
         let local = self.bindings.get(namespace).into_iter().flat_map(HashMap::values).collect::<Vec<_>>();
@@ -270,11 +272,7 @@ impl Policy {
                 }
             }
         }
-        match errors.as_slice() {
-            [] => String::new(),
-            [one] => format!("RBAC: {one}"),
-            many => format!("RBAC: [{}]", many.join(", ")),
-        }
+        errors
     }
 
     /// Whether `user` may make `request`.
@@ -303,6 +301,15 @@ impl Policy {
             }
         }
         rules
+    }
+}
+
+/// Go's `utilerrors.NewAggregate(errs).Error()` of distinct messages: one alone, several as
+/// `[a, b]`.
+pub fn go_error_aggregate(errors: &[String]) -> String {
+    match errors {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
     }
 }
 

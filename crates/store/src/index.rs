@@ -144,6 +144,11 @@ impl Index {
         self.read().policy.decide(user, request)
     }
 
+    /// The errors of `user`'s bindings in `namespace` whose role does not exist.
+    pub fn missing_roles(&self, user: &UserInfo, namespace: &str) -> Vec<String> {
+        self.read().policy.missing_roles(user, namespace)
+    }
+
     /// The rules of the role a binding in `namespace` refers to, if it exists.
     pub fn referenced_rules(&self, role_ref: &RoleRef, namespace: &str) -> Option<Vec<PolicyRule>> {
         self.read().policy.referenced_rules(role_ref, namespace)
