@@ -585,6 +585,9 @@ async fn a_namespace_has_a_phase_and_takes_no_new_content_while_terminating() {
     assert_status(&s.get("/api/v1/namespaces/t/secrets/late").await, 404, "NotFound", r#"secrets "late" not found"#);
     let dry = s.post("/api/v1/namespaces/t/secrets?dryRun=All", json!({"metadata": {"name": "late"}})).await;
     assert_eq!((dry.status, refused.body["message"].clone()), (StatusCode::FORBIDDEN, dry.body["message"].clone()), "a dry run is admitted alike");
+    // A generated name is not yet chosen: kube names the generateName.
+    let generated = s.post("/api/v1/namespaces/t/secrets", json!({"metadata": {"generateName": "late-"}})).await;
+    assert_status(&generated, 403, "Forbidden", "secrets \"late-\" is forbidden: unable to create new content in namespace t because it is being terminated");
 
     // The next delete finishes it, the default ServiceAccount with it.
     let deleted = s.call(Method::DELETE, "/api/v1/namespaces/t", &[], None).await;
@@ -592,6 +595,32 @@ async fn a_namespace_has_a_phase_and_takes_no_new_content_while_terminating() {
     assert_eq!(deleted.body["status"]["phase"], "Terminating");
     assert_status(&s.get("/api/v1/namespaces/t").await, 404, "NotFound", r#"namespaces "t" not found"#);
     assert_status(&s.get("/api/v1/namespaces/t/serviceaccounts/default").await, 404, "NotFound", r#"serviceaccounts "default" not found"#);
+}
+
+#[tokio::test]
+async fn only_a_delete_marks_a_namespace_and_some_are_never_deleted() {
+    let s = server().await;
+    // A create cannot arrive marked for deletion (kube's BeforeCreate).
+    let created = s.post("/api/v1/namespaces", json!({"metadata": {"name": "n", "deletionTimestamp": "2025-09-05T01:27:43Z", "deletionGracePeriodSeconds": 0}})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(created.body["metadata"].get("deletionTimestamp").is_none() && created.body["metadata"].get("deletionGracePeriodSeconds").is_none(), "{}", created.body);
+    // A status write without a phase is Active (kube's defaulting), and keeps the rest.
+    let mut status = created.body.clone();
+    status["status"] = json!({"conditions": [{"type": "Checked", "status": "True"}]});
+    let written = s.call(Method::PUT, "/api/v1/namespaces/n/status", &[("content-type", "application/json")], Some(status)).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    assert_eq!(written.body["status"], json!({"phase": "Active", "conditions": [{"type": "Checked", "status": "True"}]}));
+    // The delete sets the phase alone.
+    let deleted = s.call(Method::DELETE, "/api/v1/namespaces/n", &[], None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["status"], json!({"phase": "Terminating", "conditions": [{"type": "Checked", "status": "True"}]}));
+
+    for immortal in ["default", "kube-system", "kube-public"] {
+        s.namespace(immortal).await;
+        let refused = s.call(Method::DELETE, &format!("/api/v1/namespaces/{immortal}"), &[], None).await;
+        assert_status(&refused, 403, "Forbidden", &format!("namespaces \"{immortal}\" is forbidden: this namespace may not be deleted"));
+        assert_eq!(s.get(&format!("/api/v1/namespaces/{immortal}")).await.body["status"]["phase"], "Active", "untouched");
+    }
 }
 
 #[tokio::test]

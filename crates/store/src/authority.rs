@@ -228,13 +228,17 @@ impl Authority {
     /// exist, `stringData` is folded into `data`, a status written only through its
     /// subresource is dropped, and the kind's own checks pass.
     pub async fn admit_create(&self, resource: &Resource, mut object: Object) -> Result<Object, StoreError> {
+        // kube's BeforeCreate: only a delete marks an object as being deleted.
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+            object.metadata_mut().remove(field);
+        }
         fold_string_data(resource, &mut object);
         tokenwarden_core::rbac::default_fields(resource, &mut object);
         if resource.has_status_subresource() {
             object.0.remove("status");
         }
         if *resource == Resource::NAMESPACES {
-            object.0.insert("status".into(), serde_json::json!({"phase": "Active"}));
+            object.0.insert("status".into(), serde_json::json!({"phase": NAMESPACE_ACTIVE}));
         }
         if resource.namespaced && !object.namespace().is_empty() {
             // Checked again inside the write; here for a dry run, which stops before it.
@@ -258,7 +262,7 @@ impl Authority {
         validate(resource, &object)?;
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
         if *resource == Resource::NAMESPACES && part == Part::Status {
-            check_namespace_phase(&object)?;
+            check_namespace_phase(&mut object)?;
         }
         Ok(object)
     }
@@ -291,6 +295,7 @@ impl Authority {
     /// `default` ServiceAccount) and the bootstrap RBAC policy. Objects that exist are left
     /// as they are, so a restart keeps a user's edits.
     pub async fn bootstrap(&self) -> Result<(), StoreError> {
+        self.settle_namespaces().await?;
         let namespaces = ["default", "kube-system"].into_iter().filter_map(|name| Object::from_value(serde_json::json!({"metadata": {"name": name}})));
         self.create_missing(namespaces.map(|namespace| (Resource::NAMESPACES, namespace))).await?;
         self.record_tracking_start().await?;
@@ -357,30 +362,71 @@ impl Authority {
 
     /// kube's namespace deletion, done in the request: Terminating first, so that from this
     /// write on no create lands in it on any replica (a create reads its namespace in its own
-    /// transaction), then its contents, then the namespace. A delete that stopped half way is
-    /// finished by the next one.
+    /// transaction), then its contents, then the namespace. The emptying goes on if the caller
+    /// goes away; one that stopped (the process ended) is finished at the next start.
     async fn delete_namespace(&self, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
         let resource = &Resource::NAMESPACES;
-        // The namespace's own preconditions first: a refused delete empties nothing.
-        let mut namespace = self.store.get(resource, "", name).await?;
-        check_preconditions(resource, &namespace, preconditions)?;
-        let uid = namespace.uid().to_owned();
-        if namespace.str_at("status.phase") != Some(NAMESPACE_TERMINATING) {
-            namespace.set_meta("deletionTimestamp", self.clock.now().to_string());
-            namespace.0.insert("status".into(), serde_json::json!({"phase": NAMESPACE_TERMINATING}));
-            self.store.update(resource, namespace).await?;
+        if IMMORTAL_NAMESPACES.contains(&name) {
+            return Err(Error::Forbidden {
+                resource: resource.qualified(),
+                name: name.to_owned(),
+                detail: "this namespace may not be deleted".to_owned(),
+                causes: Vec::new(),
+            }
+            .into());
         }
-        for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
-            let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
-            for object in self.store.list(inner, &options).await?.items {
-                match self.store.delete(inner, name, object.name(), &Preconditions::default()).await {
-                    Ok(_) | Err(StoreError::Api(Error::NotFound { .. })) => {}
-                    Err(e) => return Err(e),
+        // kube's GuaranteedUpdate: the preconditions are checked against each version read, and
+        // a write that lost to another (a label change) reads again.
+        let mut attempt = 0;
+        let uid = loop {
+            attempt += 1;
+            let mut namespace = self.store.get(resource, "", name).await?;
+            // The namespace's own preconditions first: a refused delete empties nothing.
+            check_preconditions(resource, &namespace, preconditions)?;
+            let uid = namespace.uid().to_owned();
+            if namespace.str_at("status.phase") == Some(NAMESPACE_TERMINATING) {
+                break uid;
+            }
+            namespace.set_meta("deletionTimestamp", self.clock.now().to_string());
+            set_namespace_phase(&mut namespace, NAMESPACE_TERMINATING);
+            match self.store.update(resource, namespace).await {
+                Ok(_) => break uid,
+                Err(StoreError::Api(Error::Conflict { .. })) if attempt < UPDATE_ATTEMPTS => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let name = name.to_owned();
+        tokio::spawn(async move { empty_and_delete_namespace(&*store, &name, uid).await })
+            .await
+            .map_err(|e| StoreError::Backend(format!("deleting a namespace stopped: {e}")))?
+    }
+
+    /// Finishes the deletes of namespaces left Terminating (the process ended half way), and
+    /// gives namespaces stored before phases were kept theirs (`Active`).
+    async fn settle_namespaces(&self) -> Result<(), StoreError> {
+        let resource = &Resource::NAMESPACES;
+        for mut namespace in self.store.list(resource, &ListOptions::default()).await?.items {
+            match namespace.str_at("status.phase") {
+                Some(NAMESPACE_TERMINATING) => {
+                    tracing::info!(namespace = namespace.name(), "finishing the delete of a namespace left Terminating");
+                    match empty_and_delete_namespace(&*self.store, namespace.name(), namespace.uid().to_owned()).await {
+                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                Some(phase) if !phase.is_empty() => {}
+                _ if namespace.str_at("metadata.deletionTimestamp").is_none() => {
+                    set_namespace_phase(&mut namespace, NAMESPACE_ACTIVE);
+                    match self.store.update(resource, namespace).await {
+                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {}
             }
         }
-        // The version moved with Terminating; the uid still names the namespace checked above.
-        self.store.delete(resource, "", name, &Preconditions { uid: Some(uid), resource_version: None }).await
+        Ok(())
     }
 
     /// TokenRequest: validates, binds and signs. An RSA signature (≈0.3 ms) runs on the
@@ -478,6 +524,39 @@ fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Namespaces kube's NamespaceLifecycle admission never lets go.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// A namespace's `status.phase` while it is not being deleted.
+pub const NAMESPACE_ACTIVE: &str = "Active";
+
+/// Sets `status.phase`, keeping the rest of the status.
+fn set_namespace_phase(namespace: &mut Object, phase: &str) {
+    match namespace.0.get_mut("status") {
+        Some(serde_json::Value::Object(status)) => {
+            status.insert("phase".into(), phase.into());
+        }
+        _ => {
+            namespace.0.insert("status".into(), serde_json::json!({"phase": phase}));
+        }
+    }
+}
+
+/// The second half of a namespace delete, once it is Terminating: everything in it, then the
+/// namespace (`uid`: the one marked, not one made since under the same name).
+async fn empty_and_delete_namespace(store: &dyn Store, name: &str, uid: String) -> Result<Object, StoreError> {
+    for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
+        let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
+        for object in store.list(inner, &options).await?.items {
+            match store.delete(inner, name, object.name(), &Preconditions::default()).await {
+                Ok(_) | Err(StoreError::Api(Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    store.delete(&Resource::NAMESPACES, "", name, &Preconditions { uid: Some(uid), resource_version: None }).await
+}
+
 fn invalid(resource: &Resource, object: &Object, cause: FieldError) -> StoreError {
     Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: vec![cause] }.into()
 }
@@ -500,10 +579,14 @@ fn keep_deletion_timestamp(resource: &Resource, current: &Object, object: &mut O
 
 /// kube's `ValidateNamespaceStatusUpdate`: Active while the namespace is not being deleted,
 /// Terminating once it is (a status write cannot stop a delete, nor fake one).
-fn check_namespace_phase(namespace: &Object) -> Result<(), StoreError> {
+fn check_namespace_phase(namespace: &mut Object) -> Result<(), StoreError> {
+    // kube's SetDefaults_NamespaceStatus first: no phase is Active.
+    if namespace.str_at("status.phase").is_none_or(str::is_empty) {
+        set_namespace_phase(namespace, NAMESPACE_ACTIVE);
+    }
     let phase = namespace.str_at("status.phase").unwrap_or_default();
     let (wanted, detail) = match namespace.str_at("metadata.deletionTimestamp") {
-        None => ("Active", "may only be 'Active' if `deletionTimestamp` is empty"),
+        None => (NAMESPACE_ACTIVE, "may only be 'Active' if `deletionTimestamp` is empty"),
         Some(_) => (NAMESPACE_TERMINATING, "may only be 'Terminating' if `deletionTimestamp` is not empty"),
     };
     if phase == wanted {

@@ -92,6 +92,12 @@ fn next_revision(txn: &impl Txn) -> Result<Revision> {
 /// Creates `object`: names it (or generates a name), stamps uid, creationTimestamp and
 /// resourceVersion, refuses an existing key.
 pub(crate) fn create(txn: &mut impl Txn, resource: &Resource, mut object: Object, now: Timestamp) -> Result<Event> {
+    // Admission comes first, as in kube (before a name is generated or checked); a missing
+    // namespace is `place`'s error below.
+    if resource.namespaced && !object.namespace().is_empty() {
+        let namespace = txn.get(&namespace_key(&object))?;
+        admit_to_namespace(resource, &object, namespace.as_ref())?;
+    }
     if object.name().is_empty() {
         let base = object.0.get("metadata").and_then(|m| m.get("generateName")).and_then(|g| g.as_str());
         match base {
@@ -103,10 +109,6 @@ pub(crate) fn create(txn: &mut impl Txn, resource: &Resource, mut object: Object
         }
     }
     let key = place(resource, &mut object)?;
-    if resource.namespaced {
-        let namespace = txn.get(&namespace_key(&object))?;
-        admit_to_namespace(resource, &object, namespace.as_ref())?;
-    }
     if txn.get(&key)?.is_some() {
         return Err(Error::AlreadyExists { resource: resource.qualified(), name: key.name }.into());
     }
@@ -129,11 +131,14 @@ pub(crate) fn namespace_key(object: &Object) -> ObjectKey {
 /// what keeps it from landing in a namespace whose delete has already emptied it.
 pub(crate) fn admit_to_namespace(resource: &Resource, object: &Object, stored: Option<&Object>) -> Result<()> {
     let namespace = object.namespace();
+    // kube names the object as asked: its name, else its generateName, else "Unknown".
+    let generate_name = object.str_at("metadata.generateName").filter(|g| !g.is_empty());
+    let name = if object.name().is_empty() { generate_name.unwrap_or("Unknown") } else { object.name() };
     match stored {
         None => Err(not_found(&Resource::NAMESPACES, namespace)),
         Some(found) if found.str_at("status.phase") == Some(NAMESPACE_TERMINATING) => Err(Error::Forbidden {
             resource: resource.qualified(),
-            name: object.name().to_owned(),
+            name: name.to_owned(),
             detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
             causes: vec![FieldError {
                 field: "metadata.namespace".to_owned(),
