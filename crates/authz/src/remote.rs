@@ -362,8 +362,8 @@ trait Followed: Send + 'static {
     /// An object was deleted.
     fn remove(&mut self, object: &Object);
     /// An object was added or modified that cannot be read (nested deeper than serde_json
-    /// reads): `skeleton` is its metadata alone. By default it counts as such an object,
-    /// holding nothing.
+    /// reads): `skeleton` is its metadata (and status) alone. By default it counts as such an
+    /// object, holding nothing.
     fn unreadable(&mut self, skeleton: Object, why: String) {
         tracing::warn!(path = Self::PATH, object = %object_key(&skeleton), error = %why, "an object that cannot be read is taken as its metadata alone");
         self.upsert(skeleton);
@@ -586,6 +586,15 @@ impl RemoteAuthConfigs {
         Ok(tokio::spawn(follower.run(true)))
     }
 
+    /// Takes in a new or changed AuthConfig, `parsed` or why it is invalid.
+    fn keep(&mut self, key: String, object: Object, parsed: Result<Arc<AuthConfig>, String>) {
+        if let Err(error) = &parsed {
+            tracing::warn!(authconfig = %key, %error, "invalid AuthConfig skipped");
+        }
+        self.configs.insert(key, Watched { object, parsed });
+        self.dirty = true;
+    }
+
     /// Rebuilds the host index and the wanted statuses.
     fn publish(&mut self) {
         let read = self
@@ -666,12 +675,8 @@ impl Followed for RemoteAuthConfigs {
             existing.object = object;
             return;
         }
-        let parsed = AuthConfig::parse(&Value::Object(object.value().clone())).map(Arc::new).map_err(|e| {
-            tracing::warn!(authconfig = %key, error = %e, "invalid AuthConfig skipped");
-            e.to_string()
-        });
-        self.configs.insert(key, Watched { object, parsed });
-        self.dirty = true;
+        let parsed = AuthConfig::parse(&Value::Object(object.value().clone())).map(Arc::new).map_err(|e| e.to_string());
+        self.keep(key, object, parsed);
     }
 
     fn remove(&mut self, object: &Object) {
@@ -681,9 +686,15 @@ impl Followed for RemoteAuthConfigs {
     /// Invalid, with why: its last valid version stays in force, as for any invalid update.
     fn unreadable(&mut self, skeleton: Object, why: String) {
         let key = object_key(&skeleton);
-        tracing::warn!(authconfig = %key, error = %why, "invalid AuthConfig skipped");
-        self.configs.insert(key, Watched { object: skeleton, parsed: Err(why) });
-        self.dirty = true;
+        if let Some(existing) = self.configs.get_mut(&key)
+            && existing.object.creation_timestamp() == skeleton.creation_timestamp()
+            && existing.parsed.as_ref().err() == Some(&why)
+        {
+            // Its status or version changed, as after our own status write: nothing to rebuild.
+            existing.object = skeleton;
+            return;
+        }
+        self.keep(key, skeleton, Err(why));
     }
 
     async fn settle(&mut self) {

@@ -81,15 +81,18 @@ struct RawEvent<'a> {
     object: Option<&'a RawValue>,
 }
 
-/// What is read of an object too deep to read whole: who it is, not what it says.
+/// What is read of an object too deep to read whole: who it is and its status (so a status
+/// written back is seen as written), not what it says.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Skeleton {
+struct Skeleton<'a> {
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
     metadata: SkeletonMeta,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, serde::Serialize)]
@@ -149,6 +152,10 @@ fn item(raw: &RawValue) -> Item {
             value[field] = Value::String(text);
         }
     }
+    // A status too deep to read is left out with the rest.
+    if let Some(status) = skeleton.status.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok()) {
+        value["status"] = status;
+    }
     match Object::from_value(value) {
         Some(object) => Item::Unreadable(object, format!("cannot be read: {whole}")),
         None => Item::Invalid(whole),
@@ -165,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_page_reads_each_object_and_keeps_who_a_too_deep_one_is() {
-        let deep = format!(r#"{{"metadata":{{"name":"deep","namespace":"ns","resourceVersion":"7","labels":{{"k":"v"}}}},"spec":{}}}"#, nested(200));
+        let deep = format!(r#"{{"metadata":{{"name":"deep","namespace":"ns","resourceVersion":"7","labels":{{"k":"v"}}}},"spec":{},"status":{{"ok":false}}}}"#, nested(200));
         let body = format!(
             r#"{{"kind":"List","metadata":{{"resourceVersion":"9","continue":"next"}},"items":[{{"metadata":{{"name":"fine"}}}},{deep},{{"nameless":1}}]}}"#
         );
@@ -174,7 +181,8 @@ mod tests {
         assert_eq!((read.resource_version.as_str(), read.continue_token.as_str()), ("9", "next"));
         assert!(matches!(&read.items[0], Item::Object(o) if o.name() == "fine"));
         let Item::Unreadable(skeleton, why) = &read.items[1] else { panic!("the deep item") };
-        assert_eq!(skeleton.value(), json!({"metadata": {"name": "deep", "namespace": "ns", "resourceVersion": "7", "labels": {"k": "v"}}}).as_object().unwrap());
+        let expected = json!({"metadata": {"name": "deep", "namespace": "ns", "resourceVersion": "7", "labels": {"k": "v"}}, "status": {"ok": false}});
+        assert_eq!(skeleton.value(), expected.as_object().unwrap());
         assert!(why.starts_with("cannot be read: recursion limit exceeded"), "{why}");
         assert!(matches!(&read.items[2], Item::Nameless(v) if v["nameless"] == 1));
         for not_a_list in [&b"[]"[..], br#"{"items":null}"#, br#"{"metadata":{}}"#, b"<html>"] {
@@ -185,11 +193,12 @@ mod tests {
 
     #[test]
     fn an_event_with_a_too_deep_object_keeps_its_type_and_who_it_is() {
-        let line = format!(r#"{{"type":"DELETED","object":{{"kind":"AuthConfig","metadata":{{"name":"x","namespace":"ns"}},"spec":{}}}}}"#, nested(300));
+        let line = format!(r#"{{"type":"DELETED","object":{{"kind":"AuthConfig","metadata":{{"name":"x","namespace":"ns"}},"spec":{},"status":{}}}}}"#, nested(300), nested(300));
         let deleted = event(line.as_bytes()).unwrap();
         assert_eq!(deleted.kind, "DELETED");
         let Item::Unreadable(skeleton, _) = deleted.object else { panic!("unreadable") };
         assert_eq!((skeleton.name(), skeleton.namespace(), skeleton.value()["kind"].as_str()), ("x", "ns", Some("AuthConfig")));
+        assert!(skeleton.value().get("status").is_none(), "a status too deep is left out");
         let plain = event(br#"{"type":"ADDED","object":{"metadata":{"name":"y"}}}"#).unwrap();
         assert!(matches!(plain.object, Item::Object(o) if o.name() == "y"));
         assert!(event(b"not json").is_err());

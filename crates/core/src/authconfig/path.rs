@@ -126,9 +126,10 @@ pub fn to_gjson_string(value: Option<&Value>) -> String {
     }
 }
 
-/// JSON text as Go's `json.Marshal` writes it: keys sorted (serde_json's map is ordered) and
-/// `<`, `>`, `&`, U+2028 and U+2029 escaped. They occur only inside strings in JSON text, so
-/// escaping them in the text is exact.
+/// JSON text with the escaping of Go's `json.Marshal`: `<`, `>`, `&`, U+2028 and U+2029 as
+/// `\u003c`-style escapes (they occur only inside strings in JSON text, so escaping them in
+/// the text is exact); keys come sorted, as Go's, from serde_json's ordered map. Numbers stay
+/// serde_json's: a float read as `1.0` stays `1.0` where Go, holding a float64, writes `1`.
 pub fn go_json(value: &Value) -> String {
     let text = value.to_string();
     if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
