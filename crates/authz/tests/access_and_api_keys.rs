@@ -77,23 +77,23 @@ async fn access_review_double(allowed_user: &'static str, fail: bool) -> (String
     (url, seen)
 }
 
+/// An AuthConfig for `talker-api` that lets a ServiceAccount token `get` `talkers` in `ns` if a
+/// SubjectAccessReview allows it.
+fn rbac_config() -> Object {
+    obj(json!({"metadata": {"name": "rbac", "namespace": "ns"}, "spec": {
+        "hosts": ["talker-api"],
+        "authentication": {"sa": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
+        "authorization": {"k8s-rbac": {"kubernetesSubjectAccessReview": {
+            "user": {"selector": "auth.identity.user.username"},
+            "resourceAttributes": {"namespace": {"value": "ns"}, "resource": {"value": "talkers"}, "verb": {"value": "get"}},
+        }}},
+    }}))
+}
+
 #[tokio::test]
 async fn subject_access_reviews_decide_and_an_unanswered_review_is_503() {
     let authority = authority().await;
-    authority
-        .create(
-            &Resource::AUTH_CONFIGS,
-            obj(json!({"metadata": {"name": "rbac", "namespace": "ns"}, "spec": {
-                "hosts": ["talker-api"],
-                "authentication": {"sa": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
-                "authorization": {"k8s-rbac": {"kubernetesSubjectAccessReview": {
-                    "user": {"selector": "auth.identity.user.username"},
-                    "resourceAttributes": {"namespace": {"value": "ns"}, "resource": {"value": "talkers"}, "verb": {"value": "get"}},
-                }}},
-            }})),
-        )
-        .await
-        .unwrap();
+    authority.create(&Resource::AUTH_CONFIGS, rbac_config()).await.unwrap();
     let allowed = token(&authority, "reader").await;
     let denied = token(&authority, "stranger").await;
 
@@ -124,20 +124,7 @@ async fn subject_access_reviews_decide_and_an_unanswered_review_is_503() {
 #[tokio::test]
 async fn a_local_review_denied_for_a_missing_role_says_so_as_kube_would() {
     let authority = authority().await;
-    authority
-        .create(
-            &Resource::AUTH_CONFIGS,
-            obj(json!({"metadata": {"name": "rbac", "namespace": "ns"}, "spec": {
-                "hosts": ["talker-api"],
-                "authentication": {"sa": {"kubernetesTokenReview": {"audiences": ["talker-api"]}}},
-                "authorization": {"k8s-rbac": {"kubernetesSubjectAccessReview": {
-                    "user": {"selector": "auth.identity.user.username"},
-                    "resourceAttributes": {"namespace": {"value": "ns"}, "resource": {"value": "talkers"}, "verb": {"value": "get"}},
-                }}},
-            }})),
-        )
-        .await
-        .unwrap();
+    authority.create(&Resource::AUTH_CONFIGS, rbac_config()).await.unwrap();
     let caller = token(&authority, "caller").await;
     let authorizer =
         Arc::new(Authorizer::new(Identities::new(Some(Arc::clone(&authority)))).with_access_reviewer(Arc::new(LocalAccessReviewer(Arc::clone(&authority)))));
