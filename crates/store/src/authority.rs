@@ -19,7 +19,7 @@ use crate::index::Index;
 use crate::review_cache::ReviewCache;
 use crate::{ListOptions, Preconditions, Revision, Store, StoreError};
 
-pub use crate::write::{NAMESPACE_TERMINATING, check_preconditions};
+pub use crate::write::{NAMESPACE_ACTIVE, NAMESPACE_TERMINATING, check_preconditions};
 
 /// Verified tokens the review cache holds at most.
 pub const REVIEW_CACHE_CAPACITY: u64 = 1_000_000;
@@ -526,9 +526,6 @@ fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
 
 /// Namespaces kube's NamespaceLifecycle admission never lets go.
 const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
-
-/// A namespace's `status.phase` while it is not being deleted.
-pub const NAMESPACE_ACTIVE: &str = "Active";
 
 /// Sets `status.phase`, keeping the rest of the status.
 fn set_namespace_phase(namespace: &mut Object, phase: &str) {

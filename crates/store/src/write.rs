@@ -151,6 +151,9 @@ pub(crate) fn admit_to_namespace(resource: &Resource, object: &Object, stored: O
     }
 }
 
+/// A namespace's `status.phase` while it is not being deleted.
+pub const NAMESPACE_ACTIVE: &str = "Active";
+
 /// A namespace's `status.phase` from the start of its delete until it is gone.
 pub const NAMESPACE_TERMINATING: &str = "Terminating";
 
