@@ -82,13 +82,31 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
 }
 
 #[test]
-fn a_new_namespace_gets_its_default_serviceaccount() {
+fn a_namespace_comes_with_its_default_serviceaccount_and_goes_with_its_contents() {
     let server = Server::start();
     server.kubectl_ok(&["create", "namespace", "fresh"]);
     let names = server.kubectl_ok(&["get", "sa", "-n", "fresh", "-o", "name"]);
     assert_eq!(names.trim(), "serviceaccount/default", "Kubernetes creates `default` with the namespace");
     let names = server.kubectl_ok(&["get", "sa", "-n", "kube-system", "-o", "name"]);
     assert!(names.lines().any(|l| l == "serviceaccount/default"), "{names}");
+    assert_eq!(server.kubectl_ok(&["get", "ns", "fresh", "-o", "jsonpath={.status.phase}"]), "Active");
+    let active = server.kubectl_ok(&["get", "ns", "--field-selector", "status.phase=Active", "-o", "name"]);
+    assert!(active.lines().any(|l| l == "namespace/fresh"), "{active}");
+
+    // kubectl waits until the namespace is gone (Terminating, emptied, deleted).
+    server.kubectl_ok(&["create", "secret", "generic", "kept", "-n", "fresh", "--from-literal=k=v"]);
+    let secrets = || server.kubectl_ok(&["get", "secrets", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}"]);
+    assert!(secrets().lines().any(|l| l == "fresh/kept"), "{}", secrets());
+    assert_eq!(server.kubectl_ok(&["delete", "namespace", "fresh"]).trim(), r#"namespace "fresh" deleted"#);
+    let left = secrets();
+    assert!(!left.lines().any(|l| l.starts_with("fresh/")), "the namespace's Secrets went with it: {left}");
+    // (kubectl, seeing the Secret's 404, asks for the namespace and names it instead.)
+    let err = server.kubectl_err(&["get", "secret", "kept", "-n", "fresh"]);
+    assert_eq!(err.trim(), r#"Error from server (NotFound): namespaces "fresh" not found"#);
+    let err = server.kubectl_err(&["create", "secret", "generic", "late", "-n", "fresh", "--from-literal=k=v"]);
+    assert_eq!(err.trim(), r#"error: failed to create secret namespaces "fresh" not found"#);
+    let err = server.kubectl_err(&["delete", "namespace", "default"]);
+    assert_eq!(err.trim(), r#"Error from server (Forbidden): namespaces "default" is forbidden: this namespace may not be deleted"#);
 }
 
 #[test]
