@@ -38,6 +38,10 @@ pub trait ObjectLookup {
     fn pod(&self, namespace: &str, name: &str) -> Option<PodInfo>;
     fn secret(&self, namespace: &str, name: &str) -> Option<SecretInfo>;
     fn node(&self, name: &str) -> Option<ObjectMeta>;
+    /// Whether `namespace` is being deleted (status.phase Terminating).
+    fn namespace_terminating(&self, _namespace: &str) -> bool {
+        false
+    }
 }
 
 /// A fixed set of objects, keyed by `namespace/name` (`name` for nodes).

@@ -161,6 +161,20 @@ pub fn issue(
     if namespace.is_empty() {
         return Err(Error::BadRequest("namespace is required".into()));
     }
+    // kube's NamespaceLifecycle admission, before the request itself is looked at; it names the
+    // TokenRequest as sent (usually nameless: "Unknown").
+    if lookup.namespace_terminating(&namespace) {
+        return Err(Error::Forbidden {
+            resource: "serviceaccounts".into(),
+            name: if metadata_name.is_empty() { "Unknown".into() } else { metadata_name },
+            detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            causes: vec![FieldError {
+                field: "metadata.namespace".into(),
+                reason: "NamespaceTerminating",
+                message: format!("namespace {namespace} is being terminated"),
+            }],
+        });
+    }
     if !metadata_name.is_empty() && metadata_name != name {
         let cause = FieldError::invalid("metadata.name", go_quote(&metadata_name), "must match the service account name if specified");
         return Err(invalid(&name, vec![cause]));

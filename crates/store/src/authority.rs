@@ -612,7 +612,7 @@ async fn load_index(store: &dyn Store, index: &Index) -> Result<Revision, StoreE
     // The revision first: events after it are replayed, so nothing listed can be missed.
     let revision = store.current_revision().await?;
     let mut tables = Vec::new();
-    let indexed = [Resource::SERVICE_ACCOUNTS, Resource::PODS, Resource::SECRETS, Resource::NODES].into_iter().chain(Resource::RBAC);
+    let indexed = [Resource::SERVICE_ACCOUNTS, Resource::PODS, Resource::SECRETS, Resource::NODES, Resource::NAMESPACES].into_iter().chain(Resource::RBAC);
     for resource in indexed {
         tables.push((resource, store.list(&resource, &ListOptions::default()).await?.items));
     }

@@ -1,7 +1,8 @@
-//! In-memory indexes of the objects tokens name and of the RBAC policy, fed by the change
-//! feed, so a review, a TokenRequest or an authorization decision never reads disk.
+//! In-memory indexes of the objects tokens name, of the namespaces being deleted and of the
+//! RBAC policy, fed by the change feed, so a review, a TokenRequest or an authorization
+//! decision never reads disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use tokenwarden_core::lookup::{ObjectLookup, ObjectMeta, PodInfo, SecretInfo};
@@ -22,6 +23,8 @@ struct Tables {
     pods: ByNamespace<PodInfo>,
     secrets: ByNamespace<SecretInfo>,
     nodes: HashMap<String, ObjectMeta>,
+    /// Namespaces being deleted.
+    terminating: HashSet<String>,
     policy: Policy,
 }
 
@@ -95,6 +98,12 @@ impl Index {
                 tables.nodes.insert(object.name().to_owned(), meta(object));
             } else {
                 tables.nodes.remove(object.name());
+            }
+        } else if prefix == Resource::NAMESPACES.key_prefix() {
+            if present && object.str_at("status.phase") == Some(crate::write::NAMESPACE_TERMINATING) {
+                tables.terminating.insert(object.name().to_owned());
+            } else {
+                tables.terminating.remove(object.name());
             }
         } else if let Some(resource) = Resource::RBAC.iter().find(|r| r.key_prefix() == prefix) {
             tables.policy.apply(resource, object, present);
@@ -180,5 +189,8 @@ impl ObjectLookup for Index {
     }
     fn node(&self, name: &str) -> Option<ObjectMeta> {
         self.read().nodes.get(name).cloned()
+    }
+    fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.read().terminating.contains(namespace)
     }
 }

@@ -160,10 +160,14 @@ async fn a_terminating_namespace_refuses_creates_and_the_next_delete_finishes_it
     // A delete that stopped after marking the namespace (the process died).
     let mut ns = authority.store().get(&Resource::NAMESPACES, "", "ns").await.unwrap();
     ns.0.insert("status".into(), json!({"phase": "Terminating"}));
-    authority.store().update(&Resource::NAMESPACES, ns).await.unwrap();
+    let marked = authority.store().update(&Resource::NAMESPACES, ns).await.unwrap();
+    authority.index().wait_for(marked.resource_version().parse().unwrap()).await;
 
     let err = authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "late", "namespace": "ns"}}))).await.unwrap_err();
     assert_eq!(err.to_string(), r#"secrets "late" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
+    // No new token either (the TokenRequest, sent without a name, is "Unknown" to kube).
+    let err = authority.request_token(request("default", &[], None)).await.unwrap_err();
+    assert_eq!(err.to_string(), r#"serviceaccounts "Unknown" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
     // Updates are still allowed there, as in kube.
     let mut kept = authority.store().get(&Resource::SECRETS, "ns", "kept").await.unwrap();
     kept.0.insert("data".into(), json!({"k": "dg=="}));
