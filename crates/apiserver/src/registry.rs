@@ -18,10 +18,12 @@ pub struct ResourceDef {
 }
 
 const OBJECT_VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// kube's namespace storage deletes one namespace at a time: no `deletecollection`.
+const NAMESPACE_VERBS: [&str; 7] = ["create", "delete", "get", "list", "patch", "update", "watch"];
 
 impl ResourceDef {
     pub fn verbs(&self) -> &'static [&'static str] {
-        &OBJECT_VERBS
+        if self.resource == Resource::NAMESPACES { &NAMESPACE_VERBS } else { &OBJECT_VERBS }
     }
 }
 

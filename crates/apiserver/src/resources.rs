@@ -80,7 +80,7 @@ pub async fn handle(state: &ApiState, call: Call) -> ApiResult<Response> {
         "update" => handler.update().await,
         "patch" => handler.patch().await,
         "delete" => handler.delete().await,
-        "deletecollection" => handler.delete_collection().await,
+        "deletecollection" if def.verbs().contains(&"deletecollection") => handler.delete_collection().await,
         other => Err(ApiError::method_not_allowed(method_of(other))),
     }
 }
@@ -588,6 +588,7 @@ impl Handler<'_> {
         let deleted = if dry_run {
             let object = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
             check_preconditions(&self.resource, &object, &preconditions)?;
+            tokenwarden_store::authority::admit_delete(&self.resource, &object)?;
             object
         } else {
             self.state.authority.delete(&self.resource, &self.namespace, self.name(), &preconditions).await?

@@ -615,12 +615,22 @@ async fn only_a_delete_marks_a_namespace_and_some_are_never_deleted() {
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     assert_eq!(deleted.body["status"], json!({"phase": "Terminating", "conditions": [{"type": "Checked", "status": "True"}]}));
 
+    // kube reads the namespace and checks the preconditions first, then refuses (a dry run alike).
+    assert_status(&s.call(Method::DELETE, "/api/v1/namespaces/kube-public", &[], None).await, 404, "NotFound", r#"namespaces "kube-public" not found"#);
     for immortal in ["default", "kube-system", "kube-public"] {
         s.namespace(immortal).await;
-        let refused = s.call(Method::DELETE, &format!("/api/v1/namespaces/{immortal}"), &[], None).await;
-        assert_status(&refused, 403, "Forbidden", &format!("namespaces \"{immortal}\" is forbidden: this namespace may not be deleted"));
+        for uri in [format!("/api/v1/namespaces/{immortal}"), format!("/api/v1/namespaces/{immortal}?dryRun=All")] {
+            let refused = s.call(Method::DELETE, &uri, &[], None).await;
+            assert_status(&refused, 403, "Forbidden", &format!("namespaces \"{immortal}\" is forbidden: this namespace may not be deleted"));
+        }
         assert_eq!(s.get(&format!("/api/v1/namespaces/{immortal}")).await.body["status"]["phase"], "Active", "untouched");
     }
+    // Namespaces go one at a time: no deletecollection (kube's 405), nor in discovery.
+    let all = s.call(Method::DELETE, "/api/v1/namespaces", &[], None).await;
+    assert_status(&all, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource (DELETE)");
+    let core = s.get("/api/v1").await;
+    let namespaces = core.body["resources"].as_array().unwrap().iter().find(|r| r["name"] == "namespaces").unwrap().clone();
+    assert_eq!(namespaces["verbs"], json!(["create", "delete", "get", "list", "patch", "update", "watch"]));
 }
 
 #[tokio::test]

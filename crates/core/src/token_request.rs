@@ -161,12 +161,17 @@ pub fn issue(
     if namespace.is_empty() {
         return Err(Error::BadRequest("namespace is required".into()));
     }
+    // kube's create handler, before admission (so TokenREST's own namespace check never sees
+    // a mismatch).
+    if !metadata_namespace.is_empty() && metadata_namespace != namespace {
+        return Err(Error::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+    }
     // kube's NamespaceLifecycle admission, before the request itself is looked at; it names the
-    // TokenRequest as sent (usually nameless: "Unknown").
+    // ServiceAccount of the URL.
     if lookup.namespace_terminating(&namespace) {
         return Err(Error::Forbidden {
             resource: "serviceaccounts".into(),
-            name: if metadata_name.is_empty() { "Unknown".into() } else { metadata_name },
+            name: name.clone(),
             detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
             causes: vec![FieldError {
                 field: "metadata.namespace".into(),
@@ -177,14 +182,6 @@ pub fn issue(
     }
     if !metadata_name.is_empty() && metadata_name != name {
         let cause = FieldError::invalid("metadata.name", go_quote(&metadata_name), "must match the service account name if specified");
-        return Err(invalid(&name, vec![cause]));
-    }
-    if !metadata_namespace.is_empty() && metadata_namespace != namespace {
-        let cause = FieldError::invalid(
-            "metadata.namespace",
-            go_quote(&metadata_namespace),
-            "must match the service account namespace if specified",
-        );
         return Err(invalid(&name, vec![cause]));
     }
     let sa = lookup.service_account(&namespace, &name).ok_or_else(|| Error::not_found("serviceaccounts", &name))?;

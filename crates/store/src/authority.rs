@@ -294,8 +294,8 @@ impl Authority {
     /// What a fresh cluster has: namespaces `default` and `kube-system` (each with its
     /// `default` ServiceAccount) and the bootstrap RBAC policy. Objects that exist are left
     /// as they are, so a restart keeps a user's edits.
-    pub async fn bootstrap(&self) -> Result<(), StoreError> {
-        self.settle_namespaces().await?;
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.settle_namespaces();
         let namespaces = ["default", "kube-system"].into_iter().filter_map(|name| Object::from_value(serde_json::json!({"metadata": {"name": name}})));
         self.create_missing(namespaces.map(|namespace| (Resource::NAMESPACES, namespace))).await?;
         self.record_tracking_start().await?;
@@ -363,57 +363,60 @@ impl Authority {
     /// kube's namespace deletion, done in the request: Terminating first, so that from this
     /// write on no create lands in it on any replica (a create reads its namespace in its own
     /// transaction), then its contents, then the namespace. The emptying goes on if the caller
-    /// goes away; one that stopped (the process ended) is finished at the next start.
+    /// goes away; one that stopped (the process ended) is finished after the next start.
     async fn delete_namespace(&self, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
         let resource = &Resource::NAMESPACES;
-        if IMMORTAL_NAMESPACES.contains(&name) {
-            return Err(Error::Forbidden {
-                resource: resource.qualified(),
-                name: name.to_owned(),
-                detail: "this namespace may not be deleted".to_owned(),
-                causes: Vec::new(),
-            }
-            .into());
-        }
         // kube's GuaranteedUpdate: the preconditions are checked against each version read, and
         // a write that lost to another (a label change) reads again.
         let mut attempt = 0;
-        let uid = loop {
+        let marked = loop {
             attempt += 1;
             let mut namespace = self.store.get(resource, "", name).await?;
             // The namespace's own preconditions first: a refused delete empties nothing.
             check_preconditions(resource, &namespace, preconditions)?;
-            let uid = namespace.uid().to_owned();
+            admit_delete(resource, &namespace)?;
             if namespace.str_at("status.phase") == Some(NAMESPACE_TERMINATING) {
-                break uid;
+                break namespace;
             }
             namespace.set_meta("deletionTimestamp", self.clock.now().to_string());
             set_namespace_phase(&mut namespace, NAMESPACE_TERMINATING);
             match self.store.update(resource, namespace).await {
-                Ok(_) => break uid,
+                Ok(marked) => break marked,
                 Err(StoreError::Api(Error::Conflict { .. })) if attempt < UPDATE_ATTEMPTS => {}
                 Err(e) => return Err(e),
             }
         };
         let store = Arc::clone(&self.store);
-        let name = name.to_owned();
-        tokio::spawn(async move { empty_and_delete_namespace(&*store, &name, uid).await })
-            .await
-            .map_err(|e| StoreError::Backend(format!("deleting a namespace stopped: {e}")))?
+        let emptying = tokio::spawn(async move {
+            let result = finish_namespace_delete(&*store, &marked).await;
+            if let Err(e) = &result {
+                tracing::warn!(namespace = marked.name(), error = %e, "deleting a namespace stopped half way; the next start finishes it");
+            }
+            result
+        });
+        emptying.await.map_err(|e| StoreError::Backend(format!("deleting a namespace stopped: {e}")))?
     }
 
-    /// Finishes the deletes of namespaces left Terminating (the process ended half way), and
-    /// gives namespaces stored before phases were kept theirs (`Active`).
-    async fn settle_namespaces(&self) -> Result<(), StoreError> {
+    /// Finishes, in the background, the deletes of namespaces left Terminating (the process
+    /// ended half way), and gives namespaces stored before phases were kept theirs (`Active`).
+    /// Off the start's path: a large namespace or a store error must not hold a start back.
+    fn settle_namespaces(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = this.settle_namespaces_now().await {
+                tracing::warn!(error = %e, "finishing namespace deletes left half way failed; the next start retries");
+            }
+        });
+    }
+
+    /// [`Self::settle_namespaces`], awaited.
+    pub async fn settle_namespaces_now(&self) -> Result<(), StoreError> {
         let resource = &Resource::NAMESPACES;
         for mut namespace in self.store.list(resource, &ListOptions::default()).await?.items {
             match namespace.str_at("status.phase") {
                 Some(NAMESPACE_TERMINATING) => {
                     tracing::info!(namespace = namespace.name(), "finishing the delete of a namespace left Terminating");
-                    match empty_and_delete_namespace(&*self.store, namespace.name(), namespace.uid().to_owned()).await {
-                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
-                        Err(e) => return Err(e),
-                    }
+                    finish_namespace_delete(&*self.store, &namespace).await?;
                 }
                 Some(phase) if !phase.is_empty() => {}
                 _ if namespace.str_at("metadata.deletionTimestamp").is_none() => {
@@ -539,19 +542,54 @@ fn set_namespace_phase(namespace: &mut Object, phase: &str) {
     }
 }
 
-/// The second half of a namespace delete, once it is Terminating: everything in it, then the
-/// namespace (`uid`: the one marked, not one made since under the same name).
-async fn empty_and_delete_namespace(store: &dyn Store, name: &str, uid: String) -> Result<Object, StoreError> {
+/// kube's NamespaceLifecycle admission of a delete, after the object was read and the
+/// preconditions held: some namespaces never go.
+pub fn admit_delete(resource: &Resource, object: &Object) -> Result<(), StoreError> {
+    if *resource == Resource::NAMESPACES && IMMORTAL_NAMESPACES.contains(&object.name()) {
+        return Err(Error::Forbidden {
+            resource: resource.qualified(),
+            name: object.name().to_owned(),
+            detail: "this namespace may not be deleted".to_owned(),
+            causes: Vec::new(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The second half of a namespace delete, once `marked` is Terminating: everything in it, then
+/// the namespace; the namespace as marked once it is gone (a concurrent delete may finish it
+/// first). Several may run at once (another request, another replica, a start), and the name
+/// may be taken again meanwhile: each kind is listed while `marked` is seen still there (so
+/// every object listed is its: creates into it are refused), each object deleted by its uid,
+/// and the namespace by `marked`'s.
+pub async fn finish_namespace_delete(store: &dyn Store, marked: &Object) -> Result<Object, StoreError> {
+    let name = marked.name();
+    let still_there = || async {
+        match store.get(&Resource::NAMESPACES, "", name).await {
+            Ok(namespace) => Ok(namespace.uid() == marked.uid()),
+            Err(StoreError::Api(Error::NotFound { .. })) => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
     for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
         let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
-        for object in store.list(inner, &options).await?.items {
-            match store.delete(inner, name, object.name(), &Preconditions::default()).await {
-                Ok(_) | Err(StoreError::Api(Error::NotFound { .. })) => {}
+        let listed = store.list(inner, &options).await?.items;
+        if !still_there().await? {
+            return Ok(marked.clone());
+        }
+        for object in listed {
+            let precondition = Preconditions { uid: Some(object.uid().to_owned()), resource_version: None };
+            match store.delete(inner, name, object.name(), &precondition).await {
+                Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    store.delete(&Resource::NAMESPACES, "", name, &Preconditions { uid: Some(uid), resource_version: None }).await
+    match store.delete(&Resource::NAMESPACES, "", name, &Preconditions { uid: Some(marked.uid().to_owned()), resource_version: None }).await {
+        Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => Ok(marked.clone()),
+        result => result,
+    }
 }
 
 fn invalid(resource: &Resource, object: &Object, cause: FieldError) -> StoreError {

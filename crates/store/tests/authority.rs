@@ -165,9 +165,9 @@ async fn a_terminating_namespace_refuses_creates_and_the_next_delete_finishes_it
 
     let err = authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "late", "namespace": "ns"}}))).await.unwrap_err();
     assert_eq!(err.to_string(), r#"secrets "late" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
-    // No new token either (the TokenRequest, sent without a name, is "Unknown" to kube).
+    // No new token either (kube names the ServiceAccount of the URL).
     let err = authority.request_token(request("default", &[], None)).await.unwrap_err();
-    assert_eq!(err.to_string(), r#"serviceaccounts "Unknown" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
+    assert_eq!(err.to_string(), r#"serviceaccounts "default" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
     // Updates are still allowed there, as in kube.
     let mut kept = authority.store().get(&Resource::SECRETS, "ns", "kept").await.unwrap();
     kept.0.insert("data".into(), json!({"k": "dg=="}));
@@ -192,12 +192,97 @@ async fn a_start_finishes_a_namespace_delete_left_half_way_and_gives_old_namespa
     store.update(&Resource::NAMESPACES, ns).await.unwrap();
     store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "old"}}))).await.unwrap();
 
-    authority.bootstrap().await.unwrap();
+    // What `bootstrap` starts in the background, awaited.
+    authority.settle_namespaces_now().await.unwrap();
     for (resource, namespace, name) in [(Resource::SECRETS, "ns", "left"), (Resource::SERVICE_ACCOUNTS, "ns", "default"), (Resource::NAMESPACES, "", "ns")] {
         assert!(matches!(store.get(&resource, namespace, name).await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))), "{name} is gone");
     }
     assert_eq!(store.get(&Resource::NAMESPACES, "", "old").await.unwrap().str_at("status.phase"), Some("Active"));
-    assert_eq!(store.get(&Resource::NAMESPACES, "", "default").await.unwrap().str_at("status.phase"), Some("Active"));
+}
+
+/// A store whose Secret deletes wait at a gate: a delete in progress, held still.
+struct Gated {
+    inner: MemoryStore,
+    gate: tokio::sync::Semaphore,
+    waiting: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Store for Gated {
+    async fn create(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        self.inner.create(resource, object).await
+    }
+    async fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Object, StoreError> {
+        self.inner.get(resource, namespace, name).await
+    }
+    async fn list(&self, resource: &Resource, options: &tokenwarden_store::ListOptions) -> Result<tokenwarden_store::ObjectList, StoreError> {
+        self.inner.list(resource, options).await
+    }
+    async fn update(&self, resource: &Resource, object: Object) -> Result<Object, StoreError> {
+        self.inner.update(resource, object).await
+    }
+    async fn delete(&self, resource: &Resource, namespace: &str, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
+        if *resource == Resource::SECRETS {
+            self.waiting.notify_one();
+            drop(self.gate.acquire().await);
+        }
+        self.inner.delete(resource, namespace, name, preconditions).await
+    }
+    async fn events_since(&self, after: u64) -> Result<Vec<tokenwarden_store::Event>, StoreError> {
+        self.inner.events_since(after).await
+    }
+    async fn current_revision(&self) -> Result<u64, StoreError> {
+        self.inner.current_revision().await
+    }
+    async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        self.inner.compact(revision).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<tokenwarden_store::Event> {
+        self.inner.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_delete_goes_on_when_its_caller_goes_away() {
+    let clock = ManualClock::new(NOW);
+    let store = Arc::new(Gated { inner: MemoryStore::new(Arc::new(clock.clone())), gate: tokio::sync::Semaphore::new(0), waiting: tokio::sync::Notify::new() });
+    let keys = KeySet::new(keystore::generate(Algorithm::Es256).unwrap(), Vec::new());
+    let authority = authority_on(Arc::clone(&store) as Arc<dyn Store>, keys, &clock).await;
+    authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+    authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "s", "namespace": "ns"}}))).await.unwrap();
+    let deleting = {
+        let authority = Arc::clone(&authority);
+        tokio::spawn(async move { authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await })
+    };
+    // Held at the Secret's delete, the caller goes away (a client that hung up).
+    store.waiting.notified().await;
+    deleting.abort();
+    assert!(deleting.await.unwrap_err().is_cancelled());
+    store.gate.add_permits(1_000);
+    let gone = async {
+        while authority.store().get(&Resource::NAMESPACES, "", "ns").await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), gone).await.expect("the delete went on after its caller left");
+    assert!(authority.store().get(&Resource::SECRETS, "ns", "s").await.is_err());
+}
+
+#[tokio::test]
+async fn finishing_an_old_namespace_delete_spares_a_namespace_made_since_under_its_name() {
+    let (authority, _) = authority().await;
+    authority.delete(&Resource::NAMESPACES, "", "ns", &Preconditions::default()).await.unwrap();
+    authority.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "ns"}}))).await.unwrap();
+    authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "new", "namespace": "ns"}}))).await.unwrap();
+    // A second run of the old namespace's delete (a start, another replica) comes late.
+    let mut old = authority.store().get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    old.set_meta("uid", "the-old-namespace");
+    old.0.insert("status".into(), json!({"phase": "Terminating"}));
+    let finished = tokenwarden_store::authority::finish_namespace_delete(&**authority.store(), &old).await.unwrap();
+    assert_eq!(finished.uid(), "the-old-namespace", "the old namespace, as marked: gone already");
+    assert!(authority.store().get(&Resource::SECRETS, "ns", "new").await.is_ok(), "the new namespace's Secret stays");
+    assert!(authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.is_ok(), "and its default ServiceAccount");
+    assert!(authority.store().get(&Resource::NAMESPACES, "", "ns").await.is_ok(), "the new namespace stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -500,6 +500,8 @@ async fn creates_need_a_live_namespace(f: Fixture) {
     assert_eq!((causes[0].reason, causes[0].field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
     let err = api_err(f.store.create(&SA, obj(json!({"metadata": {"generateName": "s-", "namespace": "ns"}}))).await);
     assert_eq!((err.code(), err.reason()), (403, "Forbidden"));
+    // Named as asked, before a name is generated (kube's admission runs first).
+    assert_eq!(err.to_string(), r#"serviceaccounts "s-" is forbidden: unable to create new content in namespace ns because it is being terminated"#);
     // Even a name that is taken: the namespace is checked first.
     assert_eq!(api_err(f.store.create(&Resource::SECRETS, secret("ns", "kept")).await).code(), 403);
     assert_eq!(f.store.current_revision().await.unwrap(), base + 2);
