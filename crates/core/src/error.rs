@@ -95,6 +95,20 @@ impl Error {
         Self::NotFound { resource: resource.into(), name: name.into() }
     }
 
+    /// kube's NamespaceLifecycle refusal of a create in a namespace being deleted.
+    pub fn namespace_terminating(resource: impl Into<String>, name: impl Into<String>, namespace: &str) -> Self {
+        Self::Forbidden {
+            resource: resource.into(),
+            name: name.into(),
+            detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            causes: vec![FieldError {
+                field: "metadata.namespace".into(),
+                reason: "NamespaceTerminating",
+                message: format!("namespace {namespace} is being terminated"),
+            }],
+        }
+    }
+
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {

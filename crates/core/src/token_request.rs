@@ -169,16 +169,7 @@ pub fn issue(
     // kube's NamespaceLifecycle admission, before the request itself is looked at; it names the
     // ServiceAccount of the URL.
     if lookup.namespace_terminating(&namespace) {
-        return Err(Error::Forbidden {
-            resource: "serviceaccounts".into(),
-            name: name.clone(),
-            detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
-            causes: vec![FieldError {
-                field: "metadata.namespace".into(),
-                reason: "NamespaceTerminating",
-                message: format!("namespace {namespace} is being terminated"),
-            }],
-        });
+        return Err(Error::namespace_terminating("serviceaccounts", name, &namespace));
     }
     if !metadata_name.is_empty() && metadata_name != name {
         let cause = FieldError::invalid("metadata.name", go_quote(&metadata_name), "must match the service account name if specified");

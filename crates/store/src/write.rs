@@ -136,17 +136,9 @@ pub(crate) fn admit_to_namespace(resource: &Resource, object: &Object, stored: O
     let name = if object.name().is_empty() { generate_name.unwrap_or("Unknown") } else { object.name() };
     match stored {
         None => Err(not_found(&Resource::NAMESPACES, namespace)),
-        Some(found) if found.str_at("status.phase") == Some(NAMESPACE_TERMINATING) => Err(Error::Forbidden {
-            resource: resource.qualified(),
-            name: name.to_owned(),
-            detail: format!("unable to create new content in namespace {namespace} because it is being terminated"),
-            causes: vec![FieldError {
-                field: "metadata.namespace".to_owned(),
-                reason: "NamespaceTerminating",
-                message: format!("namespace {namespace} is being terminated"),
-            }],
+        Some(found) if found.str_at("status.phase") == Some(NAMESPACE_TERMINATING) => {
+            Err(Error::namespace_terminating(resource.qualified(), name, namespace).into())
         }
-        .into()),
         Some(_) => Ok(()),
     }
 }
