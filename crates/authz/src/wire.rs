@@ -4,8 +4,8 @@
 //! objects (Go reads 10,000): an AuthConfig's free-form `value` can carry one. Read whole, one
 //! such object made every list and watch of its collection fail, and the follower stopped
 //! following for every namespace. Here each object is read on its own; one too deep to read
-//! comes back as its metadata alone ([`Item::Unreadable`]), read past the rest without
-//! recursion (serde_json skips unread fields iteratively).
+//! comes back as its metadata and status alone ([`Item::Unreadable`]), read past the rest
+//! without recursion (serde_json skips unread fields iteratively).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,11 +15,11 @@ use tokenwarden_core::Object;
 /// One object of a list or event.
 pub enum Item {
     Object(Object),
-    /// An object that could not be read whole: its metadata, and why.
+    /// An object that could not be read whole: its metadata (and status), and why.
     Unreadable(Object, String),
     /// JSON without a name: an ERROR event's Status, a BOOKMARK's object.
     Nameless(Value),
-    /// Not JSON at all.
+    /// Neither readable nor with metadata to go by.
     Invalid(String),
 }
 
