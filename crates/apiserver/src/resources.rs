@@ -588,7 +588,7 @@ impl Handler<'_> {
         let deleted = if dry_run {
             let object = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
             check_preconditions(&self.resource, &object, &preconditions)?;
-            tokenwarden_store::authority::admit_delete(&self.resource, &object)?;
+            tokenwarden_store::namespaces::admit_delete(&self.resource, &object)?;
             object
         } else {
             self.state.authority.delete(&self.resource, &self.namespace, self.name(), &preconditions).await?

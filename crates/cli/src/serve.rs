@@ -17,7 +17,7 @@ use tokenwarden_store::etcd::EtcdStore;
 use tokenwarden_store::sqlite::SqliteStore;
 use tokenwarden_store::cluster::{ClusterOptions, Replica};
 use tokenwarden_store::etcd_keys::SharedKeys;
-use tokenwarden_store::legacy_cleaner;
+use tokenwarden_store::{legacy_cleaner, namespaces};
 use tokenwarden_store::{Authority, Clock as _, KeyStore, Store, SystemClock};
 
 use tokenwarden_authz::identity::Identities;
@@ -258,10 +258,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let options = ClusterOptions { rotation_period: cluster.rotation_period, algorithm };
         Replica::join(&cluster.store, cluster.shared, Arc::clone(&authority), options)
     });
+    // The singleton jobs: on etcd only the leader runs them.
+    let health = authority.store().health();
+    let leads = move || health.as_ref().is_none_or(|h| h.is_leader());
+    tokio::spawn(namespaces::sweep(Arc::clone(&authority), leads.clone()));
     if args.legacy_token_clean_up_period > 0 {
-        // A singleton job: on etcd only the leader runs it.
-        let health = authority.store().health();
-        let leads = move || health.as_ref().is_none_or(|h| h.is_leader());
         tokio::spawn(legacy_cleaner::run(Arc::clone(&authority), args.legacy_token_clean_up_period, leads));
     }
     let kubeconfig = admin::write_kubeconfig(dir, &url, ca_pem.as_deref(), &admin_token)

@@ -48,7 +48,7 @@ pub fn nesting_depth(value: &serde_json::Value) -> usize {
 
 /// Attempts of an update that did not pin a resourceVersion, retried on a conflict as
 /// kube-apiserver's `GuaranteedUpdate` does.
-const UPDATE_ATTEMPTS: usize = 5;
+pub(crate) const UPDATE_ATTEMPTS: usize = 5;
 
 /// What an update writes (kube-apiserver's strategies for a CRD with `subresources.status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,7 +262,7 @@ impl Authority {
         validate(resource, &object)?;
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
         if *resource == Resource::NAMESPACES && part == Part::Status {
-            check_namespace_phase(&mut object)?;
+            crate::namespaces::check_phase(&mut object)?;
         }
         Ok(object)
     }
@@ -295,7 +295,7 @@ impl Authority {
     /// `default` ServiceAccount) and the bootstrap RBAC policy. Objects that exist are left
     /// as they are, so a restart keeps a user's edits.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), StoreError> {
-        self.settle_namespaces();
+        self.settle_namespaces_soon();
         let namespaces = ["default", "kube-system"].into_iter().filter_map(|name| Object::from_value(serde_json::json!({"metadata": {"name": name}})));
         self.create_missing(namespaces.map(|namespace| (Resource::NAMESPACES, namespace))).await?;
         self.record_tracking_start().await?;
@@ -358,78 +358,6 @@ impl Authority {
             self.store.delete(resource, namespace, name, preconditions).await?
         };
         Ok(self.settled(deleted).await)
-    }
-
-    /// kube's namespace deletion, done in the request: Terminating first, so that from this
-    /// write on no create lands in it on any replica (a create reads its namespace in its own
-    /// transaction), then its contents, then the namespace. The emptying goes on if the caller
-    /// goes away; one that stopped (the process ended) is finished after the next start.
-    async fn delete_namespace(&self, name: &str, preconditions: &Preconditions) -> Result<Object, StoreError> {
-        let resource = &Resource::NAMESPACES;
-        // kube's GuaranteedUpdate: the preconditions are checked against each version read, and
-        // a write that lost to another (a label change) reads again.
-        let mut attempt = 0;
-        let marked = loop {
-            attempt += 1;
-            let mut namespace = self.store.get(resource, "", name).await?;
-            // The namespace's own preconditions first: a refused delete empties nothing.
-            check_preconditions(resource, &namespace, preconditions)?;
-            admit_delete(resource, &namespace)?;
-            if namespace.str_at("status.phase") == Some(NAMESPACE_TERMINATING) {
-                break namespace;
-            }
-            namespace.set_meta("deletionTimestamp", self.clock.now().to_string());
-            set_namespace_phase(&mut namespace, NAMESPACE_TERMINATING);
-            match self.store.update(resource, namespace).await {
-                Ok(marked) => break marked,
-                Err(StoreError::Api(Error::Conflict { .. })) if attempt < UPDATE_ATTEMPTS => {}
-                Err(e) => return Err(e),
-            }
-        };
-        let store = Arc::clone(&self.store);
-        let emptying = tokio::spawn(async move {
-            let result = finish_namespace_delete(&*store, &marked).await;
-            if let Err(e) = &result {
-                tracing::warn!(namespace = marked.name(), error = %e, "deleting a namespace stopped half way; the next start finishes it");
-            }
-            result
-        });
-        emptying.await.map_err(|e| StoreError::Backend(format!("deleting a namespace stopped: {e}")))?
-    }
-
-    /// Finishes, in the background, the deletes of namespaces left Terminating (the process
-    /// ended half way), and gives namespaces stored before phases were kept theirs (`Active`).
-    /// Off the start's path: a large namespace or a store error must not hold a start back.
-    fn settle_namespaces(self: &Arc<Self>) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(e) = this.settle_namespaces_now().await {
-                tracing::warn!(error = %e, "finishing namespace deletes left half way failed; the next start retries");
-            }
-        });
-    }
-
-    /// [`Self::settle_namespaces`], awaited.
-    pub async fn settle_namespaces_now(&self) -> Result<(), StoreError> {
-        let resource = &Resource::NAMESPACES;
-        for mut namespace in self.store.list(resource, &ListOptions::default()).await?.items {
-            match namespace.str_at("status.phase") {
-                Some(NAMESPACE_TERMINATING) => {
-                    tracing::info!(namespace = namespace.name(), "finishing the delete of a namespace left Terminating");
-                    finish_namespace_delete(&*self.store, &namespace).await?;
-                }
-                Some(phase) if !phase.is_empty() => {}
-                _ if namespace.str_at("metadata.deletionTimestamp").is_none() => {
-                    set_namespace_phase(&mut namespace, NAMESPACE_ACTIVE);
-                    match self.store.update(resource, namespace).await {
-                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     /// TokenRequest: validates, binds and signs. An RSA signature (≈0.3 ms) runs on the
@@ -527,72 +455,7 @@ fn validate(resource: &Resource, object: &Object) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Namespaces kube's NamespaceLifecycle admission never lets go.
-const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
-
-/// Sets `status.phase`, keeping the rest of the status.
-fn set_namespace_phase(namespace: &mut Object, phase: &str) {
-    match namespace.0.get_mut("status") {
-        Some(serde_json::Value::Object(status)) => {
-            status.insert("phase".into(), phase.into());
-        }
-        _ => {
-            namespace.0.insert("status".into(), serde_json::json!({"phase": phase}));
-        }
-    }
-}
-
-/// kube's NamespaceLifecycle admission of a delete, after the object was read and the
-/// preconditions held: some namespaces never go.
-pub fn admit_delete(resource: &Resource, object: &Object) -> Result<(), StoreError> {
-    if *resource == Resource::NAMESPACES && IMMORTAL_NAMESPACES.contains(&object.name()) {
-        return Err(Error::Forbidden {
-            resource: resource.qualified(),
-            name: object.name().to_owned(),
-            detail: "this namespace may not be deleted".to_owned(),
-            causes: Vec::new(),
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// The second half of a namespace delete, once `marked` is Terminating: everything in it, then
-/// the namespace; the namespace as marked once it is gone (a concurrent delete may finish it
-/// first). Several may run at once (another request, another replica, a start), and the name
-/// may be taken again meanwhile: each kind is listed while `marked` is seen still there (so
-/// every object listed is its: creates into it are refused), each object deleted by its uid,
-/// and the namespace by `marked`'s.
-pub async fn finish_namespace_delete(store: &dyn Store, marked: &Object) -> Result<Object, StoreError> {
-    let name = marked.name();
-    let still_there = || async {
-        match store.get(&Resource::NAMESPACES, "", name).await {
-            Ok(namespace) => Ok(namespace.uid() == marked.uid()),
-            Err(StoreError::Api(Error::NotFound { .. })) => Ok(false),
-            Err(e) => Err(e),
-        }
-    };
-    for inner in Resource::STORED.iter().filter(|r| r.namespaced) {
-        let options = ListOptions { namespace: Some(name.to_owned()), ..ListOptions::default() };
-        let listed = store.list(inner, &options).await?.items;
-        if !still_there().await? {
-            return Ok(marked.clone());
-        }
-        for object in listed {
-            let precondition = Preconditions { uid: Some(object.uid().to_owned()), resource_version: None };
-            match store.delete(inner, name, object.name(), &precondition).await {
-                Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    match store.delete(&Resource::NAMESPACES, "", name, &Preconditions { uid: Some(marked.uid().to_owned()), resource_version: None }).await {
-        Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => Ok(marked.clone()),
-        result => result,
-    }
-}
-
-fn invalid(resource: &Resource, object: &Object, cause: FieldError) -> StoreError {
+pub(crate) fn invalid(resource: &Resource, object: &Object, cause: FieldError) -> StoreError {
     Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: vec![cause] }.into()
 }
 
@@ -610,24 +473,6 @@ fn keep_deletion_timestamp(resource: &Resource, current: &Object, object: &mut O
         }
     }
     Ok(())
-}
-
-/// kube's `ValidateNamespaceStatusUpdate`: Active while the namespace is not being deleted,
-/// Terminating once it is (a status write cannot stop a delete, nor fake one).
-fn check_namespace_phase(namespace: &mut Object) -> Result<(), StoreError> {
-    // kube's SetDefaults_NamespaceStatus first: no phase is Active.
-    if namespace.str_at("status.phase").is_none_or(str::is_empty) {
-        set_namespace_phase(namespace, NAMESPACE_ACTIVE);
-    }
-    let phase = namespace.str_at("status.phase").unwrap_or_default();
-    let (wanted, detail) = match namespace.str_at("metadata.deletionTimestamp") {
-        None => (NAMESPACE_ACTIVE, "may only be 'Active' if `deletionTimestamp` is empty"),
-        Some(_) => (NAMESPACE_TERMINATING, "may only be 'Terminating' if `deletionTimestamp` is not empty"),
-    };
-    if phase == wanted {
-        return Ok(());
-    }
-    Err(invalid(&Resource::NAMESPACES, namespace, FieldError::invalid("status.Phase", go_quote(phase), detail)))
 }
 
 /// An object nested deeper than [`MAX_OBJECT_DEPTH`] is 422 Invalid, naming the top-level field.

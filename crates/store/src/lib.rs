@@ -17,6 +17,7 @@ pub mod index;
 pub mod keystore;
 pub mod legacy_cleaner;
 pub mod memory;
+pub mod namespaces;
 pub mod review_cache;
 pub mod sqlite;
 mod write;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::json;
 use tokenwarden_core::keys::{Algorithm, KeySet};
@@ -14,7 +14,7 @@ use tokenwarden_core::{Object, Resource, Timestamp};
 use tokenwarden_store::memory::MemoryStore;
 use tokenwarden_store::review_cache::ReviewCache;
 use tokenwarden_store::sqlite::SqliteStore;
-use tokenwarden_store::{Authority, KeyStore, ManualClock, Preconditions, Store, StoreError, keystore};
+use tokenwarden_store::{Authority, KeyStore, ManualClock, Preconditions, Store, StoreError, keystore, namespaces};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
 const ISSUER: &str = "https://tokenwarden.test";
@@ -193,11 +193,41 @@ async fn a_start_finishes_a_namespace_delete_left_half_way_and_gives_old_namespa
     store.create(&Resource::NAMESPACES, obj(json!({"metadata": {"name": "old"}}))).await.unwrap();
 
     // What `bootstrap` starts in the background, awaited.
-    authority.settle_namespaces_now().await.unwrap();
+    authority.settle_namespaces().await.unwrap();
     for (resource, namespace, name) in [(Resource::SECRETS, "ns", "left"), (Resource::SERVICE_ACCOUNTS, "ns", "default"), (Resource::NAMESPACES, "", "ns")] {
         assert!(matches!(store.get(&resource, namespace, name).await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))), "{name} is gone");
     }
     assert_eq!(store.get(&Resource::NAMESPACES, "", "old").await.unwrap().str_at("status.phase"), Some("Active"));
+}
+
+/// The leader's resync (kube's namespace controller) finishes a namespace delete that another
+/// replica left half way, without waiting for a restart; a replica that does not lead leaves
+/// it alone. The runtime's clock is paused: the sweep's five minutes pass as virtual time.
+#[tokio::test(start_paused = true)]
+async fn the_leaders_sweep_finishes_a_namespace_delete_left_half_way() {
+    let (authority, _) = authority().await;
+    let store = Arc::clone(authority.store());
+    authority.create(&Resource::SECRETS, obj(json!({"metadata": {"name": "left", "namespace": "ns"}}))).await.unwrap();
+    let leads = Arc::new(AtomicBool::new(false));
+    let sweeper = tokio::spawn(namespaces::sweep(Arc::clone(&authority), {
+        let leads = Arc::clone(&leads);
+        move || leads.load(Ordering::SeqCst)
+    }));
+    // Another replica marked `ns` Terminating and stopped.
+    let mut ns = store.get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    ns.set_meta("deletionTimestamp", NOW.to_string());
+    ns.0.insert("status".into(), json!({"phase": "Terminating"}));
+    store.update(&Resource::NAMESPACES, ns).await.unwrap();
+
+    tokio::time::sleep(namespaces::SYNC_PERIOD * 3).await;
+    assert!(store.get(&Resource::SECRETS, "ns", "left").await.is_ok(), "a replica that does not lead sweeps nothing");
+
+    leads.store(true, Ordering::SeqCst);
+    tokio::time::sleep(namespaces::SYNC_PERIOD + std::time::Duration::from_secs(1)).await;
+    for (resource, namespace, name) in [(Resource::SECRETS, "ns", "left"), (Resource::SERVICE_ACCOUNTS, "ns", "default"), (Resource::NAMESPACES, "", "ns")] {
+        assert!(matches!(store.get(&resource, namespace, name).await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))), "{name} is gone");
+    }
+    sweeper.abort();
 }
 
 /// A store whose Secret deletes wait at a gate: a delete in progress, held still.
@@ -278,7 +308,7 @@ async fn finishing_an_old_namespace_delete_spares_a_namespace_made_since_under_i
     let mut old = authority.store().get(&Resource::NAMESPACES, "", "ns").await.unwrap();
     old.set_meta("uid", "the-old-namespace");
     old.0.insert("status".into(), json!({"phase": "Terminating"}));
-    let finished = tokenwarden_store::authority::finish_namespace_delete(&**authority.store(), &old).await.unwrap();
+    let finished = tokenwarden_store::namespaces::finish_delete(&**authority.store(), &old).await.unwrap();
     assert_eq!(finished.uid(), "the-old-namespace", "the old namespace, as marked: gone already");
     assert!(authority.store().get(&Resource::SECRETS, "ns", "new").await.is_ok(), "the new namespace's Secret stays");
     assert!(authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.is_ok(), "and its default ServiceAccount");
