@@ -184,10 +184,16 @@ where
     F: Fn(Arc<Shared>) -> Fut,
     Fut: std::future::Future<Output = Tally> + Send + 'static,
 {
+    // `measuring` and `measured` mark the window on stdout, so that bench/run reads the CPU
+    // of the process under test over the answers counted, and not over the warm-up too.
+    if common.warmup <= 0.0 {
+        println!("measuring");
+    }
     let handles: Vec<_> = (0..common.connections.max(1)).map(|_| tokio::spawn(worker(Arc::clone(&shared)))).collect();
     if common.warmup > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(common.warmup)).await;
         shared.measuring.store(true, Ordering::Relaxed);
+        println!("measuring");
     }
     let started = Stopwatch::start();
     let deadline = Duration::from_secs_f64(common.duration.max(0.1));
@@ -203,6 +209,7 @@ where
     // Answers that arrive after this are not counted: they would inflate the rate.
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed_seconds();
+    println!("measured");
     shared.stop.store(true, Ordering::Relaxed);
     let mut total = Tally::default();
     for handle in handles {
