@@ -13,6 +13,7 @@ pub mod keys;
 pub mod legacy_tokens;
 pub mod lookup;
 pub mod object;
+pub mod pod;
 pub mod rbac;
 pub mod review;
 pub mod selector;

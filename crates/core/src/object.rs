@@ -70,10 +70,10 @@ impl Resource {
     }
 
     /// Whether the kind has a `status` subresource (as the AuthConfig CRD declares
-    /// `subresources.status`, and Namespaces have in kube): its status is written only through
+    /// `subresources.status`, and Namespaces and Pods have in kube): its status is written only through
     /// `.../status`, and writes to the object itself keep the stored status.
     pub fn has_status_subresource(&self) -> bool {
-        *self == Self::AUTH_CONFIGS || *self == Self::NAMESPACES
+        *self == Self::AUTH_CONFIGS || *self == Self::NAMESPACES || *self == Self::PODS
     }
 
     /// `apiVersion` as written in objects: `v1` or `group/version`.
@@ -158,6 +158,13 @@ impl Object {
 
     pub fn name(&self) -> &str {
         self.meta_str("name")
+    }
+
+    /// The name admission refusals give an object not yet created, as kube's do: its name,
+    /// else its generateName (none is generated yet), else "Unknown".
+    pub fn name_as_asked(&self) -> &str {
+        let generate_name = self.str_at("metadata.generateName").filter(|g| !g.is_empty());
+        if self.name().is_empty() { generate_name.unwrap_or("Unknown") } else { self.name() }
     }
 
     pub fn namespace(&self) -> &str {

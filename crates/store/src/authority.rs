@@ -11,7 +11,7 @@ use tokenwarden_core::review::{self, ReviewError, VerifiedToken};
 use tokenwarden_core::token_request::{self, IssuedToken, IssuerConfig, TokenRequestInput};
 use tokenwarden_core::legacy_tokens::LAST_USED_LABEL;
 use tokenwarden_core::error::go_quote;
-use tokenwarden_core::{Error, FieldError, Object, Resource, Timestamp};
+use tokenwarden_core::{Error, FieldError, Object, Resource, Timestamp, pod};
 use tokenwarden_core::lookup::ObjectLookup as _;
 
 use crate::clock::{Clock, random_bytes};
@@ -240,17 +240,38 @@ impl Authority {
         if *resource == Resource::NAMESPACES {
             object.0.insert("status".into(), serde_json::json!({"phase": NAMESPACE_ACTIVE}));
         }
+        if *resource == Resource::PODS {
+            pod::decode_and_default(&mut object)?;
+        }
         if resource.namespaced && !object.namespace().is_empty() {
             // Checked again inside the write; here for a dry run, which stops before it.
-            let namespace = match self.store.get(&Resource::NAMESPACES, "", object.namespace()).await {
-                Ok(namespace) => Some(namespace),
-                Err(StoreError::Api(Error::NotFound { .. })) => None,
-                Err(e) => return Err(e),
-            };
+            let namespace = self.get_if_found(&Resource::NAMESPACES, "", object.namespace()).await?;
             crate::write::admit_to_namespace(resource, &object, namespace.as_ref())?;
+        }
+        if *resource == Resource::PODS {
+            self.admit_pod(&mut object).await?;
         }
         validate(resource, &object)?;
         Ok(object)
+    }
+
+    async fn get_if_found(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
+        match self.store.get(resource, namespace, name).await {
+            Ok(object) => Ok(Some(object)),
+            Err(StoreError::Api(Error::NotFound { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ServiceAccount admission plugin, then the status a new pod starts with.
+    async fn admit_pod(&self, pod: &mut Object) -> Result<(), StoreError> {
+        if let Some(name) = pod::service_account_to_admit(pod)? {
+            let service_account = self.get_if_found(&Resource::SERVICE_ACCOUNTS, pod.namespace(), &name).await?;
+            pod::admit_service_account(pod, &name, service_account.as_ref())?;
+        }
+        let status = pod::initial_status(pod, self.clock.now());
+        pod.0.insert("status".into(), status);
+        Ok(())
     }
 
     /// Admission of an update of `part` of `current`, without writing: the object to store.

@@ -131,13 +131,10 @@ pub(crate) fn namespace_key(object: &Object) -> ObjectKey {
 /// what keeps it from landing in a namespace whose delete has already emptied it.
 pub(crate) fn admit_to_namespace(resource: &Resource, object: &Object, stored: Option<&Object>) -> Result<()> {
     let namespace = object.namespace();
-    // kube names the object as asked: its name, else its generateName, else "Unknown".
-    let generate_name = object.str_at("metadata.generateName").filter(|g| !g.is_empty());
-    let name = if object.name().is_empty() { generate_name.unwrap_or("Unknown") } else { object.name() };
     match stored {
         None => Err(not_found(&Resource::NAMESPACES, namespace)),
         Some(found) if found.str_at("status.phase") == Some(NAMESPACE_TERMINATING) => {
-            Err(Error::namespace_terminating(resource.qualified(), name, namespace).into())
+            Err(Error::namespace_terminating(resource.qualified(), object.name_as_asked(), namespace).into())
         }
         Some(_) => Ok(()),
     }

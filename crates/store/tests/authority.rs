@@ -119,6 +119,40 @@ async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
     assert_eq!(rejected(&authority, &issued.token), "[invalid bearer token, service account token has been invalidated]");
 }
 
+/// kube's ServiceAccount admission and PrepareForCreate: a pod runs as a ServiceAccount that
+/// exists (`default` unless named), starts Pending with its QoS class, and keeps its status
+/// through updates of the pod (the status is a subresource).
+#[tokio::test]
+async fn pods_run_as_an_existing_service_account_and_start_pending() {
+    let (authority, _) = authority().await;
+    let refused = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccountName": "bot"}}))).await.unwrap_err();
+    assert_eq!(refused.to_string(), r#"pods "p" is forbidden: error looking up service account ns/bot: serviceaccount "bot" not found"#);
+    assert!(authority.admit_create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccount": "bot"}}))).await.is_err(), "a dry run is admitted alike");
+    assert!(matches!(authority.store().get(&Resource::PODS, "ns", "p").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
+
+    let resources = json!({"limits": {"cpu": "1", "memory": "64Mi"}});
+    let sent = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": resources}]},
+                      "status": {"phase": "Running"}});
+    let created = authority.create(&Resource::PODS, obj(sent)).await.unwrap();
+    assert_eq!((created.str_at("spec.serviceAccountName"), created.str_at("spec.serviceAccount")), (Some("default"), Some("default")));
+    assert_eq!(created.value()["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "1", "memory": "64Mi"}), "limits default the requests");
+    assert_eq!(created.value()["status"], json!({"phase": "Pending", "qosClass": "Guaranteed"}), "a client's status is not kept");
+
+    let mut relabelled = created.clone();
+    relabelled.set_label("app", "web");
+    relabelled.0.insert("status".into(), json!({"phase": "Succeeded"}));
+    let updated = authority.update(&Resource::PODS, relabelled).await.unwrap();
+    assert_eq!((updated.label("app"), updated.str_at("status.phase")), (Some("web"), Some("Pending")));
+    let mut running = updated.clone();
+    running.0.insert("status".into(), json!({"phase": "Running", "podIP": "10.0.0.7"}));
+    let status = authority.update_status(&Resource::PODS, running).await.unwrap();
+    assert_eq!((status.str_at("status.phase"), status.label("app")), (Some("Running"), Some("web")));
+
+    let bad = json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "lots"}}}]}});
+    let err = authority.create(&Resource::PODS, obj(bad)).await.unwrap_err();
+    assert!(err.to_string().starts_with("Pod in version \"v1\" cannot be handled as a Pod: quantities must match"), "{err}");
+}
+
 #[tokio::test]
 async fn deleting_a_namespace_deletes_its_contents_and_revokes_its_tokens() {
     let (authority, _) = authority().await;
