@@ -183,6 +183,34 @@ def main():
                   f"{err.status} {err.body}")
 
     if not tokens_only:
+        # --- Pods: ServiceAccount admission, the status a new pod starts with, a bound token ---
+        resources = client.V1ResourceRequirements(limits={"cpu": "250m", "memory": "64Mi"})
+        pod = client.V1Pod(metadata=client.V1ObjectMeta(name="worker"),
+                           spec=client.V1PodSpec(service_account_name=sa_name, containers=[client.V1Container(name="c", image="busybox", resources=resources)]))
+        created_pod = step("create_namespaced_pod", lambda: core.create_namespaced_pod(ns, pod))
+        if created_pod is not None:
+            check("a new pod is Pending, Guaranteed, with requests from its limits",
+                  created_pod.status.phase == "Pending" and created_pod.status.qos_class == "Guaranteed"
+                  and created_pod.spec.containers[0].resources.requests == {"cpu": "250m", "memory": "64Mi"}, created_pod.status)
+            bound = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+                audiences=["talker-api"], bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name="worker")))
+            pod_token = step("create a token bound to the pod", lambda: core.create_namespaced_service_account_token(sa_name, ns, bound).status.token)
+            if pod_token:
+                reviewed = step("review the pod-bound token", lambda: review(pod_token, ["talker-api"]))
+                if reviewed is not None:
+                    check("the review names the pod", reviewed.status.user.extra.get("authentication.kubernetes.io/pod-name") == ["worker"]
+                          and reviewed.status.user.extra.get("authentication.kubernetes.io/pod-uid") == [created_pod.metadata.uid], reviewed.status)
+        stranger = client.V1Pod(metadata=client.V1ObjectMeta(name="stranger"),
+                                spec=client.V1PodSpec(service_account_name="nobody", containers=[client.V1Container(name="c", image="busybox")]))
+        try:
+            core.create_namespaced_pod(ns, stranger)
+            check("a pod of a missing ServiceAccount is refused", False, "it was created")
+        except ApiException as err:
+            body = json.loads(err.body or "{}")
+            check("a pod of a missing ServiceAccount is refused (403)", err.status == 403 and body.get("message") ==
+                  f'pods "stranger" is forbidden: error looking up service account {ns}/nobody: serviceaccount "nobody" not found',
+                  f"{err.status} {err.body}")
+
         # --- Watch: ADDED, MODIFIED, DELETED from another thread ---
         start = step("list before watching", lambda: core.list_namespaced_service_account(ns))
         if start is not None:
