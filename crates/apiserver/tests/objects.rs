@@ -800,11 +800,58 @@ async fn tables_for_kubectl_get() {
     assert_eq!(columns, vec!["Name", "Status", "Age"]);
     assert_eq!(namespaces.body["rows"][0]["cells"], json!(["ns", "Active", "2d"]));
 
-    s.post("/api/v1/nodes", json!({"metadata": {"name": "n1"}})).await;
+    // Nodes, Secrets and Pods get kube-apiserver's columns; the wide ones (priority 1) come
+    // too, kubectl drops them without `-o wide`.
+    let names_and_priorities = |table: &Value| -> Vec<(String, i64)> {
+        let columns = table["columnDefinitions"].as_array().unwrap().iter();
+        columns.map(|c| (c["name"].as_str().unwrap().to_owned(), c["priority"].as_i64().unwrap())).collect()
+    };
+    let expect = |columns: &[(&str, i64)]| -> Vec<(String, i64)> { columns.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect() };
+    let labels = json!({"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "worker"});
+    s.post("/api/v1/nodes", json!({"metadata": {"name": "n1", "labels": labels}, "spec": {"unschedulable": true}})).await;
     let nodes = s.call(Method::GET, "/api/v1/nodes", &[("accept", KUBECTL_TABLE)], None).await;
-    let columns: Vec<&str> = nodes.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(columns, vec!["Name", "Age"]);
-    assert_eq!(nodes.body["rows"][0]["cells"], json!(["n1", "0s"]));
+    let node_columns = [
+        ("Name", 0),
+        ("Status", 0),
+        ("Roles", 0),
+        ("Age", 0),
+        ("Version", 0),
+        ("Internal-IP", 1),
+        ("External-IP", 1),
+        ("OS-Image", 1),
+        ("Kernel-Version", 1),
+        ("Container-Runtime", 1),
+    ];
+    assert_eq!(names_and_priorities(&nodes.body), expect(&node_columns));
+    let node_row = json!(["n1", "Unknown,SchedulingDisabled", "control-plane,worker", "0s", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]);
+    assert_eq!(nodes.body["rows"][0]["cells"], node_row);
+
+    let secret = json!({"metadata": {"name": "creds"}, "type": "kubernetes.io/basic-auth", "data": {"username": "YQ==", "password": "Yg=="}});
+    assert_eq!(s.post("/api/v1/namespaces/ns/secrets", secret).await.status, StatusCode::CREATED);
+    let secrets = s.call(Method::GET, "/api/v1/namespaces/ns/secrets", &[("accept", KUBECTL_TABLE)], None).await;
+    assert_eq!(names_and_priorities(&secrets.body), expect(&[("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)]));
+    let rows = secrets.body["rows"].as_array().unwrap();
+    let creds = rows.iter().find(|r| r["cells"][0] == "creds").unwrap_or_else(|| panic!("{}", secrets.body));
+    assert_eq!(creds["cells"], json!(["creds", "kubernetes.io/basic-auth", 2, "0s"]));
+
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
+    assert_eq!(s.post("/api/v1/namespaces/ns/pods", pod).await.status, StatusCode::CREATED);
+    s.clock.advance(7);
+    let pods = s.call(Method::GET, "/api/v1/namespaces/ns/pods", &[("accept", KUBECTL_TABLE)], None).await;
+    let pod_columns = [
+        ("Name", 0),
+        ("Ready", 0),
+        ("Status", 0),
+        ("Restarts", 0),
+        ("Age", 0),
+        ("IP", 1),
+        ("Node", 1),
+        ("Nominated Node", 1),
+        ("Readiness Gates", 1),
+    ];
+    assert_eq!(names_and_priorities(&pods.body), expect(&pod_columns));
+    // Nobody runs the pod: it stays Pending, as a new pod starts.
+    assert_eq!(pods.body["rows"][0]["cells"], json!(["p", "0/2", "Pending", "0", "7s", "<none>", "n1", "<none>", "<none>"]));
 
     // Plain JSON without the Table Accept.
     assert_eq!(s.get("/api/v1/namespaces/ns/serviceaccounts").await.body["kind"], "ServiceAccountList");

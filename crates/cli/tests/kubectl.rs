@@ -47,6 +47,21 @@ fn review_from_file(server: &Server, token: &str, audiences: &[&str]) -> Value {
     server.kubectl_json(&["create", "-f", file.to_str().unwrap(), "-o", "json"])
 }
 
+/// `kubectl get` output: the header and the rows, each line cut where the header's columns
+/// start (kubectl pads columns with at least 3 spaces), so an empty cell stays a cell.
+fn table_of(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    let bytes = header.as_bytes();
+    let starts: Vec<usize> =
+        (0..bytes.len()).filter(|&i| bytes[i] != b' ' && (i == 0 || (i >= 2 && bytes[i - 1] == b' ' && bytes[i - 2] == b' '))).collect();
+    let cut = |line: &str| -> Vec<String> {
+        let ends = starts.iter().skip(1).copied().chain([usize::MAX]);
+        starts.iter().zip(ends).map(|(&a, b)| line.get(a..b.min(line.len())).unwrap_or("").trim().to_owned()).collect()
+    };
+    (cut(header), lines.map(cut).collect())
+}
+
 fn whoami_field(table: &str, attribute: &str) -> Option<String> {
     table.lines().find_map(|line| {
         let rest = line.strip_prefix(attribute)?;
@@ -70,6 +85,35 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
     assert_eq!(cells.len(), 3, "{row}");
     assert_eq!(cells[1], "0", "no secrets: {row}");
     assert!(cells[2].ends_with('s') || cells[2].ends_with('m'), "an age like 2s: {row}");
+
+    // Secrets, Nodes and Pods print kube-apiserver's columns too.
+    server.kubectl_ok(&["create", "secret", "generic", "creds", "-n", "demo", "--from-literal=user=a", "--from-literal=pass=b"]);
+    let out = server.kubectl_ok(&["get", "secrets", "-n", "demo"]);
+    let (header, rows) = table_of(&out);
+    assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"], "{out}");
+    let creds = rows.iter().find(|r| r[0] == "creds").unwrap_or_else(|| panic!("no row for creds\n{out}"));
+    assert_eq!(creds[1..3], ["Opaque", "2"], "{out}");
+
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels:\n    node-role.kubernetes.io/worker: \"\"\nspec:\n  unschedulable: true\n";
+    assert_eq!(server.kubectl_stdin_ok(&["create", "-f", "-"], node).trim(), "node/worker-1 created");
+    let out = server.kubectl_ok(&["get", "nodes"]);
+    let (header, rows) = table_of(&out);
+    assert_eq!(header, ["NAME", "STATUS", "ROLES", "AGE", "VERSION"], "{out}");
+    let worker = rows.iter().find(|r| r[0] == "worker-1").unwrap_or_else(|| panic!("no row for worker-1\n{out}"));
+    assert_eq!(worker[1..3], ["Unknown,SchedulingDisabled", "worker"], "{out}");
+    assert_eq!(worker[4], "", "no kubelet reports a version: {out}");
+    let out = server.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    let wide = ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"];
+    assert_eq!(table_of(&out).0, wide, "{out}");
+
+    assert_eq!(server.kubectl_stdin_ok(&["create", "-f", "-"], &pod_manifest("demo", "p1", "api-consumer-1")).trim(), "pod/p1 created");
+    let out = server.kubectl_ok(&["get", "pods", "-n", "demo", "-o", "wide"]);
+    let (header, rows) = table_of(&out);
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"], "{out}");
+    let p1 = rows.iter().find(|r| r[0] == "p1").unwrap_or_else(|| panic!("no row for p1\n{out}"));
+    // Nobody runs the pod: it stays Pending, as a new pod starts.
+    assert_eq!(p1[1..4], ["0/1", "Pending", "0"], "{out}");
+    assert_eq!(p1[5..], ["<none>", "<none>", "<none>", "<none>"], "{out}");
 
     // The same through the resource's full name, and `get sa NAME -o json` is the stored object.
     let object = server.kubectl_json(&["get", "serviceaccount", "api-consumer-1", "-n", "demo", "-o", "json"]);

@@ -227,12 +227,17 @@ impl Object {
 
     /// A string at a `.`-separated path, e.g. `spec.serviceAccountName`.
     pub fn str_at(&self, path: &str) -> Option<&str> {
+        self.at(path)?.as_str()
+    }
+
+    /// The value at a `.`-separated path, e.g. `status.conditions`.
+    pub fn at(&self, path: &str) -> Option<&Value> {
         let mut parts = path.split('.');
         let mut current = self.0.get(parts.next()?)?;
         for part in parts {
             current = current.as_object()?.get(part)?;
         }
-        current.as_str()
+        Some(current)
     }
 
     // --- The fields token binding reads ---
