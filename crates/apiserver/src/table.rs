@@ -330,16 +330,16 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
     let total = items(pod.at("spec.containers")).len() + init_containers.iter().filter(|c| sidecar(c)).count();
     let mut ready = 0;
 
-    let (mut restarts, mut last_restart) = (0, None);
-    let (mut sidecar_restarts, mut last_sidecar_restart) = (0, None);
+    let (mut restarts, mut last_restart) = (0i64, None);
+    let (mut sidecar_restarts, mut last_sidecar_restart) = (0i64, None);
     let mut initializing = false;
     for (i, container) in items(status("/initContainerStatuses")).iter().enumerate() {
         let (count, finished) = restarts_of(container);
-        restarts += count;
+        restarts = restarts.saturating_add(count);
         keep_latest(&mut last_restart, finished);
         let is_sidecar = restartable(text(container.get("name")));
         if is_sidecar {
-            sidecar_restarts += count;
+            sidecar_restarts = sidecar_restarts.saturating_add(count);
             keep_latest(&mut last_sidecar_restart, finished);
         }
         let terminated = object_at(container, "/state/terminated");
@@ -365,7 +365,7 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
         let mut has_running = false;
         for container in items(status("/containerStatuses")).iter().rev() {
             let (count, finished) = restarts_of(container);
-            restarts += count;
+            restarts = restarts.saturating_add(count);
             keep_latest(&mut last_restart, finished);
             let waiting = text(container.pointer("/state/waiting/reason"));
             if !waiting.is_empty() {
@@ -755,6 +755,10 @@ mod tests {
         assert_eq!(summary(&odd), ["0/0", "Init:0/1", "0"]);
         let odd = created(0, json!({"metadata": {"name": "p"}, "spec": [], "status": "Running"}));
         assert_eq!(summary(&odd), ["0/0", "", "0"]);
+        // Restart counts past what adds up saturate (kube's are 32-bit; anyone may write a status).
+        let status = json!({"name": "a", "restartCount": i64::MAX, "state": {"running": {}}});
+        let huge = pod(0, json!({"containers": [{"name": "a"}, {"name": "b"}]}), json!({"containerStatuses": [status.clone(), status]}));
+        assert_eq!(summary(&huge)[2], i64::MAX.to_string());
     }
 
     #[test]
