@@ -741,6 +741,11 @@ async fn field_selectors_take_only_the_fields_of_the_kind() {
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.host%3Da").await.body), vec!["on-a"]);
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.hostNetwork%3Dtrue").await.body), vec!["on-a"]);
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.hostNetwork%3Dfalse").await.body), vec!["nowhere"]);
+    // Fields kube defaults select pods that never named them; so do the status and the
+    // ServiceAccount every new pod gets.
+    for selector in ["spec.restartPolicy%3DAlways", "spec.schedulerName%3Ddefault-scheduler", "status.phase%3DPending", "spec.serviceAccountName%3Ddefault"] {
+        assert_eq!(names(&s.get(&format!("/api/v1/namespaces/ns/pods?fieldSelector={selector}")).await.body), vec!["nowhere", "on-a"], "{selector}");
+    }
     for (name, spec) in [("cordoned", json!({"unschedulable": true})), ("open", json!({}))] {
         assert_eq!(s.post("/api/v1/nodes", json!({"metadata": {"name": name}, "spec": spec})).await.status, StatusCode::CREATED);
     }

@@ -29,6 +29,10 @@ impl FieldError {
         let message = if detail.is_empty() { "Required value".to_owned() } else { format!("Required value: {detail}") };
         Self { field: field.to_owned(), reason: "FieldValueRequired", message }
     }
+
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Self { field: field.to_owned(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
+    }
 }
 
 impl fmt::Display for FieldError {

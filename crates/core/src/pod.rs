@@ -1,19 +1,20 @@
 //! A Pod as kube-apiserver creates it, beyond storing it: the decoding of its resource
-//! quantities and `SetDefaults_Pod` (a container's limits are its requests where it names
-//! none), the ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists,
-//! `default` unless it names one; a kubelet's mirror pod runs as none), and
-//! `PodStrategy.PrepareForCreate` (a new pod is Pending, with its QoS class).
+//! quantities and the API's defaults (a container's limits are its requests where it names
+//! none; restartPolicy, pull policies and the rest), the ServiceAccount admission plugin (a pod
+//! runs as a ServiceAccount that exists, `default` unless it names one; a kubelet's mirror pod
+//! runs as none), and `PodStrategy.PrepareForCreate` (a new pod is Pending, with its QoS class).
 //!
 //! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
 //! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
-//! writes that layout), quantities rewritten in canonical form, and pod-level resources.
+//! writes that layout), the Priority and DefaultTolerationSeconds admission plugins (the
+//! scheduler's), quantities rewritten in canonical form, and pod-level resources.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use crate::legacy_tokens::pod_secret_names;
-use crate::{Error, Object, Timestamp};
+use crate::{Error, FieldError, Object, Timestamp};
 
 /// The annotation of a kubelet's mirror pod (a static pod it runs on its own).
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -30,33 +31,95 @@ fn containers<'a>(spec: Option<&'a Map<String, Value>>, list: &str) -> impl Iter
     spec.and_then(|s| s.get(list)).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object)
 }
 
-/// Decoding and `SetDefaults_Pod`: every container's requests and limits must be quantities
-/// (400, as kube's decoder answers), and a limit is also the request where none is named.
+/// Decoding and the API's defaults (kube's `SetDefaults_Pod`, `_PodSpec`, `_Container` and
+/// `_ContainerPort`): every container's requests and limits must be quantities (400, as kube's
+/// decoder answers); a limit is also the request where none is named; and the fields kube fills
+/// in are filled in where empty (what `kubectl get pod -o yaml` shows, and field selectors
+/// such as `spec.restartPolicy=Always` match).
 pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
     let Some(Value::Object(spec)) = pod.0.get_mut("spec") else {
         return Ok(());
     };
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
+    for container in containers_mut(spec, "ephemeralContainers") {
+        check_quantities(container)?;
+    }
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    for list in CONTAINER_LISTS {
         for container in containers_mut(spec, list) {
-            let Some(Value::Object(resources)) = container.get_mut("resources") else { continue };
-            for part in ["requests", "limits"] {
-                for quantity in resources.get(part).and_then(Value::as_object).into_iter().flat_map(Map::values) {
-                    Quantity::from_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
-                }
-            }
-            if list == "ephemeralContainers" {
-                continue;
-            }
-            let Some(Value::Object(limits)) = resources.get("limits").cloned() else { continue };
-            let requests = resources.entry("requests").or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(requests) = requests {
-                for (name, limit) in limits {
-                    requests.entry(name).or_insert(limit);
-                }
-            }
+            check_quantities(container)?;
+            default_container(container, host_network);
+        }
+    }
+    set_default(spec, "dnsPolicy", "ClusterFirst");
+    set_default(spec, "restartPolicy", "Always");
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "terminationGracePeriodSeconds", 30);
+    set_default(spec, "schedulerName", "default-scheduler");
+    set_default(spec, "enableServiceLinks", true);
+    Ok(())
+}
+
+fn check_quantities(container: &Map<String, Value>) -> Result<(), Error> {
+    let resources = container.get("resources");
+    for part in ["requests", "limits"] {
+        for quantity in resources.and_then(|r| r.get(part)).and_then(Value::as_object).into_iter().flat_map(Map::values) {
+            Quantity::from_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
         }
     }
     Ok(())
+}
+
+/// A container's defaults: requests from limits, the pull policy from the image's tag, the
+/// termination message's, the ports' protocol (and, on the host's network, their host port).
+fn default_container(container: &mut Map<String, Value>, host_network: bool) {
+    if let Some(Value::Object(resources)) = container.get_mut("resources")
+        && let Some(Value::Object(limits)) = resources.get("limits").cloned()
+    {
+        let requests = resources.entry("requests").or_insert(Value::Null);
+        if requests.is_null() {
+            *requests = json!({});
+        }
+        let Value::Object(requests) = requests else { return };
+        for (name, limit) in limits {
+            requests.entry(name).or_insert(limit);
+        }
+    }
+    let pull = image_pull_policy(container.get("image").and_then(Value::as_str).unwrap_or_default());
+    set_default(container, "imagePullPolicy", pull);
+    set_default(container, "terminationMessagePath", "/dev/termination-log");
+    set_default(container, "terminationMessagePolicy", "File");
+    for port in container.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut) {
+        set_default(port, "protocol", "TCP");
+        if host_network && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+            let container_port = port.get("containerPort").cloned().unwrap_or(Value::Null);
+            port.insert("hostPort".into(), container_port);
+        }
+    }
+}
+
+/// Sets `key` where it is absent, null or an empty string (Go's zero value of the field).
+fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+    let empty = match map.get(key) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => false,
+    };
+    if empty {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// `SetDefaults_Container`'s pull policy: Always for the `latest` tag (which an image with
+/// neither tag nor digest means), IfNotPresent otherwise.
+fn image_pull_policy(image: &str) -> &'static str {
+    let (name, digest) = image.split_once('@').map_or((image, false), |(name, _)| (name, true));
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.rsplit_once(':').map(|(_, tag)| tag) {
+        Some("latest") => "Always",
+        Some(_) => "IfNotPresent",
+        None if digest || image.is_empty() => "IfNotPresent",
+        None => "Always",
+    }
 }
 
 /// The ServiceAccount admission plugin's first half: the ServiceAccount the pod runs as (its
@@ -93,7 +156,8 @@ pub fn service_account_to_admit(pod: &mut Object) -> Result<Option<String>, Erro
 }
 
 /// The plugin's second half, given the ServiceAccount as looked up in the pod's namespace: it
-/// must exist, and a pod that names no image pull secrets gets its ServiceAccount's.
+/// must exist, a pod that names no image pull secrets gets its ServiceAccount's, and a
+/// ServiceAccount that enforces its mountable secrets lets the pod use no others.
 pub fn admit_service_account(pod: &mut Object, name: &str, service_account: Option<&Object>) -> Result<(), Error> {
     let Some(service_account) = service_account else {
         let detail = format!("error looking up service account {}/{name}: serviceaccount \"{name}\" not found", pod.namespace());
@@ -107,12 +171,171 @@ pub fn admit_service_account(pod: &mut Object, name: &str, service_account: Opti
             spec.insert("imagePullSecrets".into(), Value::Array(names));
         }
     }
+    if enforces_mountable_secrets(service_account) {
+        limit_secret_references(pod, service_account)?;
+    }
+    Ok(())
+}
+
+/// The annotation by which a ServiceAccount lets its pods use only the Secrets it lists.
+pub const ENFORCE_MOUNTABLE_SECRETS_ANNOTATION: &str = "kubernetes.io/enforce-mountable-secrets";
+
+/// Go's `strconv.ParseBool` of the annotation: true only for what it reads as true.
+fn enforces_mountable_secrets(service_account: &Object) -> bool {
+    matches!(service_account.annotation(ENFORCE_MOUNTABLE_SECRETS_ANNOTATION), Some("1" | "t" | "T" | "TRUE" | "true" | "True"))
+}
+
+fn array(value: Option<&Value>) -> std::slice::Iter<'_, Value> {
+    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter()
+}
+
+fn text(value: Option<&Value>) -> &str {
+    value.and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The plugin's `limitSecretReferences`: secret volumes and the containers' `env` and `envFrom`
+/// may name only the ServiceAccount's `secrets`, and image pull secrets only its
+/// `imagePullSecrets`.
+fn limit_secret_references(pod: &Object, service_account: &Object) -> Result<(), Error> {
+    let named = |key: &str| -> HashSet<&str> { array(service_account.value().get(key)).map(|r| text(r.get("name"))).collect() };
+    let (mountable, pullable, account) = (named("secrets"), named("imagePullSecrets"), service_account.name());
+    let refuse = |detail: String| Err(forbidden(pod, detail));
+    let spec = pod.value().get("spec").and_then(Value::as_object);
+    let not_listed = |secret: &str| format!("secret.secretName=\"{secret}\" is not allowed because service account {account} does not reference that secret");
+    for volume in array(spec.and_then(|s| s.get("volumes"))) {
+        if let Some(secret) = volume.get("secret").filter(|s| s.is_object()).map(|s| text(s.get("secretName")))
+            && !mountable.contains(secret)
+        {
+            return refuse(format!("volume with {}", not_listed(secret)));
+        }
+    }
+    for (list, what) in [("initContainers", "init container"), ("containers", "container")] {
+        for container in containers(spec, list) {
+            let name = text(container.get("name"));
+            for env in array(container.get("env")) {
+                let secret = env.get("valueFrom").and_then(|v| v.get("secretKeyRef")).filter(|r| r.is_object()).map(|r| text(r.get("name")));
+                if let Some(secret) = secret.filter(|s| !mountable.contains(s)) {
+                    return refuse(format!("{what} {name} with envVar {} referencing {}", text(env.get("name")), not_listed(secret)));
+                }
+            }
+            for env_from in array(container.get("envFrom")) {
+                let secret = env_from.get("secretRef").filter(|r| r.is_object()).map(|r| text(r.get("name")));
+                if let Some(secret) = secret.filter(|s| !mountable.contains(s)) {
+                    return refuse(format!("{what} {name} with envFrom referencing {}", not_listed(secret)));
+                }
+            }
+        }
+    }
+    for (i, reference) in array(spec.and_then(|s| s.get("imagePullSecrets"))).enumerate() {
+        let secret = text(reference.get("name"));
+        if !pullable.contains(secret) {
+            return refuse(format!("imagePullSecrets[{i}].name=\"{secret}\" is not allowed because service account {account} does not reference that imagePullSecret"));
+        }
+    }
     Ok(())
 }
 
 /// admission.NewForbidden: the pod named as asked (its name, else its generateName).
 fn forbidden(pod: &Object, detail: String) -> Error {
     Error::Forbidden { resource: "pods".into(), name: pod.name_as_asked().to_owned(), detail, causes: Vec::new() }
+}
+
+/// What `ValidatePodUpdate` lets an update of a pod change in its spec (kube's words).
+const UPDATABLE_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// kube's `ValidatePodUpdate` of the spec, on `updated` as decoded and defaulted: a pod keeps
+/// its containers (their images may change), and changes nothing else but its
+/// activeDeadlineSeconds, tolerations, scheduling gates, and a negative grace period set to 1.
+/// Not checked, as the rest of a pod's spec is not validated here: which of those changes kube
+/// allows (only additions to tolerations, removals of gates, a shorter deadline, an image
+/// that is not empty). The 422 names the fields that changed, where kube prints a go-cmp diff
+/// of its internal type.
+pub fn check_spec_update(current: &Object, updated: &mut Object) -> Result<(), Error> {
+    // The deprecated `serviceAccount` is an alias kube's internal type does not keep.
+    let alias = updated.str_at("spec.serviceAccount").filter(|a| !a.is_empty()).map(str::to_owned);
+    let name = updated.str_at("spec.serviceAccountName").filter(|n| !n.is_empty()).map(str::to_owned).or(alias);
+    if let (Some(name), Some(Value::Object(spec))) = (name, updated.0.get_mut("spec")) {
+        spec.insert("serviceAccountName".into(), name.clone().into());
+        spec.insert("serviceAccount".into(), name.into());
+    }
+    let invalid = |causes: Vec<FieldError>| Error::Invalid { kind: "Pod".into(), group: String::new(), name: current.name().to_owned(), causes };
+    // The stored spec as its defaults make it now: a pod stored before a default existed has
+    // not changed for lacking it.
+    let mut old_pod = current.clone();
+    // A quantity stored before quantities were checked stays as it is.
+    let _ = decode_and_default(&mut old_pod);
+    let spec_of = |pod: &Object| -> Map<String, Value> {
+        let mut spec = pod.value().get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
+        spec.remove("serviceAccount");
+        spec
+    };
+    let (old, mut new) = (spec_of(&old_pod), spec_of(updated));
+    for list in CONTAINER_LISTS {
+        let old_containers = containers(Some(&old), list).collect::<Vec<_>>();
+        if containers(Some(&new), list).count() != old_containers.len() {
+            return Err(invalid(vec![FieldError::forbidden(&format!("spec.{list}"), "pod updates may not add or remove containers")]));
+        }
+        for (container, old_container) in containers_mut(&mut new, list).zip(old_containers) {
+            copy_field(old_container, container, "image");
+        }
+    }
+    for key in ["activeDeadlineSeconds", "schedulingGates", "tolerations"] {
+        copy_field(&old, &mut new, key);
+    }
+    let grace = |spec: &Map<String, Value>| spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+    if grace(&old).is_some_and(|g| g < 0) && grace(&new) == Some(1) {
+        copy_field(&old, &mut new, "terminationGracePeriodSeconds");
+    }
+    if new == old {
+        return Ok(());
+    }
+    let changed: Vec<String> = old
+        .keys()
+        .chain(new.keys().filter(|k| !old.contains_key(*k)))
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| format!("spec.{k}: {} -> {}", shown(old.get(k)), shown(new.get(k))))
+        .collect();
+    let detail = format!("pod updates may not change fields other than {UPDATABLE_SPEC_FIELDS}\n{}", changed.join("\n"));
+    Err(invalid(vec![FieldError::forbidden("spec", &detail)]))
+}
+
+/// Makes `to[key]` what `from[key]` is, absent included.
+fn copy_field(from: &Map<String, Value>, to: &mut Map<String, Value>, key: &str) {
+    match from.get(key) {
+        Some(value) => to.insert(key.to_owned(), value.clone()),
+        None => to.remove(key),
+    };
+}
+
+fn shown(value: Option<&Value>) -> String {
+    value.map_or_else(|| "<unset>".to_owned(), Value::to_string)
+}
+
+/// kube's `podStatusStrategy.PrepareForUpdate` and `ValidatePodStatusUpdate` of the QoS class:
+/// a status written without one keeps the pod's, and none may change it.
+pub fn check_status_update(current: &Object, updated: &mut Object) -> Result<(), Error> {
+    let Some(class) = current.str_at("status.qosClass").filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    match updated.str_at("status.qosClass").filter(|c| !c.is_empty()) {
+        None => {
+            let status = updated.0.entry("status").or_insert_with(|| json!({}));
+            if !status.is_object() {
+                *status = json!({});
+            }
+            if let Value::Object(status) = status {
+                status.insert("qosClass".into(), class.into());
+            }
+            Ok(())
+        }
+        Some(sent) if sent == class => Ok(()),
+        Some(sent) => Err(Error::Invalid {
+            kind: "Pod".into(),
+            group: String::new(),
+            name: current.name().to_owned(),
+            causes: vec![FieldError::invalid("status.qosClass", crate::error::go_quote(sent), "field is immutable")],
+        }),
+    }
 }
 
 /// `PodStrategy.PrepareForCreate`: a new pod's status is Pending with its QoS class, and a pod
@@ -173,20 +396,27 @@ pub fn qos_class(pod: &Object) -> &'static str {
 }
 
 /// A resource quantity (`100m`, `1.5Gi`, `2e3`), in billionths: kube's `resource.Quantity`
-/// keeps nothing finer (it rounds a smaller non-zero amount up to one billionth). An amount
-/// past what 128 bits hold saturates.
+/// keeps nothing finer (it rounds a smaller non-zero amount up to one billionth). An amount of
+/// more than about 10^29 units saturates (kube keeps any decimal amount, and caps binary ones
+/// at 2^63 - 1 units): no pod names such an amount, and none panics the parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(pub i128);
 
 /// kube's `ErrFormatWrong`.
 const FORMAT_WRONG: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
+/// A string of ASCII digits as an integer, saturating.
+fn saturating_integer(digits: &str) -> i128 {
+    digits.bytes().fold(0i128, |n, d| n.saturating_mul(10).saturating_add(i128::from(d - b'0')))
+}
+
 impl Quantity {
-    /// A quantity as JSON holds it: a string, or a number (kube reads both).
+    /// A quantity as JSON holds it: a string, a number, or null (zero), as kube reads them.
     pub fn from_json(value: &Value) -> Result<Self, &'static str> {
         match value {
             Value::String(text) => Self::parse(text.trim()),
             Value::Number(number) => Self::parse(&number.to_string()),
+            Value::Null => Ok(Self(0)),
             _ => Err(FORMAT_WRONG),
         }
     }
@@ -251,19 +481,28 @@ impl Quantity {
             }
             _ => return Err("unable to parse quantity's suffix"),
         };
-        // The digits as one integer, scaled to billionths (a fraction of one rounds up to one).
-        let mut mantissa: i128 = 0;
-        for digit in whole.bytes().chain(fraction.bytes()) {
-            mantissa = mantissa.saturating_mul(10).saturating_add(i128::from(digit - b'0'));
+        // Without a digit, kube parses zero, unless the exponent takes it down its slow path,
+        // where an empty number does not parse.
+        if whole.is_empty() && fraction.is_empty() && binary_shift == 0 && decimal_exponent < -9 {
+            return Err("unable to parse numeric part of quantity");
         }
+        // The digits as one number, scaled to billionths: `digits` × 10^`exponent` × 2^shift.
+        let joined = format!("{whole}{fraction}");
+        let digits = joined.trim_start_matches('0');
         let exponent = i64::from(decimal_exponent) - fraction.len() as i64 + 9;
-        let nanos = if mantissa == 0 {
+        let nanos = if digits.is_empty() {
             0
         } else if exponent >= 0 {
             let scale = u32::try_from(exponent).ok().and_then(|e| 10i128.checked_pow(e)).unwrap_or(i128::MAX);
-            mantissa.saturating_mul(scale).saturating_mul(1i128 << binary_shift)
+            saturating_integer(digits).saturating_mul(scale).saturating_mul(1i128 << binary_shift)
+        } else if binary_shift == 0 {
+            // Digits below a billionth are dropped; any of them not zero rounds up by one.
+            let kept = usize::try_from(digits.len() as i64 + exponent).unwrap_or(0);
+            let dropped_some = digits.as_bytes()[kept..].iter().any(|&d| d != b'0');
+            saturating_integer(&digits[..kept]).saturating_add(i128::from(dropped_some))
         } else {
-            let scaled = mantissa.saturating_mul(1i128 << binary_shift);
+            // A fraction of a binary multiple: shifted first, then divided, rounding up.
+            let scaled = saturating_integer(digits).saturating_mul(1i128 << binary_shift);
             match u32::try_from(-exponent).ok().and_then(|e| 10i128.checked_pow(e)) {
                 Some(divisor) => scaled / divisor + i128::from(scaled % divisor != 0),
                 None => 1,
@@ -300,6 +539,14 @@ mod tests {
         // Less than a billionth rounds up to one, as kube's RoundUp does.
         assert_eq!(nanos("0.1n"), Ok(1));
         assert_eq!(nanos("1e-100"), Ok(1));
+        // Digits past a billionth round up; long strings of digits keep their value.
+        assert_eq!(nanos("1.0000000001"), Ok(1_000_000_001));
+        assert_eq!(nanos("1.00000000000000000000000000000000000000000000"), nanos("1"));
+        assert_eq!(nanos("0000000000000000000000000000000000000000000001"), nanos("1"));
+        assert_eq!(nanos("0.0000000001Ki"), Ok(103), "102.4 billionths, rounded up");
+        // No digit: zero, except where kube's slow path cannot parse an empty number.
+        assert_eq!((nanos("."), nanos("-"), nanos("e5"), nanos("Ki")), (Ok(0), Ok(0), Ok(0), Ok(0)));
+        assert_eq!(nanos(".e-10"), Err("unable to parse numeric part of quantity"));
         // Past 128 bits: saturated, no panic.
         assert_eq!(nanos("1e100"), Ok(i128::MAX));
         assert_eq!(nanos("99999999999999999999999999999999999999999999Ei"), Ok(i128::MAX));
@@ -312,6 +559,7 @@ mod tests {
         assert_eq!(Quantity::from_json(&json!(2)), Quantity::parse("2"));
         assert_eq!(Quantity::from_json(&json!(0.25)), Quantity::parse("250m"));
         assert_eq!(Quantity::from_json(&json!(true)), Err(FORMAT_WRONG));
+        assert_eq!(Quantity::from_json(&Value::Null), Ok(Quantity(0)), "kube reads null as zero");
     }
 
     #[test]
@@ -352,6 +600,31 @@ mod tests {
     }
 
     #[test]
+    fn the_api_defaults_are_filled_in_where_empty() {
+        let spec = json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 0, "hostNetwork": true,
+                          "containers": [{"name": "a", "image": "busybox", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP", "hostPort": 5353}]},
+                                         {"name": "b", "image": "registry:5000/app:1.2", "imagePullPolicy": "Never"}],
+                          "initContainers": [{"name": "i", "image": "app@sha256:abc", "terminationMessagePath": ""}]});
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": spec}));
+        decode_and_default(&mut p).unwrap();
+        let spec = &p.value()["spec"];
+        // Set fields are kept, 0 included; empty ones get kube's defaults.
+        assert_eq!((&spec["restartPolicy"], &spec["terminationGracePeriodSeconds"]), (&json!("Never"), &json!(0)));
+        assert_eq!((&spec["dnsPolicy"], &spec["schedulerName"], &spec["securityContext"], &spec["enableServiceLinks"]),
+                   (&json!("ClusterFirst"), &json!("default-scheduler"), &json!({}), &json!(true)));
+        let a = &spec["containers"][0];
+        assert_eq!((&a["imagePullPolicy"], &a["terminationMessagePath"], &a["terminationMessagePolicy"]),
+                   (&json!("Always"), &json!("/dev/termination-log"), &json!("File")));
+        assert_eq!(a["ports"], json!([{"containerPort": 80, "protocol": "TCP", "hostPort": 80}, {"containerPort": 53, "protocol": "UDP", "hostPort": 5353}]));
+        assert_eq!(spec["containers"][1]["imagePullPolicy"], "Never");
+        assert_eq!(spec["initContainers"][0]["imagePullPolicy"], "IfNotPresent", "a digest and no tag");
+        assert_eq!(spec["initContainers"][0]["terminationMessagePath"], "/dev/termination-log", "an empty string is unset");
+        for (image, policy) in [("busybox", "Always"), ("busybox:latest", "Always"), ("busybox:1.36", "IfNotPresent"), ("host:5000/busybox", "Always"), ("", "IfNotPresent")] {
+            assert_eq!(image_pull_policy(image), policy, "{image:?}");
+        }
+    }
+
+    #[test]
     fn the_service_account_is_defaulted_and_must_exist() {
         let mut p = pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "a"}]}}));
         assert_eq!(service_account_to_admit(&mut p).unwrap().as_deref(), Some("default"));
@@ -374,6 +647,42 @@ mod tests {
         let mut own = pod(json!({"metadata": {"name": "p"}, "spec": {"imagePullSecrets": [{"name": "mine"}]}}));
         admit_service_account(&mut own, "default", Some(&sa)).unwrap();
         assert_eq!(own.value()["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
+    }
+
+    #[test]
+    fn a_service_account_may_enforce_its_mountable_secrets() {
+        let sa = |annotation: &str| {
+            pod(json!({"metadata": {"name": "bot", "annotations": {ENFORCE_MOUNTABLE_SECRETS_ANNOTATION: annotation}},
+                       "secrets": [{"name": "listed"}], "imagePullSecrets": [{"name": "registry"}]}))
+        };
+        let admitted = |spec: Value, annotation: &str| {
+            let mut p = pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}));
+            admit_service_account(&mut p, "bot", Some(&sa(annotation))).map_err(|e| e.to_string())
+        };
+        let volume = |secret: &str| json!({"volumes": [{"name": "v", "secret": {"secretName": secret}}]});
+        assert_eq!(admitted(volume("listed"), "true"), Ok(()));
+        assert_eq!(
+            admitted(volume("other"), "true"),
+            Err(r#"pods "p" is forbidden: volume with secret.secretName="other" is not allowed because service account bot does not reference that secret"#.to_owned())
+        );
+        assert_eq!(admitted(volume("other"), "false"), Ok(()), "not enforced");
+        assert_eq!(admitted(volume("other"), "yes"), Ok(()), "not a Go bool: not enforced");
+        let env = json!({"containers": [{"name": "app", "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "p"}}}]}]});
+        assert_eq!(
+            admitted(env, "1"),
+            Err(r#"pods "p" is forbidden: container app with envVar PASSWORD referencing secret.secretName="db" is not allowed because service account bot does not reference that secret"#.to_owned())
+        );
+        let env_from = json!({"initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "db"}}]}]});
+        assert_eq!(
+            admitted(env_from, "True"),
+            Err(r#"pods "p" is forbidden: init container init with envFrom referencing secret.secretName="db" is not allowed because service account bot does not reference that secret"#.to_owned())
+        );
+        let pulls = json!({"imagePullSecrets": [{"name": "registry"}, {"name": "mine"}]});
+        assert_eq!(
+            admitted(pulls, "t"),
+            Err(r#"pods "p" is forbidden: imagePullSecrets[1].name="mine" is not allowed because service account bot does not reference that imagePullSecret"#.to_owned())
+        );
+        assert_eq!(admitted(json!({}), "true"), Ok(()), "the ServiceAccount's own pull secrets, copied in, pass");
     }
 
     #[test]
