@@ -210,18 +210,25 @@ impl Authority {
         }
         let created = self.store.create(resource, object).await?;
         if *resource == Resource::NAMESPACES {
-            let sa = serde_json::json!({"metadata": {"name": "default", "namespace": created.name()}});
-            if let Some(sa) = Object::from_value(sa) {
-                match self.store.create(&Resource::SERVICE_ACCOUNTS, sa).await {
-                    Ok(sa) => {
-                        self.index.wait_for(revision_of(&sa)).await;
-                    }
-                    Err(StoreError::Api(Error::AlreadyExists { .. })) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            self.ensure_default_service_account(created.name()).await?;
         }
         Ok(self.settled(created).await)
+    }
+
+    /// kube's serviceaccounts controller: a namespace has a `default` ServiceAccount (made
+    /// with the namespace, made again when deleted). Pods run as it unless they name another.
+    pub(crate) async fn ensure_default_service_account(&self, namespace: &str) -> Result<(), StoreError> {
+        let Some(sa) = Object::from_value(serde_json::json!({"metadata": {"name": "default", "namespace": namespace}})) else {
+            return Ok(());
+        };
+        match self.store.create(&Resource::SERVICE_ACCOUNTS, sa).await {
+            Ok(sa) => {
+                self.index.wait_for(revision_of(&sa)).await;
+                Ok(())
+            }
+            Err(StoreError::Api(Error::AlreadyExists { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Admission of a create, without writing (a dry run stops here): the namespace must
@@ -277,13 +284,19 @@ impl Authority {
     /// Admission of an update of `part` of `current`, without writing: the object to store.
     pub fn admit_update(&self, resource: &Resource, current: &Object, object: Object, part: Part) -> Result<Object, StoreError> {
         let mut object = part.apply(resource, current, object);
+        if *resource == Resource::PODS && part == Part::Object {
+            pod::decode_and_default(&mut object)?;
+        }
         keep_deletion_timestamp(resource, current, &mut object)?;
         fold_string_data(resource, &mut object);
         tokenwarden_core::rbac::default_fields(resource, &mut object);
         validate(resource, &object)?;
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
-        if *resource == Resource::NAMESPACES && part == Part::Status {
-            crate::namespaces::check_phase(&mut object)?;
+        match (*resource, part) {
+            (Resource::NAMESPACES, Part::Status) => crate::namespaces::check_phase(&mut object)?,
+            (Resource::PODS, Part::Object) => pod::check_spec_update(current, &mut object)?,
+            (Resource::PODS, Part::Status) => pod::check_status_update(current, &mut object)?,
+            _ => {}
         }
         Ok(object)
     }
@@ -378,6 +391,13 @@ impl Authority {
         } else {
             self.store.delete(resource, namespace, name, preconditions).await?
         };
+        if *resource == Resource::SERVICE_ACCOUNTS && name == "default" {
+            match self.ensure_default_service_account(namespace).await {
+                // The namespace is gone or going: nothing to make again.
+                Ok(()) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
+                Err(e) => tracing::warn!(namespace, error = %e, "making the default ServiceAccount again failed; the leader's next namespace sweep does it"),
+            }
+        }
         Ok(self.settled(deleted).await)
     }
 

@@ -3,6 +3,7 @@
 //! it, then the namespace), and the namespace controller's resync, which finishes deletes a
 //! replica left half way.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,24 +117,52 @@ impl Authority {
     }
 
     /// Finishes the deletes of namespaces left Terminating (a process ended half way, or its
-    /// store failed), and gives namespaces stored before phases were kept theirs (`Active`).
+    /// store failed), gives namespaces stored before phases were kept theirs (`Active`), and
+    /// makes again a `default` ServiceAccount an Active namespace lacks. One namespace that
+    /// fails does not stop the others: the first error is returned after all were tried.
     pub async fn settle_namespaces(&self) -> Result<(), StoreError> {
         let resource = &Resource::NAMESPACES;
-        for mut namespace in self.store().list(resource, &ListOptions::default()).await?.items {
-            match namespace.str_at("status.phase") {
-                Some(NAMESPACE_TERMINATING) => {
-                    tracing::info!(namespace = namespace.name(), "finishing the delete of a Terminating namespace");
-                    finish_delete(&**self.store(), &namespace).await?;
-                }
-                Some(phase) if !phase.is_empty() => {}
-                _ if namespace.str_at("metadata.deletionTimestamp").is_none() => {
+        let with_default: HashSet<String> = self
+            .store()
+            .list(&Resource::SERVICE_ACCOUNTS, &ListOptions::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|sa| sa.name() == "default")
+            .map(|sa| sa.namespace().to_owned())
+            .collect();
+        let mut first_error = None;
+        for namespace in self.store().list(resource, &ListOptions::default()).await?.items {
+            let name = namespace.name().to_owned();
+            if let Err(e) = self.settle_namespace(namespace, with_default.contains(&name)).await {
+                tracing::warn!(namespace = name, error = %e, "settling a namespace failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn settle_namespace(&self, mut namespace: Object, has_default: bool) -> Result<(), StoreError> {
+        match namespace.str_at("status.phase") {
+            Some(NAMESPACE_TERMINATING) => {
+                tracing::info!(namespace = namespace.name(), "finishing the delete of a Terminating namespace");
+                finish_delete(&**self.store(), &namespace).await?;
+            }
+            Some(_) | None if namespace.str_at("metadata.deletionTimestamp").is_some() => {}
+            phase => {
+                if phase.is_none_or(str::is_empty) {
                     set_phase(&mut namespace, NAMESPACE_ACTIVE);
-                    match self.store().update(resource, namespace).await {
+                    match self.store().update(&Resource::NAMESPACES, namespace.clone()).await {
                         Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                _ => {}
+                if !has_default {
+                    match self.ensure_default_service_account(namespace.name()).await {
+                        Ok(()) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(())

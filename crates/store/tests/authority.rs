@@ -73,12 +73,14 @@ async fn a_namespace_comes_with_its_default_service_account() {
 #[tokio::test]
 async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached() {
     let (authority, _) = authority().await;
-    let issued = authority.request_token(request("default", &["talker-api"], None)).await.unwrap();
+    // Not `default`: that one is made again when deleted.
+    authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "bot", "namespace": "ns"}}))).await.unwrap();
+    let issued = authority.request_token(request("bot", &["talker-api"], None)).await.unwrap();
     let audiences = vec!["talker-api".to_owned()];
     let first = authority.review(&issued.token, &audiences);
     assert!(!first.cached, "nothing cached before the first review");
     let reviewed = first.result.unwrap();
-    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:default");
+    assert_eq!(reviewed.token.user().username, "system:serviceaccount:ns:bot");
     assert_eq!(reviewed.audiences, audiences);
     assert_eq!(authority.review_cache().len(), 1, "the verification is cached");
     let again = authority.review(&issued.token, &audiences);
@@ -87,14 +89,14 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
     assert_eq!((from_cache.token.user(), from_cache.audiences), (reviewed.token.user(), audiences.clone()));
     assert!(!authority.review(&issued.token, &["other-api".to_owned()]).cached, "keyed by the audiences too");
 
-    authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "bot", &Preconditions::default()).await.unwrap();
     // The cache holds the verification, never the verdict: the live check runs on a hit too.
     let deleted = authority.review(&issued.token, &audiences);
     assert!(deleted.cached);
-    assert_eq!(deleted.result.unwrap_err().status_error(), r#"[invalid bearer token, serviceaccounts "default" not found]"#);
+    assert_eq!(deleted.result.unwrap_err().status_error(), r#"[invalid bearer token, serviceaccounts "bot" not found]"#);
 
     // A new ServiceAccount of the same name is another identity.
-    let again = authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "default", "namespace": "ns"}}))).await.unwrap();
+    let again = authority.create(&Resource::SERVICE_ACCOUNTS, obj(json!({"metadata": {"name": "bot", "namespace": "ns"}}))).await.unwrap();
     let message = authority.review(&issued.token, &audiences).result.unwrap_err().status_error();
     assert_eq!(
         message,
@@ -127,7 +129,8 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
     let (authority, _) = authority().await;
     let refused = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccountName": "bot"}}))).await.unwrap_err();
     assert_eq!(refused.to_string(), r#"pods "p" is forbidden: error looking up service account ns/bot: serviceaccount "bot" not found"#);
-    assert!(authority.admit_create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccount": "bot"}}))).await.is_err(), "a dry run is admitted alike");
+    let dry = authority.admit_create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"serviceAccount": "bot"}}))).await;
+    assert_eq!(dry.unwrap_err().to_string(), refused.to_string(), "a dry run is admitted alike (the deprecated field names the same account)");
     assert!(matches!(authority.store().get(&Resource::PODS, "ns", "p").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
 
     let resources = json!({"limits": {"cpu": "1", "memory": "64Mi"}});
@@ -148,9 +151,53 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
     let status = authority.update_status(&Resource::PODS, running).await.unwrap();
     assert_eq!((status.str_at("status.phase"), status.label("app")), (Some("Running"), Some("web")));
 
+    // The QoS class stays: a status written without one keeps it, and none changes it.
+    assert_eq!(status.str_at("status.qosClass"), Some("Guaranteed"));
+    let mut reclassed = status.clone();
+    reclassed.0.insert("status".into(), json!({"phase": "Running", "qosClass": "BestEffort"}));
+    let err = authority.update_status(&Resource::PODS, reclassed).await.unwrap_err();
+    assert_eq!(err.to_string(), r#"Pod "p" is invalid: status.qosClass: Invalid value: "BestEffort": field is immutable"#);
+
+    // The spec is fixed once created but for the images (and a few scheduling fields), as in kube.
+    let mut moved = status.clone();
+    moved.0["spec"]["serviceAccountName"] = json!("other");
+    let err = authority.update(&Resource::PODS, moved).await.unwrap_err().to_string();
+    assert!(err.starts_with(r#"Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"#), "{err}");
+    assert!(err.ends_with(r#"spec.serviceAccountName: "default" -> "other""#), "{err}");
+    let mut added = status.clone();
+    added.0["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "d", "image": "x"}));
+    let err = authority.update(&Resource::PODS, added).await.unwrap_err().to_string();
+    assert_eq!(err, r#"Pod "p" is invalid: spec.containers: Forbidden: pod updates may not add or remove containers"#);
+    // A new image is allowed; so is a spec without the fields kube defaults (they come back).
+    let mut reimaged = status.clone();
+    reimaged.0["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    for field in ["restartPolicy", "schedulerName", "serviceAccount"] {
+        reimaged.0["spec"].as_object_mut().unwrap().remove(field);
+    }
+    let updated = authority.update(&Resource::PODS, reimaged).await.unwrap();
+    assert_eq!((updated.str_at("spec.restartPolicy"), updated.value()["spec"]["containers"][0]["image"].as_str()), (Some("Always"), Some("busybox:1.37")));
+
     let bad = json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "lots"}}}]}});
     let err = authority.create(&Resource::PODS, obj(bad)).await.unwrap_err();
     assert!(err.to_string().starts_with("Pod in version \"v1\" cannot be handled as a Pod: quantities must match"), "{err}");
+}
+
+/// kube's serviceaccounts controller: a deleted `default` ServiceAccount is made again (a new
+/// uid: the old one's tokens stay revoked), so pods that name none can still be created; the
+/// namespace sweep makes one an Active namespace lacks.
+#[tokio::test]
+async fn the_default_service_account_is_made_again() {
+    let (authority, _) = authority().await;
+    let old = authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.unwrap();
+    authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    let again = authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.unwrap();
+    assert_ne!(again.uid(), old.uid());
+    authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}}))).await.unwrap();
+
+    // A namespace stored without one (by an older version, or a lost write).
+    authority.store().delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    authority.settle_namespaces().await.unwrap();
+    assert!(authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.is_ok());
 }
 
 #[tokio::test]
