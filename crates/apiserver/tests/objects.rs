@@ -161,6 +161,13 @@ async fn create_errors_match_kube_apiserver() {
     assert_eq!(invalid.body["details"]["causes"][0]["field"], "metadata.name");
     assert_eq!(invalid.body["details"]["causes"][0]["reason"], "FieldValueInvalid");
     assert_eq!(invalid.body["details"]["kind"], "ServiceAccount");
+    // Admission refuses before the name is validated, as kube's BeforeCreate validates after it.
+    let nowhere = s.post("/api/v1/namespaces/missing/serviceaccounts", json!({"metadata": {"name": "Foo"}})).await;
+    assert_status(&nowhere, 404, "NotFound", r#"namespaces "missing" not found"#);
+    let stranger = s.post("/api/v1/namespaces/ns/pods", json!({"metadata": {"name": "Foo"}, "spec": {"serviceAccountName": "nobody"}})).await;
+    assert_status(&stranger, 403, "Forbidden", r#"pods "Foo" is forbidden: error looking up service account ns/nobody: serviceaccount "nobody" not found"#);
+    let dry = s.post("/api/v1/namespaces/missing/serviceaccounts?dryRun=All", json!({"metadata": {"name": "Foo"}})).await;
+    assert_status(&dry, 404, "NotFound", r#"namespaces "missing" not found"#);
 
     let strict = s
         .post("/api/v1/namespaces/ns/serviceaccounts?fieldValidation=Strict", json!({"metadata": {"name": "a"}, "spec": {"foo": 1}}))

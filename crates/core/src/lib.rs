@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod keys;
 pub mod legacy_tokens;
 pub mod lookup;
+pub mod names;
 pub mod object;
 pub mod pod;
 pub mod rbac;

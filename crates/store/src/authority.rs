@@ -258,6 +258,7 @@ impl Authority {
         if *resource == Resource::PODS {
             self.admit_pod(&mut object).await?;
         }
+        tokenwarden_core::names::validate_new(resource, &object)?;
         validate(resource, &object)?;
         Ok(object)
     }

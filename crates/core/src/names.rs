@@ -1,0 +1,111 @@
+//! kube's rules for the name of a new object (`ValidateObjectMeta`): DNS-1123 subdomains,
+//! labels for namespaces, path segments for RBAC objects. Checked after admission, as kube's
+//! `BeforeCreate` checks them, so a refusal by admission (a missing namespace or
+//! ServiceAccount) comes first.
+
+use serde_json::Value;
+
+use crate::error::go_quote;
+use crate::{Error, FieldError, Object, Resource};
+
+/// The message of a DNS-1123 subdomain violation (apimachinery `IsDNS1123Subdomain`).
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+/// The message of a DNS-1123 label violation (`IsDNS1123Label`, namespaces).
+const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+fn is_subdomain(s: &str) -> bool {
+    s.split('.').all(is_label)
+}
+
+/// Errors for a name (`prefix`: a `generateName`, whose trailing dashes are allowed).
+fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
+    if Resource::RBAC.contains(resource) {
+        return path_segment_errors(field, name, prefix);
+    }
+    let checked = if prefix { name.trim_end_matches('-') } else { name };
+    let label = *resource == Resource::NAMESPACES;
+    let (max, pattern_ok, message) =
+        if label { (63, is_label(checked), DNS1123_LABEL) } else { (253, is_subdomain(checked), DNS1123_SUBDOMAIN) };
+    let mut errors = Vec::new();
+    if checked.len() > max {
+        errors.push(FieldError::invalid(field, go_quote(name), &format!("must be no more than {max} characters")));
+    }
+    if !(pattern_ok || (prefix && checked.is_empty())) {
+        errors.push(FieldError::invalid(field, go_quote(name), message));
+    }
+    errors
+}
+
+/// kube's `ValidatePathSegmentName`, the rule for RBAC object names (`system:auth-delegator`).
+fn path_segment_errors(field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
+    let invalid = |detail: &str| FieldError::invalid(field, go_quote(name), detail);
+    let mut errors = Vec::new();
+    if !prefix && (name == "." || name == "..") {
+        errors.push(invalid(&format!("may not be '{name}'")));
+    }
+    for forbidden in ['/', '%'] {
+        if name.contains(forbidden) {
+            errors.push(invalid(&format!("may not contain '{forbidden}'")));
+        }
+    }
+    errors
+}
+
+/// kube's `ValidateObjectMeta` name rules for a new object: 422 Invalid.
+pub fn validate_new(resource: &Resource, object: &Object) -> Result<(), Error> {
+    let name = object.name();
+    let errors = if name.is_empty() {
+        match object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str) {
+            Some(generate) if !generate.is_empty() => name_errors(resource, "metadata.generateName", generate, true),
+            _ => vec![FieldError::required("metadata.name", "name or generateName is required")],
+        }
+    } else {
+        name_errors(resource, "metadata.name", name, false)
+    };
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: name.to_owned(), causes: errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rbac_names_are_path_segments() {
+        assert!(name_errors(&Resource::CLUSTER_ROLES, "metadata.name", "system:auth-delegator", false).is_empty());
+        let messages = |name| name_errors(&Resource::ROLES, "metadata.name", name, false).iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(messages(".."), [r#"metadata.name: Invalid value: "..": may not be '..'"#]);
+        assert_eq!(messages("a/b%"), [r#"metadata.name: Invalid value: "a/b%": may not contain '/'"#, r#"metadata.name: Invalid value: "a/b%": may not contain '%'"#]);
+    }
+
+    #[test]
+    fn names_follow_dns_1123() {
+        for ok in ["a", "a-b", "a.b-c", "0x", "x1.y2"] {
+            assert!(is_subdomain(ok), "{ok}");
+        }
+        for bad in ["", "A", "-a", "a-", "a..b", "a_b", ".a"] {
+            assert!(!is_subdomain(bad), "{bad}");
+        }
+        assert!(!is_label("a.b"));
+        let object = Object::from_value(json!({"metadata": {"name": "Foo"}})).unwrap();
+        let err = validate_new(&Resource::SERVICE_ACCOUNTS, &object).unwrap_err();
+        assert_eq!(err.to_string(), format!("ServiceAccount \"Foo\" is invalid: metadata.name: Invalid value: \"Foo\": {DNS1123_SUBDOMAIN}"));
+        let generated = Object::from_value(json!({"metadata": {"generateName": "bot-"}})).unwrap();
+        assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &generated).is_ok());
+        let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
+        assert_eq!(validate_new(&Resource::NAMESPACES, &long).unwrap_err().code(), 422);
+        assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &long).is_ok());
+    }
+}
