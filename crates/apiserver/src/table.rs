@@ -553,7 +553,6 @@ mod tests {
 
     #[test]
     fn nodes_print_status_roles_version_and_wide_system_info() {
-
         // A node object nobody reports on.
         let bare = created(120, json!({"metadata": {"name": "n0"}}));
         let row = ["n0", "Unknown", "<none>", "2m", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"];

@@ -107,6 +107,7 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
     assert_eq!(table_of(&out).0, wide, "{out}");
 
     assert_eq!(server.kubectl_stdin_ok(&["create", "-f", "-"], &pod_manifest("demo", "p1", "api-consumer-1")).trim(), "pod/p1 created");
+    assert_eq!(server.kubectl_stdin_ok(&["create", "-f", "-"], &pod_manifest("demo", "p2", "api-consumer-1")).trim(), "pod/p2 created");
     let out = server.kubectl_ok(&["get", "pods", "-n", "demo", "-o", "wide"]);
     let (header, rows) = table_of(&out);
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"], "{out}");
@@ -114,6 +115,15 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
     // Nobody runs the pod: it stays Pending, as a new pod starts.
     assert_eq!(p1[1..4], ["0/1", "Pending", "0"], "{out}");
     assert_eq!(p1[5..], ["<none>", "<none>", "<none>", "<none>"], "{out}");
+    // A pod's labels and images change; its spec does not (kube's ValidatePodUpdate), and an
+    // apply of the same manifest again is no change.
+    assert_eq!(server.kubectl_ok(&["label", "pod", "p2", "-n", "demo", "tier=front"]).trim(), "pod/p2 labeled");
+    assert_eq!(server.kubectl_ok(&["set", "image", "pod/p2", "-n", "demo", "main=registry.k8s.io/pause:3.9"]).trim(), "pod/p2 image updated");
+    let applied = pod_manifest("demo", "p3", "api-consumer-1");
+    assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 created");
+    assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 unchanged");
+    let err = server.kubectl_err(&["patch", "pod", "p2", "-n", "demo", "-p", r#"{"spec":{"nodeName":"n1"}}"#]);
+    assert!(err.starts_with("The Pod \"p2\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{err}");
 
     // The same through the resource's full name, and `get sa NAME -o json` is the stored object.
     let object = server.kubectl_json(&["get", "serviceaccount", "api-consumer-1", "-n", "demo", "-o", "json"]);

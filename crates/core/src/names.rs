@@ -31,7 +31,13 @@ fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Ve
     if Resource::RBAC.contains(resource) {
         return path_segment_errors(field, name, prefix);
     }
-    let checked = if prefix { name.trim_end_matches('-') } else { name };
+    // kube's maskTrailingDash: a generateName's last two bytes become `a` when it ends in a dash
+    // (byte-wise, as Go slices; a name that is not ASCII there fails the pattern anyway).
+    let masked = match name.get(..name.len().saturating_sub(2)) {
+        Some(head) if prefix && name.len() > 1 && name.ends_with('-') => format!("{head}a"),
+        _ => name.to_owned(),
+    };
+    let checked = masked.as_str();
     let label = *resource == Resource::NAMESPACES;
     let (max, pattern_ok, message) =
         if label { (63, is_label(checked), DNS1123_LABEL) } else { (253, is_subdomain(checked), DNS1123_SUBDOMAIN) };
@@ -39,7 +45,7 @@ fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Ve
     if checked.len() > max {
         errors.push(FieldError::invalid(field, go_quote(name), &format!("must be no more than {max} characters")));
     }
-    if !(pattern_ok || (prefix && checked.is_empty())) {
+    if !pattern_ok {
         errors.push(FieldError::invalid(field, go_quote(name), message));
     }
     errors
@@ -104,6 +110,11 @@ mod tests {
         assert_eq!(err.to_string(), format!("ServiceAccount \"Foo\" is invalid: metadata.name: Invalid value: \"Foo\": {DNS1123_SUBDOMAIN}"));
         let generated = Object::from_value(json!({"metadata": {"generateName": "bot-"}})).unwrap();
         assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &generated).is_ok());
+        // kube's maskTrailingDash: the last two bytes of a prefix ending in a dash become `a`.
+        for (prefix, ok) in [("-", false), ("a.-", true), ("--", true), ("a_-", true), ("é-", false), ("a_b-", false)] {
+            let object = Object::from_value(json!({"metadata": {"generateName": prefix}})).unwrap();
+            assert_eq!(validate_new(&Resource::SERVICE_ACCOUNTS, &object).is_ok(), ok, "{prefix:?}");
+        }
         let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
         assert_eq!(validate_new(&Resource::NAMESPACES, &long).unwrap_err().code(), 422);
         assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &long).is_ok());

@@ -1,8 +1,9 @@
-//! A Pod as kube-apiserver creates it, beyond storing it: the decoding of its resource
-//! quantities and the API's defaults (a container's limits are its requests where it names
-//! none; restartPolicy, pull policies and the rest), the ServiceAccount admission plugin (a pod
-//! runs as a ServiceAccount that exists, `default` unless it names one; a kubelet's mirror pod
-//! runs as none), and `PodStrategy.PrepareForCreate` (a new pod is Pending, with its QoS class).
+//! A Pod as kube-apiserver creates and updates it, beyond storing it: the decoding of its
+//! resource quantities and the API's main defaults (a container's limits are its requests where
+//! it names none; restartPolicy, pull policies, ports; not those of probes and volumes), the
+//! ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists, `default` unless
+//! it names one; a kubelet's mirror pod runs as none), `PodStrategy.PrepareForCreate` (a new pod
+//! is Pending, with its QoS class), and `ValidatePodUpdate` (the spec is all but fixed).
 //!
 //! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
 //! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
@@ -37,9 +38,20 @@ fn containers<'a>(spec: Option<&'a Map<String, Value>>, list: &str) -> impl Iter
 /// in are filled in where empty (what `kubectl get pod -o yaml` shows, and field selectors
 /// such as `spec.restartPolicy=Always` match).
 pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
-    let Some(Value::Object(spec)) = pod.0.get_mut("spec") else {
+    let spec = pod.0.entry("spec").or_insert(Value::Null);
+    if spec.is_null() {
+        *spec = json!({});
+    }
+    let Value::Object(spec) = spec else {
         return Ok(());
     };
+    // kube's v1 conversion: the deprecated `serviceAccount` names the account where
+    // `serviceAccountName` does not, and is written back as its copy.
+    let named = ["serviceAccountName", "serviceAccount"].iter().find_map(|k| spec.get(*k).and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned));
+    if let Some(name) = named {
+        spec.insert("serviceAccountName".into(), name.clone().into());
+        spec.insert("serviceAccount".into(), name.into());
+    }
     for container in containers_mut(spec, "ephemeralContainers") {
         check_quantities(container)?;
     }
@@ -79,9 +91,10 @@ fn default_container(container: &mut Map<String, Value>, host_network: bool) {
         if requests.is_null() {
             *requests = json!({});
         }
-        let Value::Object(requests) = requests else { return };
-        for (name, limit) in limits {
-            requests.entry(name).or_insert(limit);
+        if let Value::Object(requests) = requests {
+            for (name, limit) in limits {
+                requests.entry(name).or_insert(limit);
+            }
         }
     }
     let pull = image_pull_policy(container.get("image").and_then(Value::as_str).unwrap_or_default());
@@ -90,8 +103,10 @@ fn default_container(container: &mut Map<String, Value>, host_network: bool) {
     set_default(container, "terminationMessagePolicy", "File");
     for port in container.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut) {
         set_default(port, "protocol", "TCP");
-        if host_network && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-            let container_port = port.get("containerPort").cloned().unwrap_or(Value::Null);
+        if host_network
+            && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0
+            && let Some(container_port) = port.get("containerPort").filter(|p| p.is_number()).cloned()
+        {
             port.insert("hostPort".into(), container_port);
         }
     }
@@ -114,6 +129,11 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>)
 fn image_pull_policy(image: &str) -> &'static str {
     let (name, digest) = image.split_once('@').map_or((image, false), |(name, _)| (name, true));
     let last = name.rsplit('/').next().unwrap_or(name);
+    let repository = last.rsplit_once(':').map_or(last, |(repository, _)| repository);
+    // A reference kube cannot parse (a repository must be lower case) has no tag to it.
+    if image.chars().any(char::is_whitespace) || repository.chars().any(|c| c.is_ascii_uppercase()) {
+        return "IfNotPresent";
+    }
     match last.rsplit_once(':').map(|(_, tag)| tag) {
         Some("latest") => "Always",
         Some(_) => "IfNotPresent",
@@ -240,32 +260,34 @@ fn forbidden(pod: &Object, detail: String) -> Error {
     Error::Forbidden { resource: "pods".into(), name: pod.name_as_asked().to_owned(), detail, causes: Vec::new() }
 }
 
+/// kube's `ValidatePodCreate`, the part checked here: ephemeral containers are added to a pod
+/// that runs (its `ephemeralcontainers` subresource), never created with it.
+pub fn validate_create(pod: &Object) -> Result<(), Error> {
+    if pod.at("spec.ephemeralContainers").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+        let cause = FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create");
+        return Err(Error::Invalid { kind: "Pod".into(), group: String::new(), name: pod.name_as_asked().to_owned(), causes: vec![cause] });
+    }
+    Ok(())
+}
+
 /// What `ValidatePodUpdate` lets an update of a pod change in its spec (kube's words).
 const UPDATABLE_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 /// kube's `ValidatePodUpdate` of the spec, on `updated` as decoded and defaulted: a pod keeps
-/// its containers (their images may change), and changes nothing else but its
-/// activeDeadlineSeconds, tolerations, scheduling gates, and a negative grace period set to 1.
-/// Not checked, as the rest of a pod's spec is not validated here: which of those changes kube
-/// allows (only additions to tolerations, removals of gates, a shorter deadline, an image
-/// that is not empty). The 422 names the fields that changed, where kube prints a go-cmp diff
-/// of its internal type.
-pub fn check_spec_update(current: &Object, updated: &mut Object) -> Result<(), Error> {
-    // The deprecated `serviceAccount` is an alias kube's internal type does not keep.
-    let alias = updated.str_at("spec.serviceAccount").filter(|a| !a.is_empty()).map(str::to_owned);
-    let name = updated.str_at("spec.serviceAccountName").filter(|n| !n.is_empty()).map(str::to_owned).or(alias);
-    if let (Some(name), Some(Value::Object(spec))) = (name, updated.0.get_mut("spec")) {
-        spec.insert("serviceAccountName".into(), name.clone().into());
-        spec.insert("serviceAccount".into(), name.into());
-    }
+/// its containers (their images may change), and changes nothing else but its images, a
+/// shorter activeDeadlineSeconds, added tolerations, removed scheduling gates, and a negative
+/// grace period set to 1. The specs are compared as kube's `Semantic.DeepEqual` compares them.
+/// Not checked, as the rest of a pod's spec is not validated here: that an image is not empty.
+/// The 422 names the fields that changed, where kube prints a go-cmp diff of its internal type.
+pub fn check_spec_update(current: &Object, updated: &Object) -> Result<(), Error> {
     let invalid = |causes: Vec<FieldError>| Error::Invalid { kind: "Pod".into(), group: String::new(), name: current.name().to_owned(), causes };
     // The stored spec as its defaults make it now: a pod stored before a default existed has
-    // not changed for lacking it.
+    // not changed for lacking it. (A quantity stored before quantities were checked stays.)
     let mut old_pod = current.clone();
-    // A quantity stored before quantities were checked stays as it is.
     let _ = decode_and_default(&mut old_pod);
     let spec_of = |pod: &Object| -> Map<String, Value> {
-        let mut spec = pod.value().get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut spec = pod.value().get("spec").and_then(semantic).and_then(|s| s.as_object().cloned()).unwrap_or_default();
+        // An alias kube's internal type does not keep (decoding folded it in).
         spec.remove("serviceAccount");
         spec
     };
@@ -279,6 +301,37 @@ pub fn check_spec_update(current: &Object, updated: &mut Object) -> Result<(), E
             copy_field(old_container, container, "image");
         }
     }
+    let deadline = |spec: &Map<String, Value>| spec.get("activeDeadlineSeconds").and_then(Value::as_i64);
+    let field = "spec.activeDeadlineSeconds";
+    let mut causes = Vec::new();
+    match (deadline(&new), deadline(&old)) {
+        (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            return Err(invalid(vec![FieldError::invalid(field, n, "must be between 0 and 2147483647, inclusive")]));
+        }
+        (Some(n), Some(o)) if o < n => return Err(invalid(vec![FieldError::invalid(field, n, "must be less than or equal to previous value")])),
+        (None, Some(_)) => causes.push(FieldError::invalid(field, "\"null\"", "must not update from a positive integer to nil value")),
+        _ => {}
+    }
+    let list_of = |spec: &Map<String, Value>, key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let (old_tolerations, new_tolerations) = (list_of(&old, "tolerations"), list_of(&new, "tolerations"));
+    let without_seconds = |t: &Value| {
+        let mut t = t.clone();
+        if let Value::Object(t) = &mut t {
+            t.remove("tolerationSeconds");
+        }
+        t
+    };
+    if !old_tolerations.iter().all(|o| new_tolerations.iter().any(|n| without_seconds(n) == without_seconds(o))) {
+        causes.push(FieldError::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
+    }
+    let gate_name = |g: &Value| g.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let old_gates: Vec<String> = list_of(&old, "schedulingGates").iter().map(gate_name).collect();
+    for (i, gate) in list_of(&new, "schedulingGates").iter().map(gate_name).enumerate() {
+        if !old_gates.contains(&gate) {
+            let detail = format!("only deletion is allowed, but found new scheduling gate '{gate}'");
+            causes.push(FieldError::forbidden(&format!("spec.schedulingGates[{i}].name"), &detail));
+        }
+    }
     for key in ["activeDeadlineSeconds", "schedulingGates", "tolerations"] {
         copy_field(&old, &mut new, key);
     }
@@ -286,17 +339,55 @@ pub fn check_spec_update(current: &Object, updated: &mut Object) -> Result<(), E
     if grace(&old).is_some_and(|g| g < 0) && grace(&new) == Some(1) {
         copy_field(&old, &mut new, "terminationGracePeriodSeconds");
     }
-    if new == old {
-        return Ok(());
+    if new != old {
+        let changed: Vec<String> = old
+            .keys()
+            .chain(new.keys().filter(|k| !old.contains_key(*k)))
+            .filter(|k| old.get(*k) != new.get(*k))
+            .map(|k| format!("spec.{k}: {} -> {}", shown(old.get(k)), shown(new.get(k))))
+            .collect();
+        let detail = format!("pod updates may not change fields other than {UPDATABLE_SPEC_FIELDS}\n{}", changed.join("\n"));
+        causes.push(FieldError::forbidden("spec", &detail));
     }
-    let changed: Vec<String> = old
-        .keys()
-        .chain(new.keys().filter(|k| !old.contains_key(*k)))
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| format!("spec.{k}: {} -> {}", shown(old.get(k)), shown(new.get(k))))
-        .collect();
-    let detail = format!("pod updates may not change fields other than {UPDATABLE_SPEC_FIELDS}\n{}", changed.join("\n"));
-    Err(invalid(vec![FieldError::forbidden("spec", &detail)]))
+    if causes.is_empty() { Ok(()) } else { Err(invalid(causes)) }
+}
+
+/// Fields Go leaves out when false (plain `bool`s with `omitempty`): absent and false are equal.
+const FALSE_OMITTED: [&str; 6] = ["hostNetwork", "hostPID", "hostIPC", "stdin", "stdinOnce", "tty"];
+
+/// `value` as kube's `Semantic.DeepEqual` sees it: null, empty objects and empty lists are
+/// absent (Go's nil and empty slices and maps are equal, and Go clients leave them out), so are
+/// the booleans and host ports Go leaves out when zero, and quantities are compared by amount
+/// (`0.5` and `500m` are one). `None` for a value that is absent to it.
+fn semantic(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => Some(Value::Array(items.iter().map(|v| semantic(v).unwrap_or(Value::Null)).collect())),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, value) in map {
+                let omitted = (FALSE_OMITTED.contains(&key.as_str()) && value == &Value::Bool(false)) || (key == "hostPort" && value.as_i64() == Some(0));
+                let value = match (key.as_str(), value) {
+                    ("requests" | "limits" | "overhead", Value::Object(quantities)) => {
+                        Some(Value::Object(quantities.iter().map(|(k, q)| (k.clone(), by_amount(q))).collect()))
+                    }
+                    ("divisor" | "sizeLimit", quantity) => Some(by_amount(quantity)),
+                    _ => semantic(value),
+                };
+                if let Some(value) = value.filter(|v| !omitted && !matches!(v, Value::Object(m) if m.is_empty())) {
+                    out.insert(key.clone(), value);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// A quantity as its amount, for comparing; anything else as it is.
+fn by_amount(quantity: &Value) -> Value {
+    Quantity::from_json(quantity).map_or_else(|_| quantity.clone(), |q| Value::String(format!("{}n", q.0)))
 }
 
 /// Makes `to[key]` what `from[key]` is, absent included.

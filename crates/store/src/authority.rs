@@ -209,24 +209,24 @@ impl Authority {
             self.fill_legacy_token(&mut object)?;
         }
         let created = self.store.create(resource, object).await?;
-        if *resource == Resource::NAMESPACES {
-            self.ensure_default_service_account(created.name()).await?;
+        if *resource == Resource::NAMESPACES
+            && let Some(sa) = self.ensure_default_service_account(created.name()).await?
+        {
+            self.settled(sa).await;
         }
         Ok(self.settled(created).await)
     }
 
     /// kube's serviceaccounts controller: a namespace has a `default` ServiceAccount (made
     /// with the namespace, made again when deleted). Pods run as it unless they name another.
-    pub(crate) async fn ensure_default_service_account(&self, namespace: &str) -> Result<(), StoreError> {
+    /// The one made, if it was missing.
+    pub(crate) async fn ensure_default_service_account(&self, namespace: &str) -> Result<Option<Object>, StoreError> {
         let Some(sa) = Object::from_value(serde_json::json!({"metadata": {"name": "default", "namespace": namespace}})) else {
-            return Ok(());
+            return Ok(None);
         };
         match self.store.create(&Resource::SERVICE_ACCOUNTS, sa).await {
-            Ok(sa) => {
-                self.index.wait_for(revision_of(&sa)).await;
-                Ok(())
-            }
-            Err(StoreError::Api(Error::AlreadyExists { .. })) => Ok(()),
+            Ok(sa) => Ok(Some(sa)),
+            Err(StoreError::Api(Error::AlreadyExists { .. })) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -259,6 +259,9 @@ impl Authority {
             self.admit_pod(&mut object).await?;
         }
         tokenwarden_core::names::validate_new(resource, &object)?;
+        if *resource == Resource::PODS {
+            pod::validate_create(&object)?;
+        }
         validate(resource, &object)?;
         Ok(object)
     }
@@ -295,7 +298,7 @@ impl Authority {
         tokenwarden_core::rbac::validate_update(resource, current, &object)?;
         match (*resource, part) {
             (Resource::NAMESPACES, Part::Status) => crate::namespaces::check_phase(&mut object)?,
-            (Resource::PODS, Part::Object) => pod::check_spec_update(current, &mut object)?,
+            (Resource::PODS, Part::Object) => pod::check_spec_update(current, &object)?,
             (Resource::PODS, Part::Status) => pod::check_status_update(current, &mut object)?,
             _ => {}
         }
@@ -394,8 +397,11 @@ impl Authority {
         };
         if *resource == Resource::SERVICE_ACCOUNTS && name == "default" {
             match self.ensure_default_service_account(namespace).await {
+                Ok(Some(sa)) => {
+                    self.settled(sa).await;
+                }
                 // The namespace is gone or going: nothing to make again.
-                Ok(()) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
+                Ok(None) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
                 Err(e) => tracing::warn!(namespace, error = %e, "making the default ServiceAccount again failed; the leader's next namespace sweep does it"),
             }
         }

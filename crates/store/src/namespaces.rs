@@ -3,11 +3,11 @@
 //! it, then the namespace), and the namespace controller's resync, which finishes deletes a
 //! replica left half way.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokenwarden_core::error::go_quote;
+use tokenwarden_core::lookup::ObjectLookup as _;
 use tokenwarden_core::{Error, FieldError, Object, Resource};
 
 use crate::authority::{Authority, UPDATE_ATTEMPTS, invalid};
@@ -122,19 +122,12 @@ impl Authority {
     /// fails does not stop the others: the first error is returned after all were tried.
     pub async fn settle_namespaces(&self) -> Result<(), StoreError> {
         let resource = &Resource::NAMESPACES;
-        let with_default: HashSet<String> = self
-            .store()
-            .list(&Resource::SERVICE_ACCOUNTS, &ListOptions::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|sa| sa.name() == "default")
-            .map(|sa| sa.namespace().to_owned())
-            .collect();
         let mut first_error = None;
         for namespace in self.store().list(resource, &ListOptions::default()).await?.items {
             let name = namespace.name().to_owned();
-            if let Err(e) = self.settle_namespace(namespace, with_default.contains(&name)).await {
+            // The index may lag: a create of one that exists after all is harmless.
+            let has_default = self.index().service_account(&name, "default").is_some();
+            if let Err(e) = self.settle_namespace(namespace, has_default).await {
                 tracing::warn!(namespace = name, error = %e, "settling a namespace failed");
                 first_error.get_or_insert(e);
             }
@@ -159,7 +152,7 @@ impl Authority {
                 }
                 if !has_default {
                     match self.ensure_default_service_account(namespace.name()).await {
-                        Ok(()) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
+                        Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Forbidden { .. })) => {}
                         Err(e) => return Err(e),
                     }
                 }

@@ -176,6 +176,45 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
     }
     let updated = authority.update(&Resource::PODS, reimaged).await.unwrap();
     assert_eq!((updated.str_at("spec.restartPolicy"), updated.value()["spec"]["containers"][0]["image"].as_str()), (Some("Always"), Some("busybox:1.37")));
+    // Compared as kube compares (Semantic.DeepEqual): what a Go client sends back of the same
+    // spec (`resources: {}`, no empty lists, quantities in canonical form) is no change.
+    let mut as_go_sends = updated.clone();
+    as_go_sends.0["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "1000m", "memory": "64Mi"}, "requests": {"cpu": 1, "memory": "65536Ki"}});
+    as_go_sends.0["spec"]["tolerations"] = json!([]);
+    as_go_sends.0["spec"]["hostNetwork"] = json!(false);
+    let relabelled = authority.update(&Resource::PODS, as_go_sends).await.unwrap();
+    // Tolerations may be added, not taken away; a deadline only shortened; gates only removed.
+    let mut tolerant = relabelled.clone();
+    tolerant.0["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]);
+    tolerant.0["spec"]["activeDeadlineSeconds"] = json!(600);
+    let tolerant = authority.update(&Resource::PODS, tolerant).await.unwrap();
+    let mut intolerant = tolerant.clone();
+    intolerant.0["spec"]["tolerations"] = json!([]);
+    intolerant.0["spec"]["activeDeadlineSeconds"] = json!(700);
+    intolerant.0["spec"]["schedulingGates"] = json!([{"name": "g"}]);
+    let err = authority.update(&Resource::PODS, intolerant).await.unwrap_err().to_string();
+    assert_eq!(err, r#"Pod "p" is invalid: spec.activeDeadlineSeconds: Invalid value: 700: must be less than or equal to previous value"#);
+    let mut intolerant = tolerant.clone();
+    intolerant.0["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]);
+    intolerant.0["spec"]["schedulingGates"] = json!([{"name": "g"}]);
+    let err = authority.update(&Resource::PODS, intolerant).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Pod \"p\" is invalid: [spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds, \
+         spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new scheduling gate 'g']"
+    );
+
+    // A pod an older version stored, naming its account by the deprecated field only, can
+    // still be labelled (decoding folds the alias in on both sides, as kube's conversion does).
+    let old = json!({"metadata": {"name": "old", "namespace": "ns"}, "spec": {"serviceAccount": "default", "containers": [{"name": "c", "image": "i"}]}});
+    let stored = authority.store().create(&Resource::PODS, obj(old)).await.unwrap();
+    let mut labelled = stored.clone();
+    labelled.set_label("app", "old");
+    authority.update(&Resource::PODS, labelled).await.unwrap();
+    // Ephemeral containers are added to a running pod, never created with it.
+    let ephemeral = json!({"metadata": {"name": "e", "namespace": "ns"}, "spec": {"ephemeralContainers": [{"name": "debug", "image": "busybox"}]}});
+    let err = authority.create(&Resource::PODS, obj(ephemeral)).await.unwrap_err().to_string();
+    assert_eq!(err, r#"Pod "e" is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create"#);
 
     let bad = json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "lots"}}}]}});
     let err = authority.create(&Resource::PODS, obj(bad)).await.unwrap_err();
@@ -195,9 +234,19 @@ async fn the_default_service_account_is_made_again() {
     authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}}))).await.unwrap();
 
     // A namespace stored without one (by an older version, or a lost write).
-    authority.store().delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    let store = Arc::clone(authority.store());
+    store.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    authority.index().wait_for(store.current_revision().await.unwrap()).await;
     authority.settle_namespaces().await.unwrap();
-    assert!(authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.is_ok());
+    assert!(store.get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.is_ok());
+
+    // Not in a namespace being deleted.
+    let mut ns = store.get(&Resource::NAMESPACES, "", "ns").await.unwrap();
+    ns.set_meta("deletionTimestamp", NOW.to_string());
+    ns.0.insert("status".into(), json!({"phase": "Terminating"}));
+    store.update(&Resource::NAMESPACES, ns).await.unwrap();
+    authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
+    assert!(matches!(store.get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
 }
 
 #[tokio::test]
