@@ -105,10 +105,6 @@ fn not_found(err: &StoreError) -> bool {
     matches!(err, StoreError::Api(Error::NotFound { .. }))
 }
 
-fn conflict(resource: &Resource, name: &str, detail: String) -> ApiError {
-    Error::Conflict { resource: resource.qualified(), kind: resource.kind.to_owned(), name: name.to_owned(), detail }.into()
-}
-
 struct Handler<'a> {
     state: &'a ApiState,
     call: &'a Call,
@@ -371,14 +367,6 @@ impl Handler<'_> {
         }
         let current = self.state.authority.store().get(&self.resource, &self.namespace, self.name()).await?;
         object = self.state.authority.admit_update(&self.resource, &current, object, self.part)?;
-        let sent = object.resource_version();
-        if !sent.is_empty() && sent != current.resource_version() {
-            return Err(conflict(
-                &self.resource,
-                self.name(),
-                "the object has been modified; please apply your changes to the latest version and try again".into(),
-            ));
-        }
         if !self.resource.namespaced {
             object.metadata_mut().remove("namespace");
         }

@@ -287,6 +287,7 @@ impl Authority {
 
     /// Admission of an update of `part` of `current`, without writing: the object to store.
     pub fn admit_update(&self, resource: &Resource, current: &Object, object: Object, part: Part) -> Result<Object, StoreError> {
+        crate::write::check_sent_version(resource, current, &object)?;
         let mut object = part.apply(resource, current, object);
         if *resource == Resource::PODS && part == Part::Object {
             pod::decode_and_default(&mut object)?;

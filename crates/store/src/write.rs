@@ -182,6 +182,16 @@ fn uid_precondition_failed(expected: &str, actual: &str) -> String {
     format!("Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}")
 }
 
+/// An update sent with a resourceVersion that is not the stored one: kube's 409, which its
+/// GuaranteedUpdate answers before it validates the update.
+pub fn check_sent_version(resource: &Resource, current: &Object, sent: &Object) -> Result<()> {
+    let version = sent.resource_version();
+    if !version.is_empty() && version != current.resource_version() {
+        return Err(conflict(resource, current.name(), MODIFIED_DETAIL.to_owned()));
+    }
+    Ok(())
+}
+
 /// A delete's preconditions against the stored `object`: 409 Conflict, as kube-apiserver words it.
 pub fn check_preconditions(resource: &Resource, object: &Object, preconditions: &Preconditions) -> Result<()> {
     if let Some(uid) = &preconditions.uid

@@ -204,6 +204,11 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
          spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new scheduling gate 'g']"
     );
 
+    // A stale write is a conflict before it is invalid, as kube's GuaranteedUpdate answers.
+    let mut stale = created.clone();
+    stale.0["spec"]["serviceAccountName"] = json!("other");
+    let err = authority.update(&Resource::PODS, stale).await.unwrap_err().to_string();
+    assert_eq!(err, r#"Operation cannot be fulfilled on pods "p": the object has been modified; please apply your changes to the latest version and try again"#);
     // A pod an older version stored, naming its account by the deprecated field only, can
     // still be labelled (decoding folds the alias in on both sides, as kube's conversion does).
     let old = json!({"metadata": {"name": "old", "namespace": "ns"}, "spec": {"serviceAccount": "default", "containers": [{"name": "c", "image": "i"}]}});
