@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use crate::legacy_tokens::pod_secret_names;
+use crate::quantity::Quantity;
 use crate::{Error, FieldError, Object, Timestamp};
 
 /// The annotation of a kubelet's mirror pod (a static pod it runs on its own).
@@ -486,171 +487,12 @@ pub fn qos_class(pod: &Object) -> &'static str {
     "Burstable"
 }
 
-/// A resource quantity (`100m`, `1.5Gi`, `2e3`), in billionths: kube's `resource.Quantity`
-/// keeps nothing finer (it rounds a smaller non-zero amount up to one billionth). An amount of
-/// more than about 10^29 units saturates (kube keeps any decimal amount, and caps binary ones
-/// at 2^63 - 1 units): no pod names such an amount, and none panics the parse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Quantity(pub i128);
-
-/// kube's `ErrFormatWrong`.
-const FORMAT_WRONG: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
-
-/// A string of ASCII digits as an integer, saturating.
-fn saturating_integer(digits: &str) -> i128 {
-    digits.bytes().fold(0i128, |n, d| n.saturating_mul(10).saturating_add(i128::from(d - b'0')))
-}
-
-impl Quantity {
-    /// A quantity as JSON holds it: a string, a number, or null (zero), as kube reads them.
-    pub fn from_json(value: &Value) -> Result<Self, &'static str> {
-        match value {
-            Value::String(text) => Self::parse(text.trim()),
-            Value::Number(number) => Self::parse(&number.to_string()),
-            Value::Null => Ok(Self(0)),
-            _ => Err(FORMAT_WRONG),
-        }
-    }
-
-    /// kube's `ParseQuantity`, with its three errors.
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let bytes = text.as_bytes();
-        if bytes.is_empty() {
-            return Err(FORMAT_WRONG);
-        }
-        let mut pos = 0;
-        let negative = match bytes[0] {
-            b'-' => {
-                pos = 1;
-                true
-            }
-            b'+' => {
-                pos = 1;
-                false
-            }
-            _ => false,
-        };
-        let digits_from = |start: usize| start + bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let whole_end = digits_from(pos);
-        let whole = &text[pos..whole_end];
-        pos = whole_end;
-        let mut fraction = "";
-        if bytes.get(pos) == Some(&b'.') {
-            let end = digits_from(pos + 1);
-            fraction = &text[pos + 1..end];
-            pos = end;
-        }
-        // The suffix: letters of `eEinumkKMGTP`, then an optional sign and digits (an exponent).
-        let suffix_start = pos;
-        pos += bytes[pos..].iter().take_while(|b| b"eEinumkKMGTP".contains(b)).count();
-        if matches!(bytes.get(pos), Some(b'-' | b'+')) {
-            pos += 1;
-        }
-        pos = digits_from(pos);
-        if pos != bytes.len() {
-            return Err(FORMAT_WRONG);
-        }
-        let (binary_shift, decimal_exponent) = match &text[suffix_start..] {
-            "" => (0, 0),
-            "n" => (0, -9),
-            "u" => (0, -6),
-            "m" => (0, -3),
-            "k" => (0, 3),
-            "M" => (0, 6),
-            "G" => (0, 9),
-            "T" => (0, 12),
-            "P" => (0, 15),
-            "E" => (0, 18),
-            "Ki" => (10, 0),
-            "Mi" => (20, 0),
-            "Gi" => (30, 0),
-            "Ti" => (40, 0),
-            "Pi" => (50, 0),
-            "Ei" => (60, 0),
-            exponent if exponent.len() > 1 && exponent.starts_with(['e', 'E']) => {
-                (0, exponent[1..].parse::<i32>().map_err(|_| "unable to parse quantity's suffix")?)
-            }
-            _ => return Err("unable to parse quantity's suffix"),
-        };
-        // Without a digit, kube parses zero, unless the exponent takes it down its slow path,
-        // where an empty number does not parse.
-        if whole.is_empty() && fraction.is_empty() && binary_shift == 0 && decimal_exponent < -9 {
-            return Err("unable to parse numeric part of quantity");
-        }
-        // The digits as one number, scaled to billionths: `digits` × 10^`exponent` × 2^shift.
-        let joined = format!("{whole}{fraction}");
-        let digits = joined.trim_start_matches('0');
-        let exponent = i64::from(decimal_exponent) - fraction.len() as i64 + 9;
-        let nanos = if digits.is_empty() {
-            0
-        } else if exponent >= 0 {
-            let scale = u32::try_from(exponent).ok().and_then(|e| 10i128.checked_pow(e)).unwrap_or(i128::MAX);
-            saturating_integer(digits).saturating_mul(scale).saturating_mul(1i128 << binary_shift)
-        } else if binary_shift == 0 {
-            // Digits below a billionth are dropped; any of them not zero rounds up by one.
-            let kept = usize::try_from(digits.len() as i64 + exponent).unwrap_or(0);
-            let dropped_some = digits.as_bytes()[kept..].iter().any(|&d| d != b'0');
-            saturating_integer(&digits[..kept]).saturating_add(i128::from(dropped_some))
-        } else {
-            // A fraction of a binary multiple: shifted first, then divided, rounding up.
-            let scaled = saturating_integer(digits).saturating_mul(1i128 << binary_shift);
-            match u32::try_from(-exponent).ok().and_then(|e| 10i128.checked_pow(e)) {
-                Some(divisor) => scaled / divisor + i128::from(scaled % divisor != 0),
-                None => 1,
-            }
-        };
-        Ok(Self(if negative { -nanos } else { nanos }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pod(value: Value) -> Object {
         Object::from_value(value).unwrap()
-    }
-
-    #[test]
-    fn quantities_parse_as_kube_parses_them() {
-        let nanos = |text: &str| Quantity::parse(text).map(|q| q.0);
-        assert_eq!(nanos("1"), Ok(1_000_000_000));
-        assert_eq!(nanos("1000m"), nanos("1"));
-        assert_eq!(nanos("0.5"), nanos("500m"));
-        assert_eq!(nanos("1Ki"), Ok(1024 * 1_000_000_000));
-        assert_eq!(nanos("1.5Gi"), Ok(1_610_612_736 * 1_000_000_000));
-        assert_eq!(nanos("2e3"), nanos("2k"));
-        assert_eq!(nanos("1E-3"), nanos("1m"));
-        assert_eq!(nanos("+1"), nanos("1"));
-        assert_eq!(nanos("-1m"), Ok(-1_000_000));
-        assert_eq!(nanos("1."), nanos("1"));
-        assert_eq!(nanos(".5"), nanos("500m"));
-        assert_eq!(nanos("0"), Ok(0));
-        assert_eq!(nanos("1n"), Ok(1));
-        // Less than a billionth rounds up to one, as kube's RoundUp does.
-        assert_eq!(nanos("0.1n"), Ok(1));
-        assert_eq!(nanos("1e-100"), Ok(1));
-        // Digits past a billionth round up; long strings of digits keep their value.
-        assert_eq!(nanos("1.0000000001"), Ok(1_000_000_001));
-        assert_eq!(nanos("1.00000000000000000000000000000000000000000000"), nanos("1"));
-        assert_eq!(nanos("0000000000000000000000000000000000000000000001"), nanos("1"));
-        assert_eq!(nanos("0.0000000001Ki"), Ok(103), "102.4 billionths, rounded up");
-        // No digit: zero, except where kube's slow path cannot parse an empty number.
-        assert_eq!((nanos("."), nanos("-"), nanos("e5"), nanos("Ki")), (Ok(0), Ok(0), Ok(0), Ok(0)));
-        assert_eq!(nanos(".e-10"), Err("unable to parse numeric part of quantity"));
-        // Past 128 bits: saturated, no panic.
-        assert_eq!(nanos("1e100"), Ok(i128::MAX));
-        assert_eq!(nanos("99999999999999999999999999999999999999999999Ei"), Ok(i128::MAX));
-        for bad in ["", "abc", "1.5.5", "1 Gi", "1KiB", "1Gi5x"] {
-            assert_eq!(nanos(bad), Err(FORMAT_WRONG), "{bad:?}");
-        }
-        for bad in ["1e", "1mi", "--1", "1ee5"] {
-            assert_eq!(nanos(bad), Err("unable to parse quantity's suffix"), "{bad:?}");
-        }
-        assert_eq!(Quantity::from_json(&json!(2)), Quantity::parse("2"));
-        assert_eq!(Quantity::from_json(&json!(0.25)), Quantity::parse("250m"));
-        assert_eq!(Quantity::from_json(&json!(true)), Err(FORMAT_WRONG));
-        assert_eq!(Quantity::from_json(&Value::Null), Ok(Quantity(0)), "kube reads null as zero");
     }
 
     #[test]
