@@ -122,6 +122,10 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
     let applied = pod_manifest("demo", "p3", "api-consumer-1");
     assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 created");
     assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 unchanged");
+    // A replace by the manifest keeps what admission added (priority, default tolerations).
+    assert_eq!(server.kubectl_stdin_ok(&["replace", "-f", "-"], &applied).trim(), "pod/p3 replaced");
+    let added = server.kubectl_ok(&["get", "pod", "p3", "-n", "demo", "-o", "jsonpath={.spec.priority} {.spec.tolerations[*].key}"]);
+    assert_eq!(added.trim(), "0 node.kubernetes.io/not-ready node.kubernetes.io/unreachable");
     let err = server.kubectl_err(&["patch", "pod", "p2", "-n", "demo", "-p", r#"{"spec":{"nodeName":"n1"}}"#]);
     assert!(err.starts_with("The Pod \"p2\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{err}");
 

@@ -7,8 +7,8 @@
 //!
 //! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
 //! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
-//! writes that layout), the Priority and DefaultTolerationSeconds admission plugins (the
-//! scheduler's), quantities rewritten in canonical form, and pod-level resources.
+//! writes that layout), PriorityClasses other than kube's two built-in ones, quantities
+//! rewritten in canonical form, and pod-level resources.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -253,6 +253,74 @@ fn limit_secret_references(pod: &Object, service_account: &Object) -> Result<(),
             return refuse(format!("imagePullSecrets[{i}].name=\"{secret}\" is not allowed because service account {account} does not reference that imagePullSecret"));
         }
     }
+    Ok(())
+}
+
+/// kube's two built-in PriorityClasses (no other kind of PriorityClass is kept here).
+const PRIORITY_CLASSES: [(&str, i64); 2] = [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+const PREEMPT_LOWER_PRIORITY: &str = "PreemptLowerPriority";
+
+/// The scheduling admission plugins kube runs after the ServiceAccount's, on `current`'s
+/// update or (without it) a create:
+/// - Priority: on create, the priority of the pod's PriorityClass (0 without one, as in a
+///   cluster with no global default; the two built-in classes; any other is kube's 403 "no
+///   PriorityClass with name x was found"), which a pod may not contradict; on update, the
+///   stored priority where none is sent.
+/// - DefaultTolerationSeconds: a pod that does not tolerate the not-ready and unreachable
+///   NoExecute taints tolerates them for 300 s.
+pub fn admit_scheduling(pod: &mut Object, current: Option<&Object>) -> Result<(), Error> {
+    let Some(Value::Object(spec)) = pod.0.get("spec") else {
+        return Ok(());
+    };
+    let mut spec = spec.clone();
+    match current.and_then(|c| c.value().get("spec")) {
+        Some(old) => {
+            for key in ["priority", "preemptionPolicy"] {
+                if spec.get(key).is_none_or(Value::is_null)
+                    && let Some(kept) = old.get(key).filter(|v| !v.is_null())
+                {
+                    spec.insert(key.into(), kept.clone());
+                }
+            }
+        }
+        None => {
+            let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or_default();
+            let priority = match PRIORITY_CLASSES.iter().find(|(name, _)| *name == class) {
+                Some((_, value)) => *value,
+                None if class.is_empty() => 0,
+                None => return Err(forbidden(pod, format!("no PriorityClass with name {class} was found"))),
+            };
+            if let Some(sent) = spec.get("priority").filter(|v| !v.is_null())
+                && sent.as_i64() != Some(priority)
+            {
+                let detail = format!("the integer value of priority ({sent}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name");
+                return Err(forbidden(pod, detail));
+            }
+            if let Some(sent) = spec.get("preemptionPolicy").and_then(Value::as_str).filter(|p| *p != PREEMPT_LOWER_PRIORITY) {
+                let detail = format!("the string value of PreemptionPolicy ({sent}) must not be provided in pod spec; priority admission controller computed {PREEMPT_LOWER_PRIORITY} from the given PriorityClass name");
+                return Err(forbidden(pod, detail));
+            }
+            spec.insert("priority".into(), priority.into());
+            spec.insert("preemptionPolicy".into(), PREEMPT_LOWER_PRIORITY.into());
+        }
+    }
+    let tolerations = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tolerates = |taint: &str| {
+        tolerations.iter().any(|t| {
+            let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
+            (key == taint || key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let missing: Vec<Value> = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]
+        .into_iter()
+        .filter(|taint| !tolerates(taint))
+        .map(|taint| json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}))
+        .collect();
+    if !missing.is_empty() {
+        spec.insert("tolerations".into(), Value::Array(tolerations.into_iter().chain(missing).collect()));
+    }
+    pod.0.insert("spec".into(), Value::Object(spec));
     Ok(())
 }
 
@@ -616,6 +684,36 @@ mod tests {
             Err(r#"pods "p" is forbidden: imagePullSecrets[1].name="mine" is not allowed because service account bot does not reference that imagePullSecret"#.to_owned())
         );
         assert_eq!(admitted(json!({}), "true"), Ok(()), "the ServiceAccount's own pull secrets, copied in, pass");
+    }
+
+    #[test]
+    fn pods_get_their_priority_and_default_tolerations() {
+        let admitted = |spec: Value| {
+            let mut p = pod(json!({"metadata": {"name": "p"}, "spec": spec}));
+            admit_scheduling(&mut p, None).map(|()| p.value()["spec"].clone()).map_err(|e| e.to_string())
+        };
+        let spec = admitted(json!({})).unwrap();
+        assert_eq!((&spec["priority"], &spec["preemptionPolicy"]), (&json!(0), &json!("PreemptLowerPriority")));
+        assert_eq!(
+            spec["tolerations"],
+            json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                   {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}])
+        );
+        // A pod that tolerates everything gets none; one that tolerates one taint, the other.
+        assert_eq!(admitted(json!({"tolerations": [{"operator": "Exists"}]})).unwrap()["tolerations"], json!([{"operator": "Exists"}]));
+        let one = admitted(json!({"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}]})).unwrap();
+        assert_eq!(one["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(admitted(json!({"priorityClassName": "system-node-critical"})).unwrap()["priority"], 2_000_001_000);
+        assert_eq!(admitted(json!({"priorityClassName": "gold"})), Err(r#"pods "p" is forbidden: no PriorityClass with name gold was found"#.to_owned()));
+        assert_eq!(
+            admitted(json!({"priority": 7})),
+            Err(r#"pods "p" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"#.to_owned())
+        );
+        // An update keeps the stored priority where none is sent.
+        let stored = pod(json!({"metadata": {"name": "p"}, "spec": admitted(json!({})).unwrap()}));
+        let mut sent = pod(json!({"metadata": {"name": "p"}, "spec": {}}));
+        admit_scheduling(&mut sent, Some(&stored)).unwrap();
+        assert_eq!(sent.value()["spec"], stored.value()["spec"]);
     }
 
     #[test]

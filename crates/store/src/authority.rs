@@ -274,12 +274,14 @@ impl Authority {
         }
     }
 
-    /// The ServiceAccount admission plugin, then the status a new pod starts with.
+    /// The ServiceAccount admission plugin, the scheduling ones, then the status a new pod
+    /// starts with.
     async fn admit_pod(&self, pod: &mut Object) -> Result<(), StoreError> {
         if let Some(name) = pod::service_account_to_admit(pod)? {
             let service_account = self.get_if_found(&Resource::SERVICE_ACCOUNTS, pod.namespace(), &name).await?;
             pod::admit_service_account(pod, &name, service_account.as_ref())?;
         }
+        pod::admit_scheduling(pod, None)?;
         let status = pod::initial_status(pod, self.clock.now());
         pod.0.insert("status".into(), status);
         Ok(())
@@ -291,6 +293,7 @@ impl Authority {
         let mut object = part.apply(resource, current, object);
         if *resource == Resource::PODS && part == Part::Object {
             pod::decode_and_default(&mut object)?;
+            pod::admit_scheduling(&mut object, Some(current))?;
         }
         keep_deletion_timestamp(resource, current, &mut object)?;
         fold_string_data(resource, &mut object);
