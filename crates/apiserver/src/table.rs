@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use axum::http::HeaderMap;
 use axum::http::header;
 use serde_json::{Map, Value, json};
+use tokenwarden_core::object::{items_of, text_of};
 use tokenwarden_core::{Object, Resource, Timestamp};
 
 /// What the client asked the objects to be rendered as.
@@ -213,14 +214,6 @@ fn subjects_of(object: &Object, kind: &str) -> String {
 // --- Reading the JSON as kube's printers read the typed object: a missing field, or one of
 // the wrong JSON type, is the zero value.
 
-fn text(value: Option<&Value>) -> &str {
-    value.and_then(Value::as_str).unwrap_or("")
-}
-
-fn items(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
-}
-
 /// A pointer to a struct (`state.terminated`): set when the JSON holds an object there.
 fn object_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     value.pointer(pointer).filter(|v| v.is_object())
@@ -247,9 +240,9 @@ fn secret_key_count(secret: &Object) -> usize {
 /// columns Internal-IP, External-IP, OS-Image, Kernel-Version, Container-Runtime).
 fn node_cells(node: &Object, age: String) -> [String; 9] {
     // The last `Ready` condition decides (kube indexes the conditions by type).
-    let ready = items(node.at("status.conditions")).iter().rev().find(|c| text(c.get("type")) == "Ready");
+    let ready = items_of(node.at("status.conditions")).iter().rev().find(|c| text_of(c.get("type")) == "Ready");
     let mut status = match ready {
-        Some(c) if text(c.get("status")) == "True" => "Ready",
+        Some(c) if text_of(c.get("status")) == "True" => "Ready",
         Some(_) => "NotReady",
         None => "Unknown",
     }
@@ -268,10 +261,10 @@ fn node_cells(node: &Object, age: String) -> [String; 9] {
         .collect();
     let roles = if roles.is_empty() { "<none>".to_owned() } else { roles.into_iter().collect::<Vec<_>>().join(",") };
     let address = |kind: &str| {
-        let found = items(node.at("status.addresses")).iter().find(|a| text(a.get("type")) == kind);
-        found.map_or_else(|| "<none>".to_owned(), |a| text(a.get("address")).to_owned())
+        let found = items_of(node.at("status.addresses")).iter().find(|a| text_of(a.get("type")) == kind);
+        found.map_or_else(|| "<none>".to_owned(), |a| text_of(a.get("address")).to_owned())
     };
-    let info = |key: &str| text(node.at("status.nodeInfo").and_then(|i| i.get(key)));
+    let info = |key: &str| text_of(node.at("status.nodeInfo").and_then(|i| i.get(key)));
     [
         status,
         roles,
@@ -287,7 +280,7 @@ fn node_cells(node: &Object, age: String) -> [String; 9] {
 
 /// Why a container terminated, as kube's pod printer words it.
 fn terminated_reason(terminated: &Value) -> String {
-    match text(terminated.get("reason")) {
+    match text_of(terminated.get("reason")) {
         "" if int(terminated, "signal") != 0 => format!("Signal:{}", int(terminated, "signal")),
         "" => format!("ExitCode:{}", int(terminated, "exitCode")),
         reason => reason.to_owned(),
@@ -296,7 +289,7 @@ fn terminated_reason(terminated: &Value) -> String {
 
 /// A container status's restart count and the end of its last termination.
 fn restarts_of(status: &Value) -> (i64, Option<Timestamp>) {
-    let finished = object_at(status, "/lastState/terminated").and_then(|t| Timestamp::parse_rfc3339(text(t.get("finishedAt"))));
+    let finished = object_at(status, "/lastState/terminated").and_then(|t| Timestamp::parse_rfc3339(text_of(t.get("finishedAt"))));
     (int(status, "restartCount"), finished)
 }
 
@@ -313,31 +306,31 @@ fn keep_latest(latest: &mut Option<Timestamp>, candidate: Option<Timestamp>) {
 /// it is `0/<containers>` ready, its Status is its phase (empty without one), 0 restarts.
 fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
     let status = |path: &str| pod.at("status").and_then(|s| s.pointer(path));
-    let phase = text(status("/phase"));
-    let conditions = items(status("/conditions"));
+    let phase = text_of(status("/phase"));
+    let conditions = items_of(status("/conditions"));
     // The first condition of a type decides, as in kube's helpers.
-    let condition_true = |kind: &str| conditions.iter().find(|c| text(c.get("type")) == kind).is_some_and(|c| text(c.get("status")) == "True");
+    let condition_true = |kind: &str| conditions.iter().find(|c| text_of(c.get("type")) == kind).is_some_and(|c| text_of(c.get("status")) == "True");
 
-    let mut reason = or(text(status("/reason")), phase);
-    if conditions.iter().any(|c| text(c.get("type")) == "PodScheduled" && text(c.get("reason")) == "SchedulingGated") {
+    let mut reason = or(text_of(status("/reason")), phase);
+    if conditions.iter().any(|c| text_of(c.get("type")) == "PodScheduled" && text_of(c.get("reason")) == "SchedulingGated") {
         reason = "SchedulingGated".to_owned();
     }
 
     // Sidecars (init containers with `restartPolicy: Always`) count as containers.
-    let init_containers = items(pod.at("spec.initContainers"));
-    let sidecar = |c: &Value| text(c.get("restartPolicy")) == "Always";
-    let restartable = |name: &str| init_containers.iter().any(|c| text(c.get("name")) == name && sidecar(c));
-    let total = items(pod.at("spec.containers")).len() + init_containers.iter().filter(|c| sidecar(c)).count();
+    let init_containers = items_of(pod.at("spec.initContainers"));
+    let sidecar = |c: &Value| text_of(c.get("restartPolicy")) == "Always";
+    let restartable = |name: &str| init_containers.iter().any(|c| text_of(c.get("name")) == name && sidecar(c));
+    let total = items_of(pod.at("spec.containers")).len() + init_containers.iter().filter(|c| sidecar(c)).count();
     let mut ready = 0;
 
     let (mut restarts, mut last_restart) = (0i64, None);
     let (mut sidecar_restarts, mut last_sidecar_restart) = (0i64, None);
     let mut initializing = false;
-    for (i, container) in items(status("/initContainerStatuses")).iter().enumerate() {
+    for (i, container) in items_of(status("/initContainerStatuses")).iter().enumerate() {
         let (count, finished) = restarts_of(container);
         restarts = restarts.saturating_add(count);
         keep_latest(&mut last_restart, finished);
-        let is_sidecar = restartable(text(container.get("name")));
+        let is_sidecar = restartable(text_of(container.get("name")));
         if is_sidecar {
             sidecar_restarts = sidecar_restarts.saturating_add(count);
             keep_latest(&mut last_sidecar_restart, finished);
@@ -350,7 +343,7 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
             ready += usize::from(flag(container, "ready"));
             continue;
         }
-        let waiting = text(container.pointer("/state/waiting/reason"));
+        let waiting = text_of(container.pointer("/state/waiting/reason"));
         reason = match terminated {
             Some(terminated) => format!("Init:{}", terminated_reason(terminated)),
             None if !waiting.is_empty() && waiting != "PodInitializing" => format!("Init:{waiting}"),
@@ -363,11 +356,11 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
     if !initializing || condition_true("Initialized") {
         (restarts, last_restart) = (sidecar_restarts, last_sidecar_restart);
         let mut has_running = false;
-        for container in items(status("/containerStatuses")).iter().rev() {
+        for container in items_of(status("/containerStatuses")).iter().rev() {
             let (count, finished) = restarts_of(container);
             restarts = restarts.saturating_add(count);
             keep_latest(&mut last_restart, finished);
-            let waiting = text(container.pointer("/state/waiting/reason"));
+            let waiting = text_of(container.pointer("/state/waiting/reason"));
             if !waiting.is_empty() {
                 waiting.clone_into(&mut reason);
             } else if let Some(terminated) = object_at(container, "/state/terminated") {
@@ -379,13 +372,13 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
         }
         // Some container still runs: the pod is not Completed yet.
         if reason == "Completed" && has_running {
-            let pod_ready = conditions.iter().any(|c| text(c.get("type")) == "Ready" && text(c.get("status")) == "True");
+            let pod_ready = conditions.iter().any(|c| text_of(c.get("type")) == "Ready" && text_of(c.get("status")) == "True");
             reason = if pod_ready { "Running" } else { "NotReady" }.to_owned();
         }
     }
 
     if pod.deletion_timestamp().is_some() {
-        if text(status("/reason")) == "NodeLost" {
+        if text_of(status("/reason")) == "NodeLost" {
             reason = "Unknown".to_owned();
         } else if !matches!(phase, "Succeeded" | "Failed") {
             reason = "Terminating".to_owned();
@@ -397,15 +390,15 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
         _ => restarts.to_string(),
     };
     // `podIP` wins over `podIPs` (kube's v1 conversion keeps the singular field authoritative).
-    let ip = match text(status("/podIP")) {
-        "" => text(status("/podIPs/0/ip")),
+    let ip = match text_of(status("/podIP")) {
+        "" => text_of(status("/podIPs/0/ip")),
         ip => ip,
     };
-    let gates = items(pod.at("spec.readinessGates"));
+    let gates = items_of(pod.at("spec.readinessGates"));
     let gates = if gates.is_empty() {
         "<none>".to_owned()
     } else {
-        let passed = gates.iter().filter(|g| condition_true(text(g.get("conditionType")))).count();
+        let passed = gates.iter().filter(|g| condition_true(text_of(g.get("conditionType")))).count();
         format!("{passed}/{}", gates.len())
     };
     [
@@ -415,7 +408,7 @@ fn pod_cells(pod: &Object, age: String, now: Timestamp) -> [String; 8] {
         age,
         or(ip, "<none>"),
         or(pod.pod_node_name(), "<none>"),
-        or(text(status("/nominatedNodeName")), "<none>"),
+        or(text_of(status("/nominatedNodeName")), "<none>"),
         gates,
     ]
 }

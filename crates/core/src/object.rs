@@ -5,6 +5,16 @@ use serde_json::{Map, Value};
 
 use crate::time::Timestamp;
 
+/// A JSON field read as kube reads its typed field: the string, or `""` when missing or not one.
+pub fn text_of(value: Option<&Value>) -> &str {
+    value.and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A JSON list read as kube reads its typed slice: the items, or none when missing or not a list.
+pub fn items_of(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
 /// A resource type the store holds: enough to route, key and describe objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Resource {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::legacy_tokens::pod_secret_names;
 use crate::quantity::Quantity;
+use crate::object::{items_of, text_of};
 use crate::{Error, FieldError, Object, Timestamp};
 
 /// The annotation of a kubelet's mirror pod (a static pod it runs on its own).
@@ -206,25 +207,17 @@ fn enforces_mountable_secrets(service_account: &Object) -> bool {
     matches!(service_account.annotation(ENFORCE_MOUNTABLE_SECRETS_ANNOTATION), Some("1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
 
-fn array(value: Option<&Value>) -> std::slice::Iter<'_, Value> {
-    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter()
-}
-
-fn text(value: Option<&Value>) -> &str {
-    value.and_then(Value::as_str).unwrap_or_default()
-}
-
 /// The plugin's `limitSecretReferences`: secret volumes and the containers' `env` and `envFrom`
 /// may name only the ServiceAccount's `secrets`, and image pull secrets only its
 /// `imagePullSecrets`.
 fn limit_secret_references(pod: &Object, service_account: &Object) -> Result<(), Error> {
-    let named = |key: &str| -> HashSet<&str> { array(service_account.value().get(key)).map(|r| text(r.get("name"))).collect() };
+    let named = |key: &str| -> HashSet<&str> { items_of(service_account.value().get(key)).iter().map(|r| text_of(r.get("name"))).collect() };
     let (mountable, pullable, account) = (named("secrets"), named("imagePullSecrets"), service_account.name());
     let refuse = |detail: String| Err(forbidden(pod, detail));
     let spec = pod.value().get("spec").and_then(Value::as_object);
     let not_listed = |secret: &str| format!("secret.secretName=\"{secret}\" is not allowed because service account {account} does not reference that secret");
-    for volume in array(spec.and_then(|s| s.get("volumes"))) {
-        if let Some(secret) = volume.get("secret").filter(|s| s.is_object()).map(|s| text(s.get("secretName")))
+    for volume in items_of(spec.and_then(|s| s.get("volumes"))) {
+        if let Some(secret) = volume.get("secret").filter(|s| s.is_object()).map(|s| text_of(s.get("secretName")))
             && !mountable.contains(secret)
         {
             return refuse(format!("volume with {}", not_listed(secret)));
@@ -232,23 +225,23 @@ fn limit_secret_references(pod: &Object, service_account: &Object) -> Result<(),
     }
     for (list, what) in [("initContainers", "init container"), ("containers", "container")] {
         for container in containers(spec, list) {
-            let name = text(container.get("name"));
-            for env in array(container.get("env")) {
-                let secret = env.get("valueFrom").and_then(|v| v.get("secretKeyRef")).filter(|r| r.is_object()).map(|r| text(r.get("name")));
+            let name = text_of(container.get("name"));
+            for env in items_of(container.get("env")) {
+                let secret = env.get("valueFrom").and_then(|v| v.get("secretKeyRef")).filter(|r| r.is_object()).map(|r| text_of(r.get("name")));
                 if let Some(secret) = secret.filter(|s| !mountable.contains(s)) {
-                    return refuse(format!("{what} {name} with envVar {} referencing {}", text(env.get("name")), not_listed(secret)));
+                    return refuse(format!("{what} {name} with envVar {} referencing {}", text_of(env.get("name")), not_listed(secret)));
                 }
             }
-            for env_from in array(container.get("envFrom")) {
-                let secret = env_from.get("secretRef").filter(|r| r.is_object()).map(|r| text(r.get("name")));
+            for env_from in items_of(container.get("envFrom")) {
+                let secret = env_from.get("secretRef").filter(|r| r.is_object()).map(|r| text_of(r.get("name")));
                 if let Some(secret) = secret.filter(|s| !mountable.contains(s)) {
                     return refuse(format!("{what} {name} with envFrom referencing {}", not_listed(secret)));
                 }
             }
         }
     }
-    for (i, reference) in array(spec.and_then(|s| s.get("imagePullSecrets"))).enumerate() {
-        let secret = text(reference.get("name"));
+    for (i, reference) in items_of(spec.and_then(|s| s.get("imagePullSecrets"))).iter().enumerate() {
+        let secret = text_of(reference.get("name"));
         if !pullable.contains(secret) {
             return refuse(format!("imagePullSecrets[{i}].name=\"{secret}\" is not allowed because service account {account} does not reference that imagePullSecret"));
         }
