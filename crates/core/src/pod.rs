@@ -144,12 +144,12 @@ fn image_pull_policy(image: &str) -> &'static str {
     }
 }
 
-/// The ServiceAccount admission plugin's first half: the ServiceAccount the pod runs as (its
-/// `serviceAccountName`, else the deprecated `serviceAccount`, else `default`), written to both
-/// fields as kube's v1 conversion does; `None` for a mirror pod, which may reference no
-/// ServiceAccount, Secret or token projection.
+/// The ServiceAccount admission plugin's first half, on a pod [`decode_and_default`] has read
+/// (the deprecated `serviceAccount` folded into `serviceAccountName`): the ServiceAccount the
+/// pod runs as, `default` unless it names one, written to both fields; `None` for a mirror pod,
+/// which may reference no ServiceAccount, Secret or token projection.
 pub fn service_account_to_admit(pod: &mut Object) -> Result<Option<String>, Error> {
-    let named = [pod.str_at("spec.serviceAccountName"), pod.str_at("spec.serviceAccount")].into_iter().flatten().find(|n| !n.is_empty()).map(str::to_owned);
+    let named = pod.str_at("spec.serviceAccountName").filter(|n| !n.is_empty()).map(str::to_owned);
     if pod.annotation(MIRROR_ANNOTATION).is_some() {
         let forbidden = |detail: &str| Err(forbidden(pod, detail.to_owned()));
         if named.is_some() {
@@ -625,8 +625,10 @@ mod tests {
         assert_eq!((p.str_at("spec.serviceAccountName"), p.str_at("spec.serviceAccount")), (Some("default"), Some("default")));
         // The deprecated field is an alias; the new one wins.
         let mut alias = pod(json!({"metadata": {"name": "p"}, "spec": {"serviceAccount": "old"}}));
+        decode_and_default(&mut alias).unwrap();
         assert_eq!(service_account_to_admit(&mut alias).unwrap().as_deref(), Some("old"));
         let mut both = pod(json!({"metadata": {"name": "p"}, "spec": {"serviceAccount": "old", "serviceAccountName": "new"}}));
+        decode_and_default(&mut both).unwrap();
         assert_eq!(service_account_to_admit(&mut both).unwrap().as_deref(), Some("new"));
         assert_eq!(both.str_at("spec.serviceAccount"), Some("new"));
 
@@ -717,6 +719,9 @@ mod tests {
         assert_eq!(plain.str_at("spec.serviceAccountName"), None, "not defaulted");
         let refused = |spec: Value| service_account_to_admit(&mut mirror(spec)).unwrap_err().to_string();
         assert_eq!(refused(json!({"serviceAccountName": "bot"})), r#"pods "m" is forbidden: a mirror pod may not reference service accounts"#);
+        let mut aliased = mirror(json!({"serviceAccount": "bot"}));
+        decode_and_default(&mut aliased).unwrap();
+        assert!(service_account_to_admit(&mut aliased).is_err(), "the deprecated field names an account too");
         assert_eq!(refused(json!({"volumes": [{"name": "s", "secret": {"secretName": "s"}}]})), r#"pods "m" is forbidden: a mirror pod may not reference secrets"#);
         assert_eq!(
             refused(json!({"volumes": [{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]})),
