@@ -266,7 +266,8 @@ impl Authority {
         Ok(object)
     }
 
-    async fn get_if_found(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
+    /// The stored object, or `None` where there is none.
+    pub(crate) async fn get_if_found(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
         match self.store.get(resource, namespace, name).await {
             Ok(object) => Ok(Some(object)),
             Err(StoreError::Api(Error::NotFound { .. })) => Ok(None),

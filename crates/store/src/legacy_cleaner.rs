@@ -70,11 +70,7 @@ impl Authority {
         for secret in secrets {
             let namespace = secret.namespace().to_owned();
             let sa = match secret.annotation(SERVICE_ACCOUNT_NAME_ANNOTATION) {
-                Some(name) => match self.store().get(&Resource::SERVICE_ACCOUNTS, &namespace, name).await {
-                    Ok(sa) => Some(sa),
-                    Err(StoreError::Api(Error::NotFound { .. })) => None,
-                    Err(e) => return Err(e),
-                },
+                Some(name) => self.get_if_found(&Resource::SERVICE_ACCOUNTS, &namespace, name).await?,
                 None => None,
             };
             if !referenced.contains_key(&namespace) {
