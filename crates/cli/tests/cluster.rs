@@ -14,6 +14,20 @@ use common::{Server, describe, text, unique};
 use tokenwarden_store::clock::Stopwatch;
 use tokenwarden_testkit::etcd::{EtcdCluster, TlsFiles};
 
+/// Polls `done` every 20 ms for up to `seconds`; whether it came true.
+fn within(seconds: f64, mut done: impl FnMut() -> bool) -> bool {
+    let since = Stopwatch::start();
+    loop {
+        if done() {
+            return true;
+        }
+        if since.elapsed_seconds() >= seconds {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_token_minted_on_one_replica_is_reviewed_on_the_other_and_revoked_on_both_within_a_second() {
     let etcd = EtcdCluster::shared();
@@ -33,15 +47,7 @@ fn a_token_minted_on_one_replica_is_reviewed_on_the_other_and_revoked_on_both_wi
 
     // Deleted through B: A denies the token within one second (its index follows etcd's watch).
     b.kubectl_ok(&["delete", "serviceaccount", "bot", "-n", &ns]);
-    let since_delete = Stopwatch::start();
-    loop {
-        let asked = since_delete.elapsed_seconds();
-        if !accepted(&a, &token) {
-            break;
-        }
-        assert!(asked < 1.0, "A still accepts the token of a ServiceAccount deleted through B 1 s ago\n{}", a.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(within(1.0, || !accepted(&a, &token)), "A still accepts the token of a ServiceAccount deleted through B 1 s ago\n{}", a.stderr());
     assert!(!accepted(&b, &token));
 }
 
@@ -165,11 +171,7 @@ fn etcd_outages_keep_reviews_working_fail_writes_with_503_and_recover() {
         std::thread::sleep(Duration::from_millis(100));
     }
     b.kubectl_ok(&["delete", "serviceaccount", "second", "-n", &ns]);
-    let since_delete = Stopwatch::start();
-    while accepted(&a, &second) {
-        assert!(since_delete.elapsed_seconds() < 1.0, "A still accepts a token revoked through B after recovery\n{}", a.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(within(1.0, || !accepted(&a, &second)), "A still accepts a token revoked through B after recovery\n{}", a.stderr());
     assert!(a.kubectl_ok(&["get", "--raw", "/readyz?verbose"]).contains("[+]etcd ok\n"));
     assert_eq!(gauge(a_metrics, "tokenwarden_etcd_unreachable_seconds"), 0);
 }
@@ -213,6 +215,47 @@ fn concurrent_updates_through_both_replicas_never_lose_an_update() {
         (2 * PER_REPLICA).to_string(),
         "updates lost ({conflicts_a} + {conflicts_b} conflicts answered)"
     );
+}
+
+#[test]
+fn the_namespace_and_service_account_controllers_act_for_both_replicas() {
+    let etcd = EtcdCluster::shared();
+    let (a, b, _secrets) = two_replicas(etcd);
+    let ns = unique("life");
+    a.kubectl_ok(&["create", "namespace", &ns]);
+    a.kubectl_ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let uid = |s: &Server| s.kubectl_json(&["get", "serviceaccount", "default", "-n", &ns, "-o", "json"])["metadata"]["uid"].clone();
+    // The default ServiceAccount the namespace got on A is B's too.
+    let first = uid(&a);
+    assert!(first.is_string(), "no default ServiceAccount in a new namespace");
+    assert_eq!(uid(&b), first);
+
+    // Deleted through B, the default ServiceAccount is made again (kube's serviceaccounts
+    // controller), and A reads the new one.
+    b.kubectl_ok(&["delete", "serviceaccount", "default", "-n", &ns]);
+    let second = uid(&b);
+    assert!(second.is_string() && second != first, "B did not make the default ServiceAccount again: {second}");
+    assert!(within(5.0, || uid(&a) == second), "A does not read B's new default ServiceAccount\n{}", a.stderr());
+    // So a pod created through A that names no account is admitted, and runs as it.
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  containers:\n  - name: main\n    image: registry.k8s.io/pause:3.10\n"
+    );
+    a.kubectl_stdin_ok(&["create", "-f", "-"], &pod);
+    let created = b.kubectl_json(&["get", "pod", "web", "-n", &ns, "-o", "json"]);
+    assert_eq!(created["spec"]["serviceAccountName"], "default", "{created}");
+
+    // Deleted through B, the namespace is gone for A with everything in it, and A refuses
+    // the tokens of its ServiceAccounts within a second (its index follows etcd's watch).
+    let token = a.token(&ns, "bot", &[]);
+    assert!(accepted(&a, &token));
+    b.kubectl_ok(&["delete", "namespace", &ns]);
+    assert!(within(1.0, || !accepted(&a, &token)), "A still accepts a token of a namespace deleted through B\n{}", a.stderr());
+    let gone = a.kubectl_err(&["get", "namespace", &ns]);
+    assert!(gone.contains(&format!("namespaces \"{ns}\" not found")), "{gone}");
+    for kind in ["serviceaccounts", "pods"] {
+        let listed = a.kubectl_json(&["get", kind, "-n", &ns, "-o", "json"]);
+        assert_eq!(listed["items"], serde_json::json!([]), "{kind} left in a deleted namespace: {listed}");
+    }
 }
 
 /// A CA, a serving certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`:
