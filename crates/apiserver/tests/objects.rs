@@ -193,9 +193,11 @@ async fn create_errors_match_kube_apiserver() {
     assert_eq!(generated.status, StatusCode::CREATED);
     assert!(generated.body["metadata"]["name"].as_str().unwrap().starts_with("bot-"));
 
+    // A namespace's name is a DNS-1123 label: apimachinery's IsDNS1123Label names the dots.
     let label = s.post("/api/v1/namespaces", json!({"metadata": {"name": "a.b"}})).await;
-    assert_eq!(label.status.as_u16(), 422);
-    assert!(label.body["message"].as_str().unwrap().contains("RFC 1123 label"), "{}", label.body);
+    assert_status(&label, 422, "Invalid", r#"Namespace "a.b" is invalid: metadata.name: Invalid value: "a.b": must not contain dots"#);
+    let label = s.post("/api/v1/namespaces", json!({"metadata": {"name": "A"}})).await;
+    assert!(label.body["message"].as_str().unwrap().contains("a lowercase RFC 1123 label must consist of"), "{}", label.body);
 
     assert_status(&s.get("/api/v1/namespaces/ns/widgets").await, 404, "NotFound", "the server could not find the requested resource");
     assert_status(&s.get("/api/v1/namespaces/ns/nodes").await, 404, "NotFound", "the server could not find the requested resource");
@@ -740,7 +742,8 @@ async fn field_selectors_take_only_the_fields_of_the_kind() {
         assert_eq!(s.post("/api/v1/namespaces/ns/secrets", json!({"metadata": {"name": name}, "type": kind})).await.status, StatusCode::CREATED);
     }
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/secrets?fieldSelector=type%3DOpaque").await.body), vec!["opaque"]);
-    for (name, spec) in [("on-a", json!({"nodeName": "a", "hostNetwork": true})), ("nowhere", json!({}))] {
+    let containers = json!([{"name": "c", "image": "busybox"}]);
+    for (name, spec) in [("on-a", json!({"nodeName": "a", "hostNetwork": true, "containers": containers})), ("nowhere", json!({"containers": containers}))] {
         assert_eq!(s.post("/api/v1/namespaces/ns/pods", json!({"metadata": {"name": name}, "spec": spec})).await.status, StatusCode::CREATED);
     }
     assert_eq!(names(&s.get("/api/v1/namespaces/ns/pods?fieldSelector=spec.nodeName%3Da").await.body), vec!["on-a"]);

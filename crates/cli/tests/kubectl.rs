@@ -513,6 +513,29 @@ fn create_token_error_messages() {
     );
 }
 
+/// kube's pod validation through kubectl: the OpenAPI schema does not require an image, so the
+/// server refuses a pod without one, in kube's words, and stores nothing; `kubectl run` makes a
+/// valid pod, whose image an update may not empty.
+#[test]
+fn a_pod_without_an_image_is_invalid_and_kubectl_run_makes_a_valid_one() {
+    let server = Server::start();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  namespace: default\nspec:\n  containers:\n  - name: main\n";
+    let out = server.kubectl_stdin(&["create", "-f", "-"], manifest);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stderr).trim(), r#"The Pod "x" is invalid: spec.containers[0].image: Required value"#);
+    let err = server.kubectl_err(&["get", "pod", "x", "-n", "default"]);
+    assert_eq!(err.trim(), r#"Error from server (NotFound): pods "x" not found"#);
+
+    assert_eq!(server.kubectl_ok(&["run", "web", "-n", "default", "--image=busybox:1.36"]).trim(), "pod/web created");
+    let shown = server.kubectl_ok(&["get", "pod", "web", "-n", "default", "-o", "jsonpath={.spec.containers[0].name} {.spec.containers[0].image} {.status.phase}"]);
+    assert_eq!(shown.trim(), "web busybox:1.36 Pending");
+    let emptied = r#"[{"op": "replace", "path": "/spec/containers/0/image", "value": ""}]"#;
+    let err = server.kubectl_err(&["patch", "pod", "web", "-n", "default", "--type=json", "-p", emptied]);
+    assert_eq!(err.trim(), r#"The Pod "web" is invalid: spec.containers[0].image: Required value"#);
+    let image = server.kubectl_ok(&["get", "pod", "web", "-n", "default", "-o", "jsonpath={.spec.containers[0].image}"]);
+    assert_eq!(image.trim(), "busybox:1.36");
+}
+
 #[test]
 fn wrong_tokens_are_unauthorized_and_anonymous_callers_forbidden() {
     let server = Server::start();

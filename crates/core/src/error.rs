@@ -33,6 +33,27 @@ impl FieldError {
     pub fn forbidden(field: &str, detail: &str) -> Self {
         Self { field: field.to_owned(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
     }
+
+    /// `Duplicate value: <value>`; `value` rendered as Go prints it.
+    pub fn duplicate(field: &str, value: impl fmt::Display) -> Self {
+        Self { field: field.to_owned(), reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}") }
+    }
+
+    /// `Not found: <value>`; `value` rendered as Go prints it.
+    pub fn not_found(field: &str, value: impl fmt::Display) -> Self {
+        Self { field: field.to_owned(), reason: "FieldValueNotFound", message: format!("Not found: {value}") }
+    }
+
+    /// `Unsupported value: <value>: supported values: "a", "b"` (apimachinery's `NotSupported`,
+    /// each supported value as Go's `strconv.Quote` writes it; no detail without any).
+    pub fn not_supported(field: &str, value: impl fmt::Display, supported: &[&str]) -> Self {
+        let mut message = format!("Unsupported value: {value}");
+        if !supported.is_empty() {
+            let quoted: Vec<String> = supported.iter().map(|v| go_quote(v)).collect();
+            message.push_str(&format!(": supported values: {}", quoted.join(", ")));
+        }
+        Self { field: field.to_owned(), reason: "FieldValueNotSupported", message }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -82,9 +103,12 @@ pub enum Error {
     Internal(String),
 }
 
+/// kube's `NewInvalid` message: the causes as its error aggregate prints them, each message once
+/// (the Status keeps every cause).
 fn invalid_message(kind: &str, group: &str, name: &str, causes: &[FieldError]) -> String {
     let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
-    let list: Vec<String> = causes.iter().map(ToString::to_string).collect();
+    let mut seen = std::collections::HashSet::with_capacity(causes.len());
+    let list: Vec<String> = causes.iter().map(ToString::to_string).filter(|cause| seen.insert(cause.clone())).collect();
     let list = if list.len() == 1 { list.concat() } else { format!("[{}]", list.join(", ")) };
     format!("{qualified} {} is invalid: {list}", go_quote(name))
 }
@@ -162,5 +186,29 @@ mod tests {
         );
         assert_eq!(invalid.code(), 422);
         assert_eq!(go_quote_list(&["a", "b"]), r#"["a" "b"]"#);
+    }
+
+    #[test]
+    fn field_errors_read_as_apimachinerys() {
+        let policy = FieldError::not_supported("spec.restartPolicy", go_quote("Sometimes"), &["Always", "OnFailure", "Never"]);
+        assert_eq!(policy.to_string(), r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#);
+        assert_eq!(policy.reason, "FieldValueNotSupported");
+        assert_eq!(FieldError::not_supported("f", 7, &[]).message, "Unsupported value: 7");
+        let duplicate = FieldError::duplicate("spec.containers[1].name", go_quote("c"));
+        assert_eq!((duplicate.reason, duplicate.message.as_str()), ("FieldValueDuplicate", r#"Duplicate value: "c""#));
+        let missing = FieldError::not_found("spec.containers[0].volumeMounts[0].name", go_quote("v"));
+        assert_eq!((missing.reason, missing.message.as_str()), ("FieldValueNotFound", r#"Not found: "v""#));
+    }
+
+    #[test]
+    fn an_invalid_message_names_each_cause_once() {
+        let image = FieldError::required("spec.containers[0].image", "");
+        let invalid = |causes: Vec<FieldError>| Error::Invalid { kind: "Pod".into(), group: String::new(), name: "p".into(), causes }.to_string();
+        assert_eq!(invalid(vec![image.clone(), image.clone()]), r#"Pod "p" is invalid: spec.containers[0].image: Required value"#);
+        let name = FieldError::required("spec.containers[0].name", "");
+        assert_eq!(
+            invalid(vec![name.clone(), image.clone(), name]),
+            r#"Pod "p" is invalid: [spec.containers[0].name: Required value, spec.containers[0].image: Required value]"#
+        );
     }
 }

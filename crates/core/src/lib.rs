@@ -15,6 +15,7 @@ pub mod lookup;
 pub mod names;
 pub mod object;
 pub mod pod;
+pub mod pod_spec;
 pub mod quantity;
 pub mod rbac;
 pub mod review;

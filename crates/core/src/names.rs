@@ -1,7 +1,8 @@
 //! kube's rules for the name of a new object (`ValidateObjectMeta`): DNS-1123 subdomains,
 //! labels for namespaces, path segments for RBAC objects. Checked after admission, as kube's
 //! `BeforeCreate` checks them, so a refusal by admission (a missing namespace or
-//! ServiceAccount) comes first.
+//! ServiceAccount) comes first. The DNS-1123 rules serve the names inside a pod's spec too
+//! (containers, volumes, its ServiceAccount and node).
 
 use serde_json::Value;
 
@@ -26,29 +27,61 @@ fn is_subdomain(s: &str) -> bool {
     s.split('.').all(is_label)
 }
 
+/// apimachinery's `IsDNS1123Label`: its messages for `checked`, shown as `shown` (a prefix shows
+/// as sent, its trailing dash unmasked).
+fn label_errors_of(field: &str, shown: &str, checked: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if checked.len() > 63 {
+        errors.push(FieldError::invalid(field, go_quote(shown), "must be no more than 63 characters"));
+    }
+    if !is_label(checked) {
+        // A valid subdomain that is no label (its length already checked) has dots.
+        let detail = if is_subdomain(checked) { "must not contain dots" } else { DNS1123_LABEL };
+        errors.push(FieldError::invalid(field, go_quote(shown), detail));
+    }
+    errors
+}
+
+/// apimachinery's `IsDNS1123Subdomain`, as [`label_errors_of`].
+fn subdomain_errors_of(field: &str, shown: &str, checked: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if checked.len() > 253 {
+        errors.push(FieldError::invalid(field, go_quote(shown), "must be no more than 253 characters"));
+    }
+    if !is_subdomain(checked) {
+        errors.push(FieldError::invalid(field, go_quote(shown), DNS1123_SUBDOMAIN));
+    }
+    errors
+}
+
+/// kube's `maskTrailingDash`: a prefix's last two bytes become `a` when it ends in a dash
+/// (byte-wise, as Go slices; a name that is not ASCII there fails the pattern anyway).
+fn mask_trailing_dash(name: &str, prefix: bool) -> String {
+    match name.get(..name.len().saturating_sub(2)) {
+        Some(head) if prefix && name.len() > 1 && name.ends_with('-') => format!("{head}a"),
+        _ => name.to_owned(),
+    }
+}
+
+/// kube's `ValidateDNS1123Label` of a field (a container's, volume's or port's name, a pod's
+/// hostname): `Invalid value` errors, none for a valid label.
+pub fn label_errors(field: &str, value: &str) -> Vec<FieldError> {
+    label_errors_of(field, value, value)
+}
+
+/// apimachinery's `NameIsDNSSubdomain` of a field's value (`prefix`: a name to be completed,
+/// whose trailing dash is allowed): `Invalid value` errors, none for a valid subdomain.
+pub fn subdomain_errors(field: &str, value: &str, prefix: bool) -> Vec<FieldError> {
+    subdomain_errors_of(field, value, &mask_trailing_dash(value, prefix))
+}
+
 /// Errors for a name (`prefix`: a `generateName`, whose trailing dashes are allowed).
 fn name_errors(resource: &Resource, field: &str, name: &str, prefix: bool) -> Vec<FieldError> {
     if Resource::RBAC.contains(resource) {
         return path_segment_errors(field, name, prefix);
     }
-    // kube's maskTrailingDash: a generateName's last two bytes become `a` when it ends in a dash
-    // (byte-wise, as Go slices; a name that is not ASCII there fails the pattern anyway).
-    let masked = match name.get(..name.len().saturating_sub(2)) {
-        Some(head) if prefix && name.len() > 1 && name.ends_with('-') => format!("{head}a"),
-        _ => name.to_owned(),
-    };
-    let checked = masked.as_str();
-    let label = *resource == Resource::NAMESPACES;
-    let (max, pattern_ok, message) =
-        if label { (63, is_label(checked), DNS1123_LABEL) } else { (253, is_subdomain(checked), DNS1123_SUBDOMAIN) };
-    let mut errors = Vec::new();
-    if checked.len() > max {
-        errors.push(FieldError::invalid(field, go_quote(name), &format!("must be no more than {max} characters")));
-    }
-    if !pattern_ok {
-        errors.push(FieldError::invalid(field, go_quote(name), message));
-    }
-    errors
+    let masked = mask_trailing_dash(name, prefix);
+    if *resource == Resource::NAMESPACES { label_errors_of(field, name, &masked) } else { subdomain_errors_of(field, name, &masked) }
 }
 
 /// kube's `ValidatePathSegmentName`, the rule for RBAC object names (`system:auth-delegator`).
@@ -66,21 +99,26 @@ fn path_segment_errors(field: &str, name: &str, prefix: bool) -> Vec<FieldError>
     errors
 }
 
-/// kube's `ValidateObjectMeta` name rules for a new object: 422 Invalid.
-pub fn validate_new(resource: &Resource, object: &Object) -> Result<(), Error> {
+/// kube's `ValidateObjectMeta` name rules for a new object: its errors, none for a valid name.
+pub fn new_name_errors(resource: &Resource, object: &Object) -> Vec<FieldError> {
     let name = object.name();
-    let errors = if name.is_empty() {
+    if name.is_empty() {
         match object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str) {
             Some(generate) if !generate.is_empty() => name_errors(resource, "metadata.generateName", generate, true),
             _ => vec![FieldError::required("metadata.name", "name or generateName is required")],
         }
     } else {
         name_errors(resource, "metadata.name", name, false)
-    };
+    }
+}
+
+/// kube's `ValidateObjectMeta` name rules for a new object: 422 Invalid.
+pub fn validate_new(resource: &Resource, object: &Object) -> Result<(), Error> {
+    let errors = new_name_errors(resource, object);
     if errors.is_empty() {
         return Ok(());
     }
-    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: name.to_owned(), causes: errors })
+    Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: errors })
 }
 
 #[cfg(test)]
@@ -118,5 +156,27 @@ mod tests {
         let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
         assert_eq!(validate_new(&Resource::NAMESPACES, &long).unwrap_err().code(), 422);
         assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &long).is_ok());
+    }
+
+    #[test]
+    fn labels_and_subdomains_give_apimachinerys_messages() {
+        let messages = |errors: Vec<FieldError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(label_errors("f", "web-1").is_empty());
+        assert_eq!(messages(label_errors("f", "a.b")), [r#"f: Invalid value: "a.b": must not contain dots"#]);
+        assert_eq!(messages(label_errors("f", "Web")), [format!(r#"f: Invalid value: "Web": {DNS1123_LABEL}"#)]);
+        let long = "a".repeat(64);
+        assert_eq!(messages(label_errors("f", &long)), [format!(r#"f: Invalid value: "{long}": must be no more than 63 characters"#)]);
+        let dotted_long = format!("{}.b", "a".repeat(63));
+        assert_eq!(
+            messages(label_errors("f", &dotted_long)),
+            [format!(r#"f: Invalid value: "{dotted_long}": must be no more than 63 characters"#), format!(r#"f: Invalid value: "{dotted_long}": must not contain dots"#)]
+        );
+        assert!(subdomain_errors("f", "a.b", false).is_empty());
+        assert_eq!(messages(subdomain_errors("f", "", false)), [format!(r#"f: Invalid value: "": {DNS1123_SUBDOMAIN}"#)]);
+        assert!(subdomain_errors("f", "web-", true).is_empty(), "a prefix may end in a dash");
+        assert_eq!(messages(subdomain_errors("f", "web-", false)), [format!(r#"f: Invalid value: "web-": {DNS1123_SUBDOMAIN}"#)]);
+        // A namespace's name is a label.
+        let dotted = Object::from_value(json!({"metadata": {"name": "a.b"}})).unwrap();
+        assert_eq!(validate_new(&Resource::NAMESPACES, &dotted).unwrap_err().to_string(), r#"Namespace "a.b" is invalid: metadata.name: Invalid value: "a.b": must not contain dots"#);
     }
 }

@@ -3,26 +3,30 @@
 //! it names none; restartPolicy, pull policies, ports; not those of probes and volumes), the
 //! ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists, `default` unless
 //! it names one; a kubelet's mirror pod runs as none), `PodStrategy.PrepareForCreate` (a new pod
-//! is Pending, with its QoS class), and `ValidatePodUpdate` (the spec is all but fixed).
+//! is Pending, with its QoS class), `ValidatePodCreate` (a valid name and spec; the spec's
+//! rules are [`crate::pod_spec`]'s, which says which of kube's it checks), and
+//! `ValidatePodUpdate` (the updated spec valid too, and all but fixed).
 //!
 //! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
 //! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
 //! writes that layout), PriorityClasses other than kube's two built-in ones, quantities
-//! rewritten in canonical form, and pod-level resources.
+//! rewritten in canonical form when stored, pod-level resources, the validation of the metadata
+//! beyond the name (labels, annotations but the mirror pod's), and the parts of a spec
+//! [`crate::pod_spec`] lists as not checked.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use crate::legacy_tokens::pod_secret_names;
-use crate::quantity::Quantity;
 use crate::object::{items_of, text_of};
-use crate::{Error, FieldError, Object, Timestamp};
+use crate::quantity::Quantity;
+use crate::{Error, FieldError, Object, Timestamp, names, pod_spec};
 
 /// The annotation of a kubelet's mirror pod (a static pod it runs on its own).
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
-const CONTAINER_LISTS: [&str; 2] = ["containers", "initContainers"];
+pub(crate) const CONTAINER_LISTS: [&str; 2] = ["containers", "initContainers"];
 /// The resources a pod's QoS class is computed from.
 const QOS_RESOURCES: [&str; 2] = ["cpu", "memory"];
 
@@ -322,31 +326,52 @@ fn forbidden(pod: &Object, detail: String) -> Error {
     Error::Forbidden { resource: "pods".into(), name: pod.name_as_asked().to_owned(), detail, causes: Vec::new() }
 }
 
-/// kube's `ValidatePodCreate`, the part checked here: ephemeral containers are added to a pod
-/// that runs (its `ephemeralcontainers` subresource), never created with it.
+/// kube's `ValidatePodCreate`, the part checked here, every error in one 422 in kube's order:
+/// the name (`ValidateObjectMeta`), the spec ([`pod_spec::validate`]), then what only a create
+/// refuses: ephemeral containers, added to a pod that runs (its `ephemeralcontainers`
+/// subresource), never created with it, and a node for a pod still held by scheduling gates.
 pub fn validate_create(pod: &Object) -> Result<(), Error> {
+    let mut causes = names::new_name_errors(&crate::Resource::PODS, pod);
+    causes.extend(pod_spec::validate(pod));
     if pod.at("spec.ephemeralContainers").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
-        let cause = FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create");
-        return Err(Error::Invalid { kind: "Pod".into(), group: String::new(), name: pod.name_as_asked().to_owned(), causes: vec![cause] });
+        causes.push(FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create"));
     }
-    Ok(())
+    let gated = pod.at("spec.schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+    if gated && !pod.pod_node_name().is_empty() {
+        causes.push(FieldError::forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid { kind: "Pod".into(), group: String::new(), name: pod.name_as_asked().to_owned(), causes })
 }
 
 /// What `ValidatePodUpdate` lets an update of a pod change in its spec (kube's words).
 const UPDATABLE_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
-/// kube's `ValidatePodUpdate` of the spec, on `updated` as decoded and defaulted: a pod keeps
-/// its containers (their images may change), and changes nothing else but its images, a
-/// shorter activeDeadlineSeconds, added tolerations, removed scheduling gates, and a negative
-/// grace period set to 1. The specs are compared as kube's `Semantic.DeepEqual` compares them.
-/// Not checked, as the rest of a pod's spec is not validated here: that an image is not empty.
-/// The 422 names the fields that changed, where kube prints a go-cmp diff of its internal type.
+/// kube's `ValidatePodUpdate` of the spec, on `updated` as decoded and defaulted: the updated
+/// spec is valid ([`pod_spec::validate`], whose errors come first), a pod keeps its containers,
+/// each with an image (which may change), and changes nothing else but its images, a shorter
+/// activeDeadlineSeconds, added tolerations, removed scheduling gates, and a negative grace
+/// period set to 1. The specs are compared as kube's `Semantic.DeepEqual` compares them. The
+/// 422 names the fields that changed, where kube prints a go-cmp diff of its internal type.
 pub fn check_spec_update(current: &Object, updated: &Object) -> Result<(), Error> {
     let invalid = |causes: Vec<FieldError>| Error::Invalid { kind: "Pod".into(), group: String::new(), name: current.name().to_owned(), causes };
     // The stored spec as its defaults make it now: a pod stored before a default existed has
     // not changed for lacking it. (A quantity stored before quantities were checked stays.)
     let mut old_pod = current.clone();
     let _ = decode_and_default(&mut old_pod);
+    // A pod stored before its spec was validated keeps the errors it has (kube relaxes a
+    // tightened rule for a pod that already breaks it): only new ones refuse an update, so
+    // such a pod can still be labelled.
+    let kept: HashSet<String> = pod_spec::validate(&old_pod).iter().map(ToString::to_string).collect();
+    let mut causes = pod_spec::validate(updated);
+    let add = |causes: &mut Vec<FieldError>, cause: FieldError| {
+        if !kept.contains(&cause.to_string()) {
+            causes.push(cause);
+        }
+    };
+    causes.retain(|cause| !kept.contains(&cause.to_string()));
     let spec_of = |pod: &Object| -> Map<String, Value> {
         let mut spec = pod.value().get("spec").and_then(semantic).and_then(|s| s.as_object().cloned()).unwrap_or_default();
         // An alias kube's internal type does not keep (decoding folded it in).
@@ -354,10 +379,22 @@ pub fn check_spec_update(current: &Object, updated: &Object) -> Result<(), Error
         spec
     };
     let (old, mut new) = (spec_of(&old_pod), spec_of(updated));
+    // kube's `ValidateContainerUpdates`, containers then init containers: the same number of
+    // each (else the update stops there), each with an image.
     for list in CONTAINER_LISTS {
         let old_containers = containers(Some(&old), list).collect::<Vec<_>>();
         if containers(Some(&new), list).count() != old_containers.len() {
-            return Err(invalid(vec![FieldError::forbidden(&format!("spec.{list}"), "pod updates may not add or remove containers")]));
+            causes.push(FieldError::forbidden(&format!("spec.{list}"), "pod updates may not add or remove containers"));
+            return Err(invalid(causes));
+        }
+        for (i, container) in containers(Some(&new), list).enumerate() {
+            let image = text_of(container.get("image"));
+            if image.is_empty() {
+                add(&mut causes, FieldError::required(&format!("spec.{list}[{i}].image"), ""));
+            }
+            if let Some(cause) = pod_spec::image_whitespace(list, i, image) {
+                add(&mut causes, cause);
+            }
         }
         for (container, old_container) in containers_mut(&mut new, list).zip(old_containers) {
             copy_field(old_container, container, "image");
@@ -365,12 +402,15 @@ pub fn check_spec_update(current: &Object, updated: &Object) -> Result<(), Error
     }
     let deadline = |spec: &Map<String, Value>| spec.get("activeDeadlineSeconds").and_then(Value::as_i64);
     let field = "spec.activeDeadlineSeconds";
-    let mut causes = Vec::new();
     match (deadline(&new), deadline(&old)) {
         (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
-            return Err(invalid(vec![FieldError::invalid(field, n, "must be between 0 and 2147483647, inclusive")]));
+            causes.push(FieldError::invalid(field, n, "must be between 0 and 2147483647, inclusive"));
+            return Err(invalid(causes));
         }
-        (Some(n), Some(o)) if o < n => return Err(invalid(vec![FieldError::invalid(field, n, "must be less than or equal to previous value")])),
+        (Some(n), Some(o)) if o < n => {
+            causes.push(FieldError::invalid(field, n, "must be less than or equal to previous value"));
+            return Err(invalid(causes));
+        }
         (None, Some(_)) => causes.push(FieldError::invalid(field, "\"null\"", "must not update from a positive integer to nil value")),
         _ => {}
     }
@@ -726,6 +766,80 @@ mod tests {
         assert_eq!(
             refused(json!({"volumes": [{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]})),
             r#"pods "m" is forbidden: a mirror pod may not use ServiceAccountToken volume projections"#
+        );
+    }
+
+    #[test]
+    fn a_create_is_validated_in_kubes_order() {
+        let mut p = pod(json!({"metadata": {"name": "Web"}, "spec": {"nodeName": "n1", "schedulingGates": [{"name": "g"}],
+                                "ephemeralContainers": [{"name": "debug", "image": "busybox"}], "containers": [{"name": "c"}]}}));
+        decode_and_default(&mut p).unwrap();
+        let err = validate_create(&p).unwrap_err();
+        assert_eq!(err.code(), 422);
+        let subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Pod \"Web\" is invalid: [metadata.name: Invalid value: \"Web\": {subdomain}, spec.containers[0].image: Required value, \
+                 spec.ephemeralContainers: Forbidden: cannot be set on create, spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared]"
+            )
+        );
+        let mut valid = pod(json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}));
+        decode_and_default(&mut valid).unwrap();
+        assert_eq!(validate_create(&valid), Ok(()));
+    }
+
+    #[test]
+    fn an_update_keeps_the_spec_valid() {
+        let mut stored = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}], "activeDeadlineSeconds": 60}}));
+        decode_and_default(&mut stored).unwrap();
+        let updated = |change: &dyn Fn(&mut Value)| {
+            let mut p = stored.clone();
+            if let Some(spec) = p.0.get_mut("spec") {
+                change(spec);
+            }
+            decode_and_default(&mut p).unwrap();
+            check_spec_update(&stored, &p).map_err(|e| e.to_string())
+        };
+        assert_eq!(updated(&|spec| spec["containers"][0]["image"] = json!("busybox:1.37")), Ok(()));
+        assert_eq!(updated(&|spec| spec["containers"][0]["image"] = json!("")), Err(r#"Pod "p" is invalid: spec.containers[0].image: Required value"#.to_owned()));
+        // The spec's errors, then the update's (which stop at a deadline out of range).
+        assert_eq!(
+            updated(&|spec| {
+                spec["restartPolicy"] = json!("Sometimes");
+                spec["activeDeadlineSeconds"] = json!(-1);
+            }),
+            Err("Pod \"p\" is invalid: [spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\", \
+                 spec.activeDeadlineSeconds: Invalid value: -1: must be between 1 and 2147483647, inclusive, \
+                 spec.activeDeadlineSeconds: Invalid value: -1: must be between 0 and 2147483647, inclusive]"
+                .to_owned())
+        );
+        assert_eq!(
+            updated(&|spec| {
+                spec["containers"][0]["name"] = json!("C");
+                spec["containers"].as_array_mut().unwrap().push(json!({"name": "d", "image": "x"}));
+            }),
+            Err(format!(
+                "Pod \"p\" is invalid: [spec.containers[0].name: Invalid value: \"C\": {}, spec.containers: Forbidden: pod updates may not add or remove containers]",
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_pod_stored_before_specs_were_validated_can_still_be_labelled() {
+        // No containers, as tokenwarden stored pods before: the spec's errors it already has do
+        // not refuse an update; a new one does.
+        let mut stored = pod(json!({"metadata": {"name": "old"}, "spec": {}}));
+        decode_and_default(&mut stored).unwrap();
+        let mut labelled = stored.clone();
+        labelled.0.insert("metadata".into(), json!({"name": "old", "labels": {"team": "a"}}));
+        assert_eq!(check_spec_update(&stored, &labelled), Ok(()));
+        let mut worse = stored.clone();
+        worse.0["spec"]["activeDeadlineSeconds"] = json!(0);
+        assert_eq!(
+            check_spec_update(&stored, &worse).map_err(|e| e.to_string()),
+            Err(r#"Pod "old" is invalid: spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"#.to_owned())
         );
     }
 

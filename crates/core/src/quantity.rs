@@ -31,6 +31,59 @@ impl Quantity {
 
     /// kube's `ParseQuantity`, with its three errors.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
+        Self::parse_with_format(text).map(|(quantity, _)| quantity)
+    }
+
+    /// kube's `Quantity.String()` of the quantity JSON holds: its canonical form, in the notation
+    /// its suffix was written in (`1000m` is `1`, `1.5` is `1500m`, `1024Mi` is `1Gi`, `2e3`
+    /// stays `2e3`), or the error kube's decoder gives.
+    pub fn canonical_json(value: &Value) -> Result<String, &'static str> {
+        let (quantity, format) = match value {
+            Value::String(text) => Self::parse_with_format(text.trim())?,
+            Value::Number(number) => Self::parse_with_format(&number.to_string())?,
+            Value::Null => (Self(0), Format::DecimalSi),
+            _ => return Err(FORMAT_WRONG),
+        };
+        Ok(quantity.canonical(format))
+    }
+
+    /// kube's `CanonicalizeBytes`: a binary amount of at least 1024 that is a whole number is
+    /// printed with the largest binary suffix that keeps it whole; any other amount with the
+    /// largest power of a thousand that does (an exponent, in the exponent notation).
+    fn canonical(self, format: Format) -> String {
+        const UNIT: i128 = 1_000_000_000;
+        if self.0 == 0 {
+            return "0".to_owned();
+        }
+        if format == Format::BinarySi && self.0.unsigned_abs() >= 1024 * UNIT.unsigned_abs() && self.0 % UNIT == 0 {
+            let (mut amount, mut power) = (self.0 / UNIT, 0);
+            while amount % 1024 == 0 && power < BINARY_SUFFIXES.len() - 1 {
+                amount /= 1024;
+                power += 1;
+            }
+            return format!("{amount}{}", BINARY_SUFFIXES.get(power).copied().unwrap_or_default());
+        }
+        // The amount in billionths, as digits and a power of ten that is a multiple of three.
+        let (mut mantissa, mut exponent) = (self.0, -9i32);
+        while mantissa % 10 == 0 {
+            mantissa /= 10;
+            exponent += 1;
+        }
+        match exponent.rem_euclid(3) {
+            1 => (mantissa, exponent) = (mantissa.saturating_mul(10), exponent - 1),
+            2 => (mantissa, exponent) = (mantissa.saturating_mul(100), exponent - 2),
+            _ => {}
+        }
+        let suffix = match (format, exponent) {
+            (_, 0) => String::new(),
+            (Format::DecimalExponent, e) => format!("e{e}"),
+            (_, e) => DECIMAL_SUFFIXES.iter().find(|(power, _)| *power == e).map_or_else(|| format!("e{e}"), |(_, s)| (*s).to_owned()),
+        };
+        format!("{mantissa}{suffix}")
+    }
+
+    /// [`Quantity::parse`], with the notation of the quantity's suffix.
+    fn parse_with_format(text: &str) -> Result<(Self, Format), &'static str> {
         let bytes = text.as_bytes();
         if bytes.is_empty() {
             return Err(FORMAT_WRONG);
@@ -89,6 +142,11 @@ impl Quantity {
             }
             _ => return Err("unable to parse quantity's suffix"),
         };
+        let format = match &text[suffix_start..] {
+            _ if binary_shift > 0 => Format::BinarySi,
+            suffix if suffix.len() > 1 && suffix.starts_with(['e', 'E']) => Format::DecimalExponent,
+            _ => Format::DecimalSi,
+        };
         // Without a digit, kube parses zero, unless the exponent takes it down its slow path,
         // where an empty number does not parse.
         if whole.is_empty() && fraction.is_empty() && binary_shift == 0 && decimal_exponent < -9 {
@@ -116,9 +174,23 @@ impl Quantity {
                 None => 1,
             }
         };
-        Ok(Self(if negative { -nanos } else { nanos }))
+        Ok((Self(if negative { -nanos } else { nanos }), format))
     }
 }
+
+/// The notation of a quantity's suffix, which kube prints it back in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// `Ki`, `Mi`, ... (powers of 1024).
+    BinarySi,
+    /// `m`, `k`, `M`, ..., or none.
+    DecimalSi,
+    /// `e3`, `E-2`.
+    DecimalExponent,
+}
+
+const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+const DECIMAL_SUFFIXES: [(i32, &str); 9] = [(-9, "n"), (-6, "u"), (-3, "m"), (3, "k"), (6, "M"), (9, "G"), (12, "T"), (15, "P"), (18, "E")];
 
 #[cfg(test)]
 mod tests {
@@ -166,5 +238,25 @@ mod tests {
         assert_eq!(Quantity::from_json(&json!(0.25)), Quantity::parse("250m"));
         assert_eq!(Quantity::from_json(&json!(true)), Err(FORMAT_WRONG));
         assert_eq!(Quantity::from_json(&Value::Null), Ok(Quantity(0)), "kube reads null as zero");
+    }
+
+    #[test]
+    fn quantities_print_in_kubes_canonical_form() {
+        let canonical = |text: &str| Quantity::canonical_json(&json!(text));
+        for (text, shown) in [
+            ("1", "1"), ("1000m", "1"), ("1.5", "1500m"), ("0.5", "500m"), ("100m", "100m"), ("1000", "1k"), ("1200", "1200"),
+            ("12000", "12k"), ("0", "0"), ("0Gi", "0"), ("1n", "1n"), ("0.1n", "1n"), ("-1", "-1"), ("-1500m", "-1500m"),
+            ("1Gi", "1Gi"), ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("0.5Gi", "512Mi"), ("500Mi", "500Mi"), ("1025Ki", "1025Ki"),
+            ("0.5Ki", "512"), ("1.5Ki", "1536"), ("1000Ki", "1000Ki"), ("-2Gi", "-2Gi"), ("2e3", "2e3"), ("1.5e3", "1500"),
+            ("1E-3", "1e-3"), ("1e0", "1"), ("1E", "1E"), ("2k", "2k"),
+        ] {
+            assert_eq!(canonical(text), Ok(shown.to_owned()), "{text:?}");
+        }
+        assert_eq!(Quantity::canonical_json(&json!(2)), Ok("2".to_owned()));
+        assert_eq!(Quantity::canonical_json(&json!(0.25)), Ok("250m".to_owned()));
+        assert_eq!(Quantity::canonical_json(&Value::Null), Ok("0".to_owned()));
+        assert_eq!(canonical("lots"), Err(FORMAT_WRONG));
+        // Saturated amounts print without a panic.
+        assert!(canonical("1e100").is_ok() && canonical("99999999999999999999999999999999999999999999Ei").is_ok());
     }
 }

@@ -258,9 +258,11 @@ impl Authority {
         if *resource == Resource::PODS {
             self.admit_pod(&mut object).await?;
         }
-        tokenwarden_core::names::validate_new(resource, &object)?;
         if *resource == Resource::PODS {
+            // kube's ValidatePodCreate: the name's errors and the spec's in one 422.
             pod::validate_create(&object)?;
+        } else {
+            tokenwarden_core::names::validate_new(resource, &object)?;
         }
         validate(resource, &object)?;
         Ok(object)

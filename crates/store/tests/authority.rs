@@ -108,7 +108,7 @@ async fn a_token_reviews_until_its_service_account_is_deleted_even_when_cached()
 async fn deleting_the_bound_pod_invalidates_its_tokens_at_once() {
     let (authority, _) = authority().await;
     authority
-        .create(&Resource::PODS, obj(json!({"metadata": {"name": "web", "namespace": "ns"}, "spec": {"serviceAccountName": "default", "nodeName": "n1"}})))
+        .create(&Resource::PODS, obj(json!({"metadata": {"name": "web", "namespace": "ns"}, "spec": {"serviceAccountName": "default", "nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})))
         .await
         .unwrap();
     let issued = authority.request_token(request("default", &[], Some(("Pod", "web")))).await.unwrap();
@@ -134,7 +134,7 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
     assert!(matches!(authority.store().get(&Resource::PODS, "ns", "p").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
 
     let resources = json!({"limits": {"cpu": "1", "memory": "64Mi"}});
-    let sent = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": resources}]},
+    let sent = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]},
                       "status": {"phase": "Running"}});
     let created = authority.create(&Resource::PODS, obj(sent)).await.unwrap();
     assert_eq!((created.str_at("spec.serviceAccountName"), created.str_at("spec.serviceAccount")), (Some("default"), Some("default")));
@@ -217,13 +217,70 @@ async fn pods_run_as_an_existing_service_account_and_start_pending() {
     labelled.set_label("app", "old");
     authority.update(&Resource::PODS, labelled).await.unwrap();
     // Ephemeral containers are added to a running pod, never created with it.
-    let ephemeral = json!({"metadata": {"name": "e", "namespace": "ns"}, "spec": {"ephemeralContainers": [{"name": "debug", "image": "busybox"}]}});
+    let ephemeral = json!({"metadata": {"name": "e", "namespace": "ns"},
+                           "spec": {"containers": [{"name": "c", "image": "i"}], "ephemeralContainers": [{"name": "debug", "image": "busybox"}]}});
     let err = authority.create(&Resource::PODS, obj(ephemeral)).await.unwrap_err().to_string();
     assert_eq!(err, r#"Pod "e" is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create"#);
 
     let bad = json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "lots"}}}]}});
     let err = authority.create(&Resource::PODS, obj(bad)).await.unwrap_err();
     assert!(err.to_string().starts_with("Pod in version \"v1\" cannot be handled as a Pod: quantities must match"), "{err}");
+}
+
+/// kube's ValidatePodCreate and ValidatePodUpdate: an invalid spec is a 422 naming every error
+/// in kube's order, and nothing is stored; an update must leave the spec valid too.
+#[tokio::test]
+async fn invalid_pod_specs_are_refused_and_not_stored() {
+    let (authority, _) = authority().await;
+    let sent = json!({"metadata": {"name": "Bad_Pod", "namespace": "ns"}, "spec": {
+        "restartPolicy": "Sometimes",
+        "volumes": [{"name": "data", "emptyDir": {}}],
+        "containers": [{"name": "app", "image": "busybox", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                        "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
+                       {"name": "app"}],
+    }});
+    let err = authority.create(&Resource::PODS, obj(sent)).await.unwrap_err();
+    let StoreError::Api(err) = err else { panic!("{err}") };
+    assert_eq!(err.code(), 422);
+    let subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Pod \"Bad_Pod\" is invalid: [metadata.name: Invalid value: \"Bad_Pod\": {subdomain}, \
+             spec.containers[0].volumeMounts[0].name: Not found: \"cache\", \
+             spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1, \
+             spec.containers[1].image: Required value, \
+             spec.containers[1].name: Duplicate value: \"app\", \
+             spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"]"
+        )
+    );
+    assert!(matches!(authority.store().get(&Resource::PODS, "ns", "Bad_Pod").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
+    // A pod without containers, as kube answers it.
+    let bare = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "bare", "namespace": "ns"}}))).await.unwrap_err();
+    assert_eq!(bare.to_string(), r#"Pod "bare" is invalid: spec.containers: Required value"#);
+    assert!(matches!(authority.store().get(&Resource::PODS, "ns", "bare").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
+
+    // An update that empties an image is refused (kube finds it twice, and says it once).
+    let created = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))).await.unwrap();
+    let mut emptied = created.clone();
+    emptied.0["spec"]["containers"][0]["image"] = json!("");
+    let err = authority.update(&Resource::PODS, emptied).await.unwrap_err();
+    let StoreError::Api(tokenwarden_core::Error::Invalid { causes, .. }) = &err else { panic!("{err}") };
+    assert_eq!(causes.len(), 2, "{causes:?}");
+    assert_eq!(err.to_string(), r#"Pod "p" is invalid: spec.containers[0].image: Required value"#);
+    // The spec's own errors come before the update's.
+    let mut both = created.clone();
+    both.0["spec"]["containers"][0]["image"] = json!("busybox ");
+    both.0["spec"]["nodeName"] = json!("n1");
+    let err = authority.update(&Resource::PODS, both).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "Pod \"p\" is invalid: [spec.containers[0].image: Invalid value: \"busybox \": must not have leading or trailing whitespace, \
+             spec: Forbidden: pod updates may not change fields other than"
+        ),
+        "{err}"
+    );
+    assert_eq!(authority.store().get(&Resource::PODS, "ns", "p").await.unwrap().value()["spec"]["containers"][0]["image"], "busybox");
 }
 
 /// kube's serviceaccounts controller: a deleted `default` ServiceAccount is made again (a new
@@ -236,7 +293,7 @@ async fn the_default_service_account_is_made_again() {
     authority.delete(&Resource::SERVICE_ACCOUNTS, "ns", "default", &Preconditions::default()).await.unwrap();
     let again = authority.store().get(&Resource::SERVICE_ACCOUNTS, "ns", "default").await.unwrap();
     assert_ne!(again.uid(), old.uid());
-    authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}}))).await.unwrap();
+    authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}))).await.unwrap();
 
     // A namespace stored without one (by an older version, or a lost write).
     let store = Arc::clone(authority.store());
