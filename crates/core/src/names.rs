@@ -100,16 +100,18 @@ fn path_segment_errors(field: &str, name: &str, prefix: bool) -> Vec<FieldError>
 }
 
 /// kube's `ValidateObjectMeta` name rules for a new object: its errors, none for a valid name.
+/// A generateName is checked as a prefix, named or not (kube then checks the name it
+/// generated too; here the name is generated after validation).
 pub fn new_name_errors(resource: &Resource, object: &Object) -> Vec<FieldError> {
+    let generate = object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or("");
+    let mut errors = if generate.is_empty() { Vec::new() } else { name_errors(resource, "metadata.generateName", generate, true) };
     let name = object.name();
-    if name.is_empty() {
-        match object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str) {
-            Some(generate) if !generate.is_empty() => name_errors(resource, "metadata.generateName", generate, true),
-            _ => vec![FieldError::required("metadata.name", "name or generateName is required")],
-        }
-    } else {
-        name_errors(resource, "metadata.name", name, false)
+    if !name.is_empty() {
+        errors.extend(name_errors(resource, "metadata.name", name, false));
+    } else if generate.is_empty() {
+        errors.push(FieldError::required("metadata.name", "name or generateName is required"));
     }
+    errors
 }
 
 /// kube's `ValidateObjectMeta` name rules for a new object: 422 Invalid.
@@ -153,6 +155,17 @@ mod tests {
             let object = Object::from_value(json!({"metadata": {"generateName": prefix}})).unwrap();
             assert_eq!(validate_new(&Resource::SERVICE_ACCOUNTS, &object).is_ok(), ok, "{prefix:?}");
         }
+        // A generateName is checked even beside a name (kube's ValidateObjectMeta), first.
+        let both = Object::from_value(json!({"metadata": {"name": "Foo", "generateName": "Bot-"}})).unwrap();
+        assert_eq!(
+            validate_new(&Resource::SERVICE_ACCOUNTS, &both).unwrap_err().to_string(),
+            format!(
+                "ServiceAccount \"Foo\" is invalid: [metadata.generateName: Invalid value: \"Bot-\": {DNS1123_SUBDOMAIN}, \
+                 metadata.name: Invalid value: \"Foo\": {DNS1123_SUBDOMAIN}]"
+            )
+        );
+        let named = Object::from_value(json!({"metadata": {"name": "foo", "generateName": "Bot-"}})).unwrap();
+        assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &named).is_err(), "a bad generateName beside a good name");
         let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
         assert_eq!(validate_new(&Resource::NAMESPACES, &long).unwrap_err().code(), 422);
         assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &long).is_ok());
