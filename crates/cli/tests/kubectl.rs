@@ -536,6 +536,30 @@ fn a_pod_without_an_image_is_invalid_and_kubectl_run_makes_a_valid_one() {
     assert_eq!(image.trim(), "busybox:1.36");
 }
 
+/// kube's ValidateObjectMeta of labels and annotations, on create and on update: a bad key or
+/// value is a 422 in kube's words and nothing changes.
+#[test]
+fn bad_labels_and_annotation_keys_are_invalid_on_create_and_update() {
+    let server = Server::start();
+    let manifest = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: bot\n  namespace: default\n  labels:\n    team: a b\n";
+    let out = server.kubectl_stdin(&["create", "-f", "-"], manifest);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        r#"The ServiceAccount "bot" is invalid: metadata.labels: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#
+    );
+    server.kubectl_ok(&["create", "serviceaccount", "bot", "-n", "default"]);
+    let patch = r#"{"metadata": {"annotations": {"example.com/a/b": "x"}}}"#;
+    let err = server.kubectl_err(&["patch", "serviceaccount", "bot", "-n", "default", "--type=merge", "-p", patch]);
+    assert_eq!(
+        err.trim(),
+        r#"The ServiceAccount "bot" is invalid: metadata.annotations: Invalid value: "example.com/a/b": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#
+    );
+    let annotations = server.kubectl_ok(&["get", "serviceaccount", "bot", "-n", "default", "-o", "jsonpath={.metadata.annotations}"]);
+    assert!(!annotations.contains("example.com"), "{annotations}");
+    server.kubectl_ok(&["label", "serviceaccount", "bot", "-n", "default", "example.com/tier=backend"]);
+}
+
 #[test]
 fn wrong_tokens_are_unauthorized_and_anonymous_callers_forbidden() {
     let server = Server::start();

@@ -34,6 +34,11 @@ impl FieldError {
         Self { field: field.to_owned(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
     }
 
+    /// `Too long: must have at most <max> bytes` (apimachinery's `TooLong`, which shows no value).
+    pub fn too_long(field: &str, max: usize) -> Self {
+        Self { field: field.to_owned(), reason: "FieldValueTooLong", message: format!("Too long: must have at most {max} bytes") }
+    }
+
     /// `Duplicate value: <value>`; `value` rendered as Go prints it.
     pub fn duplicate(field: &str, value: impl fmt::Display) -> Self {
         Self { field: field.to_owned(), reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}") }

@@ -99,9 +99,86 @@ fn path_segment_errors(field: &str, name: &str, prefix: bool) -> Vec<FieldError>
     errors
 }
 
-/// kube's `ValidateObjectMeta` name rules for a new object: its errors, none for a valid name.
-/// A generateName is checked as a prefix, named or not (kube then checks the name it
-/// generated too; here the name is generated after validation).
+/// The rule of a qualified name's name part (apimachinery's `qualifiedNameErrMsg`, its examples
+/// and pattern).
+const QUALIFIED_NAME: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+/// apimachinery's `IsValidLabelValue` pattern message.
+const LABEL_VALUE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+/// apimachinery's `TotalAnnotationSizeLimitB`: keys and values together.
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    let end = |c: &u8| c.is_ascii_alphanumeric();
+    b.first().is_some_and(end) && b.last().is_some_and(end) && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// apimachinery's `IsQualifiedName` (a label or annotation key: an optional DNS subdomain
+/// prefix and `/`, then a name of at most 63 characters): its messages, none for a valid one.
+pub fn qualified_name_problems(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parts: Vec<&str> = value.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                problems.push("prefix part must be non-empty".to_owned());
+            } else {
+                if prefix.len() > 253 {
+                    problems.push("prefix part must be no more than 253 characters".to_owned());
+                }
+                if !is_subdomain(prefix) {
+                    problems.push(format!("prefix part {DNS1123_SUBDOMAIN}"));
+                }
+            }
+            name
+        }
+        _ => return vec![format!("a qualified name {QUALIFIED_NAME} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')")],
+    };
+    if name.is_empty() {
+        problems.push("name part must be non-empty".to_owned());
+    } else if name.len() > 63 {
+        problems.push("name part must be no more than 63 characters".to_owned());
+    }
+    if !is_qualified_part(name) {
+        problems.push(format!("name part {QUALIFIED_NAME}"));
+    }
+    problems
+}
+
+/// kube's `ValidateLabels` and `ValidateAnnotations`, on create and update alike: label keys
+/// are qualified names and values valid label values; annotation keys are qualified names
+/// (compared in lower case), all annotations together at most 256 KiB.
+pub fn labels_and_annotations_errors(object: &Object) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let metadata = object.value().get("metadata");
+    let map = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_object);
+    for (key, value) in map("labels").into_iter().flatten() {
+        let value = value.as_str().unwrap_or("");
+        errors.extend(qualified_name_problems(key).iter().map(|problem| FieldError::invalid("metadata.labels", go_quote(key), problem)));
+        if value.len() > 63 {
+            errors.push(FieldError::invalid("metadata.labels", go_quote(value), "must be no more than 63 characters"));
+        }
+        if !value.is_empty() && !is_qualified_part(value) {
+            errors.push(FieldError::invalid("metadata.labels", go_quote(value), LABEL_VALUE));
+        }
+    }
+    let mut size = 0;
+    for (key, value) in map("annotations").into_iter().flatten() {
+        let problems = qualified_name_problems(&key.to_lowercase());
+        errors.extend(problems.iter().map(|problem| FieldError::invalid("metadata.annotations", go_quote(key), problem)));
+        size += key.len() + value.as_str().map_or(0, str::len);
+    }
+    if size > ANNOTATIONS_MAX_BYTES {
+        errors.push(FieldError::too_long("metadata.annotations", ANNOTATIONS_MAX_BYTES));
+    }
+    errors
+}
+
+/// kube's `ValidateObjectMeta` rules for a new object's name, labels and annotations: its
+/// errors, none for valid ones. A generateName is checked as a prefix, named or not (kube then
+/// checks the name it generated too; here the name is generated after validation).
 pub fn new_name_errors(resource: &Resource, object: &Object) -> Vec<FieldError> {
     let generate = object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or("");
     let mut errors = if generate.is_empty() { Vec::new() } else { name_errors(resource, "metadata.generateName", generate, true) };
@@ -111,6 +188,7 @@ pub fn new_name_errors(resource: &Resource, object: &Object) -> Vec<FieldError> 
     } else if generate.is_empty() {
         errors.push(FieldError::required("metadata.name", "name or generateName is required"));
     }
+    errors.extend(labels_and_annotations_errors(object));
     errors
 }
 
@@ -169,6 +247,44 @@ mod tests {
         let long = Object::from_value(json!({"metadata": {"name": "a".repeat(64)}})).unwrap();
         assert_eq!(validate_new(&Resource::NAMESPACES, &long).unwrap_err().code(), 422);
         assert!(validate_new(&Resource::SERVICE_ACCOUNTS, &long).is_ok());
+    }
+
+    #[test]
+    fn labels_and_annotations_follow_apimachinerys_rules() {
+        let errors = |metadata: Value| {
+            let object = Object::from_value(json!({"metadata": metadata})).unwrap();
+            labels_and_annotations_errors(&object).iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let fine = json!({"labels": {"app": "web", "example.com/tier": "", "a_b.c-d": "X_1.y-2"},
+                          "annotations": {"Example.COM/Owner": "anything at all", "kubectl.kubernetes.io/last-applied-configuration": "{}"}});
+        assert_eq!(errors(fine), Vec::<String>::new());
+        assert_eq!(
+            errors(json!({"labels": {"bad key": "bad value"}})),
+            [
+                format!(r#"metadata.labels: Invalid value: "bad key": name part {QUALIFIED_NAME}"#),
+                format!(r#"metadata.labels: Invalid value: "bad value": {LABEL_VALUE}"#),
+            ]
+        );
+        assert_eq!(
+            errors(json!({"labels": {"Example.com/": "v"}})),
+            [
+                format!(r#"metadata.labels: Invalid value: "Example.com/": prefix part {DNS1123_SUBDOMAIN}"#),
+                r#"metadata.labels: Invalid value: "Example.com/": name part must be non-empty"#.to_owned(),
+                format!(r#"metadata.labels: Invalid value: "Example.com/": name part {QUALIFIED_NAME}"#),
+            ]
+        );
+        assert_eq!(
+            errors(json!({"annotations": {"a/b/c": "v"}})),
+            [format!(r#"metadata.annotations: Invalid value: "a/b/c": a qualified name {QUALIFIED_NAME} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#)]
+        );
+        let long = "v".repeat(64);
+        assert_eq!(errors(json!({"labels": {"k": long}})), [format!(r#"metadata.labels: Invalid value: "{long}": must be no more than 63 characters"#)]);
+        let big = "x".repeat(ANNOTATIONS_MAX_BYTES);
+        assert_eq!(errors(json!({"annotations": {"k": big}})), ["metadata.annotations: Too long: must have at most 262144 bytes"]);
+        // On create they follow the name's errors.
+        let object = Object::from_value(json!({"metadata": {"name": "Bot", "labels": {"-x": "y"}}})).unwrap();
+        let causes = new_name_errors(&Resource::SERVICE_ACCOUNTS, &object);
+        assert_eq!(causes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), ["metadata.name", "metadata.labels"]);
     }
 
     #[test]

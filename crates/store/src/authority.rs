@@ -299,6 +299,11 @@ impl Authority {
             pod::admit_scheduling(&mut object, Some(current))?;
         }
         keep_deletion_timestamp(resource, current, &mut object)?;
+        // On the object only: a status write carries the stored metadata, which it cannot fix.
+        let meta_errors = if part == Part::Object { tokenwarden_core::names::labels_and_annotations_errors(&object) } else { Vec::new() };
+        if !meta_errors.is_empty() {
+            return Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: meta_errors }.into());
+        }
         fold_string_data(resource, &mut object);
         tokenwarden_core::rbac::default_fields(resource, &mut object);
         validate(resource, &object)?;
