@@ -147,6 +147,18 @@ pub fn qualified_name_problems(value: &str) -> Vec<String> {
     problems
 }
 
+/// apimachinery's `IsValidLabelValue`: its messages, none for a valid value (empty is valid).
+pub fn label_value_problems(value: &str) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if value.len() > 63 {
+        problems.push("must be no more than 63 characters");
+    }
+    if !value.is_empty() && !is_qualified_part(value) {
+        problems.push(LABEL_VALUE);
+    }
+    problems
+}
+
 /// kube's `ValidateLabels` and `ValidateAnnotations`, on create and update alike: label keys
 /// are qualified names and values valid label values; annotation keys are qualified names
 /// (compared in lower case), all annotations together at most 256 KiB.
@@ -157,12 +169,7 @@ pub fn labels_and_annotations_errors(object: &Object) -> Vec<FieldError> {
     for (key, value) in map("labels").into_iter().flatten() {
         let value = value.as_str().unwrap_or("");
         errors.extend(qualified_name_problems(key).iter().map(|problem| FieldError::invalid("metadata.labels", go_quote(key), problem)));
-        if value.len() > 63 {
-            errors.push(FieldError::invalid("metadata.labels", go_quote(value), "must be no more than 63 characters"));
-        }
-        if !value.is_empty() && !is_qualified_part(value) {
-            errors.push(FieldError::invalid("metadata.labels", go_quote(value), LABEL_VALUE));
-        }
+        errors.extend(label_value_problems(value).into_iter().map(|problem| FieldError::invalid("metadata.labels", go_quote(value), problem)));
     }
     let mut size = 0;
     for (key, value) in map("annotations").into_iter().flatten() {

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::error::go_quote;
-use crate::{Error, Object};
+use crate::{Error, Object, names};
 
 /// How a label requirement compares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,24 +309,7 @@ impl Parser {
     }
 }
 
-const NAME_MAX: usize = 63;
 const PREFIX_MAX: usize = 253;
-const NAME_FORMAT: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const VALUE_FORMAT: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-const PREFIX_FORMAT: &str = "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
 
 /// A lower-case RFC 1123 subdomain (object names such as a ServiceAccount's).
 pub fn is_dns_subdomain(s: &str) -> bool {
@@ -345,41 +328,22 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// kube's `validateLabelKey`: every problem of `IsQualifiedName`, joined by `; `.
 fn validate_key(key: &str) -> Result<(), Error> {
-    let invalid = |detail: &str| label_error(format!("key: Invalid value: {}: {detail}", go_quote(key)));
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() {
-            return Err(invalid("prefix part must be non-empty"));
-        }
-        if !is_dns_subdomain(prefix) {
-            return Err(invalid(PREFIX_FORMAT));
-        }
+    let problems = names::qualified_name_problems(key);
+    if problems.is_empty() {
+        return Ok(());
     }
-    if name.is_empty() {
-        return Err(invalid("name part must be non-empty"));
-    }
-    if name.len() > NAME_MAX {
-        return Err(invalid("name part must be no more than 63 characters"));
-    }
-    if !is_label_name(name) {
-        return Err(invalid(NAME_FORMAT));
-    }
-    Ok(())
+    Err(label_error(format!("key: Invalid value: {}: {}", go_quote(key), problems.join("; "))))
 }
 
+/// kube's `validateLabelValue`, with `IsValidLabelValue`'s problems joined by `; `.
 fn validate_value(value: &str) -> Result<(), Error> {
-    let invalid = |detail: &str| label_error(format!("values[0]: Invalid value: {}: {detail}", go_quote(value)));
-    if value.len() > NAME_MAX {
-        return Err(invalid("must be no more than 63 characters"));
+    let problems = names::label_value_problems(value);
+    if problems.is_empty() {
+        return Ok(());
     }
-    if !value.is_empty() && !is_label_name(value) {
-        return Err(invalid(VALUE_FORMAT));
-    }
-    Ok(())
+    Err(label_error(format!("values[0]: Invalid value: {}: {}", go_quote(value), problems.join("; "))))
 }
 
 /// One term of a field selector.
@@ -665,6 +629,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+        );
+        // Every problem of a key, joined as kube's validateLabelKey joins them.
+        let err = LabelSelector::parse("a/=b").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unable to parse requirement: key: Invalid value: \"a/\": name part must be non-empty; name part must consist of alphanumeric characters, '-', '_' or '.', \
+             and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
         );
     }
 
