@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+/// At most this many causes are answered in a 422: 3 MiB of `{}` in a list, or of bad label
+/// keys, is a million items, each with its errors, which kube (no bound) answers with a Status
+/// of some hundreds of megabytes.
+pub const MAX_ERRORS: usize = 1000;
+
 /// A field error inside an `Invalid` (422) error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::error::go_quote;
+use crate::error::{MAX_ERRORS, go_quote};
 use crate::{Error, FieldError, Object, Resource};
 
 /// The message of a DNS-1123 subdomain violation (apimachinery `IsDNS1123Subdomain`).
@@ -167,19 +167,25 @@ pub fn labels_and_annotations_errors(object: &Object) -> Vec<FieldError> {
     let metadata = object.value().get("metadata");
     let map = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_object);
     for (key, value) in map("labels").into_iter().flatten() {
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
         let value = value.as_str().unwrap_or("");
         errors.extend(qualified_name_problems(key).iter().map(|problem| FieldError::invalid("metadata.labels", go_quote(key), problem)));
         errors.extend(label_value_problems(value).into_iter().map(|problem| FieldError::invalid("metadata.labels", go_quote(value), problem)));
     }
     let mut size = 0;
     for (key, value) in map("annotations").into_iter().flatten() {
-        let problems = qualified_name_problems(&key.to_lowercase());
-        errors.extend(problems.iter().map(|problem| FieldError::invalid("metadata.annotations", go_quote(key), problem)));
+        if errors.len() < MAX_ERRORS {
+            let problems = qualified_name_problems(&key.to_lowercase());
+            errors.extend(problems.iter().map(|problem| FieldError::invalid("metadata.annotations", go_quote(key), problem)));
+        }
         size += key.len() + value.as_str().map_or(0, str::len);
     }
     if size > ANNOTATIONS_MAX_BYTES {
         errors.push(FieldError::too_long("metadata.annotations", ANNOTATIONS_MAX_BYTES));
     }
+    errors.truncate(MAX_ERRORS);
     errors
 }
 
@@ -288,6 +294,9 @@ mod tests {
         assert_eq!(errors(json!({"labels": {"k": long}})), [format!(r#"metadata.labels: Invalid value: "{long}": must be no more than 63 characters"#)]);
         let big = "x".repeat(ANNOTATIONS_MAX_BYTES);
         assert_eq!(errors(json!({"annotations": {"k": big}})), ["metadata.annotations: Too long: must have at most 262144 bytes"]);
+        // A flood of bad keys is answered with the first thousand errors.
+        let flood: serde_json::Map<String, Value> = (0..5000).map(|i| (format!("bad key {i}"), json!("v"))).collect();
+        assert_eq!(errors(json!({"labels": flood})).len(), MAX_ERRORS);
         // On create they follow the name's errors.
         let object = Object::from_value(json!({"metadata": {"name": "Bot", "labels": {"-x": "y"}}})).unwrap();
         let causes = new_name_errors(&Resource::SERVICE_ACCOUNTS, &object);

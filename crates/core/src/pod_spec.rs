@@ -41,7 +41,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::error::go_quote;
+use crate::error::{MAX_ERRORS, go_quote};
 use crate::names::{label_errors, subdomain_errors};
 use crate::object::{items_of, text_of};
 use crate::pod::{CONTAINER_LISTS, MIRROR_ANNOTATION};
@@ -71,11 +71,7 @@ fn is_set(value: Option<&Value>) -> bool {
     value.is_some_and(Value::is_object)
 }
 
-/// At most this many errors are kept: 3 MiB of `{}` in a list is a million items, each with
-/// its errors, which kube (no bound) would answer with a Status of a few hundred megabytes.
-const MAX_ERRORS: usize = 1000;
-
-/// The errors found so far, the first [`MAX_ERRORS`] of them.
+/// The errors found so far, the first [`MAX_ERRORS`] of them (kube: all of them).
 struct Errors(Vec<FieldError>);
 
 impl Errors {
