@@ -120,32 +120,27 @@ impl Quantity {
         if pos != bytes.len() {
             return Err(FORMAT_WRONG);
         }
-        let (binary_shift, decimal_exponent) = match &text[suffix_start..] {
-            "" => (0, 0),
-            "n" => (0, -9),
-            "u" => (0, -6),
-            "m" => (0, -3),
-            "k" => (0, 3),
-            "M" => (0, 6),
-            "G" => (0, 9),
-            "T" => (0, 12),
-            "P" => (0, 15),
-            "E" => (0, 18),
-            "Ki" => (10, 0),
-            "Mi" => (20, 0),
-            "Gi" => (30, 0),
-            "Ti" => (40, 0),
-            "Pi" => (50, 0),
-            "Ei" => (60, 0),
+        let (binary_shift, decimal_exponent, format) = match &text[suffix_start..] {
+            "" => (0, 0, Format::DecimalSi),
+            "n" => (0, -9, Format::DecimalSi),
+            "u" => (0, -6, Format::DecimalSi),
+            "m" => (0, -3, Format::DecimalSi),
+            "k" => (0, 3, Format::DecimalSi),
+            "M" => (0, 6, Format::DecimalSi),
+            "G" => (0, 9, Format::DecimalSi),
+            "T" => (0, 12, Format::DecimalSi),
+            "P" => (0, 15, Format::DecimalSi),
+            "E" => (0, 18, Format::DecimalSi),
+            "Ki" => (10, 0, Format::BinarySi),
+            "Mi" => (20, 0, Format::BinarySi),
+            "Gi" => (30, 0, Format::BinarySi),
+            "Ti" => (40, 0, Format::BinarySi),
+            "Pi" => (50, 0, Format::BinarySi),
+            "Ei" => (60, 0, Format::BinarySi),
             exponent if exponent.len() > 1 && exponent.starts_with(['e', 'E']) => {
-                (0, exponent[1..].parse::<i32>().map_err(|_| "unable to parse quantity's suffix")?)
+                (0, exponent[1..].parse::<i32>().map_err(|_| "unable to parse quantity's suffix")?, Format::DecimalExponent)
             }
             _ => return Err("unable to parse quantity's suffix"),
-        };
-        let format = match &text[suffix_start..] {
-            _ if binary_shift > 0 => Format::BinarySi,
-            suffix if suffix.len() > 1 && suffix.starts_with(['e', 'E']) => Format::DecimalExponent,
-            _ => Format::DecimalSi,
         };
         // Without a digit, kube parses zero, unless the exponent takes it down its slow path,
         // where an empty number does not parse.
