@@ -156,10 +156,7 @@ pub(crate) fn update(txn: &mut impl Txn, resource: &Resource, mut object: Object
     let Some(stored) = txn.get(&key)? else {
         return Err(not_found(resource, &key.name));
     };
-    let sent_version = object.resource_version();
-    if !sent_version.is_empty() && sent_version != stored.resource_version() {
-        return Err(conflict(resource, &key.name, MODIFIED_DETAIL.to_owned()));
-    }
+    check_sent_version(resource, &stored, &object)?;
     let sent_uid = object.uid();
     if !sent_uid.is_empty() && sent_uid != stored.uid() {
         return Err(conflict(resource, &key.name, uid_precondition_failed(sent_uid, stored.uid())));
