@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokenwarden_core::cache_key::CacheKeyer;
-use tokenwarden_core::selector::is_dns_subdomain;
+use tokenwarden_core::names::{is_dns_label, is_dns_subdomain};
 use tokenwarden_store::clock::Stopwatch;
 
 use crate::ApiState;
@@ -107,7 +107,7 @@ pub fn admit(prefix: &Prefix, method: &Method, path: &str, query: Option<&str>, 
     let segments: Vec<&str> = path.strip_prefix(prefix.as_str()).filter(|p| p.starts_with('/')).map(|p| p[1..].split('/').collect()).unwrap_or_default();
     let (namespace, name) = match segments.as_slice() {
         ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"]
-            if ns.len() <= 63 && !ns.contains('.') && is_dns_subdomain(ns) && is_dns_subdomain(name) =>
+            if is_dns_label(ns) && is_dns_subdomain(name) =>
         {
             ((*ns).to_owned(), (*name).to_owned())
         }

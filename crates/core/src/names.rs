@@ -27,6 +27,17 @@ fn is_subdomain(s: &str) -> bool {
     s.split('.').all(is_label)
 }
 
+/// A lower-case RFC 1123 label of at most 63 characters (a namespace's name).
+pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label(s)
+}
+
+/// A lower-case RFC 1123 subdomain of at most 253 characters (object names such as a
+/// ServiceAccount's).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && is_subdomain(s)
+}
+
 /// apimachinery's `IsDNS1123Label`: its messages for `checked`, shown as `shown` (a prefix shows
 /// as sent, its trailing dash unmasked).
 fn label_errors_of(field: &str, shown: &str, checked: &str) -> Vec<FieldError> {

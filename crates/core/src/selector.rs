@@ -309,25 +309,6 @@ impl Parser {
     }
 }
 
-const PREFIX_MAX: usize = 253;
-
-/// A lower-case RFC 1123 subdomain (object names such as a ServiceAccount's).
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= PREFIX_MAX
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            match (b.first(), b.last()) {
-                (Some(first), Some(last)) => {
-                    (first.is_ascii_lowercase() || first.is_ascii_digit())
-                        && (last.is_ascii_lowercase() || last.is_ascii_digit())
-                        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                }
-                _ => false,
-            }
-        })
-}
-
 /// kube's `validateLabelKey`: every problem of `IsQualifiedName`, joined by `; `.
 fn validate_key(key: &str) -> Result<(), Error> {
     let problems = names::qualified_name_problems(key);
