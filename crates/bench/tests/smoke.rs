@@ -59,5 +59,17 @@ fn smoke_run_prints_a_table_with_numbers() {
         let line = stdout.lines().find(|l| l.starts_with(&format!("| {target}"))).unwrap_or_else(|| panic!("no verdict for {target}\n{stdout}"));
         assert!(line.contains("median of 2 alternated pairs"), "{target}: not judged on the pairs: {line}");
     }
+    // On a CPU with AVX-512 IFMA, one more pair is measured with both sides off it (not a verdict).
+    let ifma = std::fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|info| info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|flag| flag == "avx512ifma")));
+    if ifma {
+        let line = stdout.lines().find(|l| l.starts_with("| 6: RS256 issuance")).unwrap();
+        assert!(line.contains("both without AVX-512 IFMA: "), "no pair without IFMA in the RS256 verdict: {line}");
+        assert!(
+            rows.iter().any(|r| r[1] == "TokenRequest RS256, both without AVX-512 IFMA" && r[7].starts_with("201×")),
+            "no TokenRequest row without IFMA\n{stdout}"
+        );
+        assert!(rows.iter().any(|r| r[1] == "openssl speed -multi 2 rsa2048, both without AVX-512 IFMA"), "no openssl row without IFMA\n{stdout}");
+    }
     assert!(!stdout.contains("Traceback") && !stderr.contains("Traceback"), "{stderr}");
 }
