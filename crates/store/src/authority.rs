@@ -300,8 +300,15 @@ impl Authority {
         }
         keep_deletion_timestamp(resource, current, &mut object)?;
         // On the object only: a status write carries the stored metadata, which it cannot fix.
-        let meta_errors = if part == Part::Object { tokenwarden_core::names::labels_and_annotations_errors(&object) } else { Vec::new() };
+        let mut meta_errors = if part == Part::Object { tokenwarden_core::names::labels_and_annotations_errors(&object) } else { Vec::new() };
         if !meta_errors.is_empty() {
+            // kube's ValidatePodUpdate answers the metadata's errors and the spec's in one 422.
+            if *resource == Resource::PODS
+                && let Err(Error::Invalid { causes, .. }) = pod::check_spec_update(current, &object)
+            {
+                meta_errors.extend(causes);
+                meta_errors.truncate(tokenwarden_core::error::MAX_ERRORS);
+            }
             return Err(Error::Invalid { kind: resource.kind.to_owned(), group: resource.group.to_owned(), name: object.name().to_owned(), causes: meta_errors }.into());
         }
         fold_string_data(resource, &mut object);

@@ -280,7 +280,20 @@ async fn invalid_pod_specs_are_refused_and_not_stored() {
         ),
         "{err}"
     );
-    assert_eq!(authority.store().get(&Resource::PODS, "ns", "p").await.unwrap().value()["spec"]["containers"][0]["image"], "busybox");
+    // A bad label and a bad spec: the metadata's errors, then the spec's, in one 422.
+    let mut double = created.clone();
+    double.0["metadata"]["labels"] = json!({"app": "a b"});
+    double.0["spec"]["containers"][0]["image"] = json!("");
+    let err = authority.update(&Resource::PODS, double).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Pod \"p\" is invalid: [metadata.labels: Invalid value: \"a b\": a valid label must be an empty string or consist of alphanumeric \
+         characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or \
+         '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?'), spec.containers[0].image: Required value]"
+    );
+    let stored = authority.store().get(&Resource::PODS, "ns", "p").await.unwrap();
+    assert_eq!(stored.value()["spec"]["containers"][0]["image"], "busybox");
+    assert!(stored.value()["metadata"].get("labels").is_none());
 }
 
 /// kube's serviceaccounts controller: a deleted `default` ServiceAccount is made again (a new
