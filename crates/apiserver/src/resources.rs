@@ -322,13 +322,6 @@ impl Handler<'_> {
         if !self.resource.namespaced {
             object.metadata_mut().remove("namespace");
         }
-        if object.name().is_empty() {
-            let base = object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or("");
-            let suffix: [u8; 5] = tokenwarden_store::clock::random_bytes();
-            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-            let suffix: String = suffix.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect();
-            object.set_meta("name", format!("{base}{suffix}"));
-        }
         match store.get(&self.resource, object.namespace(), object.name()).await {
             Ok(_) => return Err(Error::AlreadyExists { resource: self.resource.qualified(), name: object.name().to_owned() }.into()),
             Err(err) if not_found(&err) => {}

@@ -192,6 +192,30 @@ async fn create_errors_match_kube_apiserver() {
     let generated = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"generateName": "bot-"}})).await;
     assert_eq!(generated.status, StatusCode::CREATED);
     assert!(generated.body["metadata"]["name"].as_str().unwrap().starts_with("bot-"));
+    // kube's registry names the object before validating it: a bad prefix is refused as a
+    // prefix and as the name made of it, and the 422 names the generated name.
+    let bad = s.post("/api/v1/namespaces/ns/serviceaccounts", json!({"metadata": {"generateName": "Bot-"}})).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let name = bad.body["details"]["name"].as_str().unwrap().to_owned();
+    assert!(name.len() == 9 && name.starts_with("Bot-") && name[4..].bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)), "{name}");
+    let subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    assert_status(
+        &bad,
+        422,
+        "Invalid",
+        &format!(r#"ServiceAccount "{name}" is invalid: [metadata.generateName: Invalid value: "Bot-": {subdomain}, metadata.name: Invalid value: "{name}": {subdomain}]"#),
+    );
+    assert_eq!(s.get(&format!("/api/v1/namespaces/ns/serviceaccounts/{name}")).await.status, StatusCode::NOT_FOUND);
+    // A long prefix is cut to 58 characters, so that the name fits a DNS label, as kube's
+    // SimpleNameGenerator does; a dry run names the object the same way.
+    let long = "a".repeat(100);
+    for dry in ["", "?dryRun=All"] {
+        let made = s.post(&format!("/api/v1/namespaces/ns/serviceaccounts{dry}"), json!({"metadata": {"generateName": long}})).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        let name = made.body["metadata"]["name"].as_str().unwrap();
+        assert!(name.len() == 63 && name.starts_with(&long[..58]), "{name}");
+        assert_eq!(made.body["metadata"]["generateName"], json!(long));
+    }
 
     // A namespace's name is a DNS-1123 label: apimachinery's IsDNS1123Label names the dots.
     let label = s.post("/api/v1/namespaces", json!({"metadata": {"name": "a.b"}})).await;

@@ -201,8 +201,8 @@ pub fn labels_and_annotations_errors(object: &Object) -> Vec<FieldError> {
 }
 
 /// kube's `ValidateObjectMeta` rules for a new object's name, labels and annotations: its
-/// errors, none for valid ones. A generateName is checked as a prefix, named or not (kube then
-/// checks the name it generated too; here the name is generated after validation).
+/// errors, none for valid ones. A generateName is checked as a prefix, named or not; the
+/// name generated from it (before validation, as kube's registry does) is checked as a name.
 pub fn new_name_errors(resource: &Resource, object: &Object) -> Vec<FieldError> {
     let generate = object.value().get("metadata").and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or("");
     let mut errors = if generate.is_empty() { Vec::new() } else { name_errors(resource, "metadata.generateName", generate, true) };

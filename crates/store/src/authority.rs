@@ -258,6 +258,14 @@ impl Authority {
         if *resource == Resource::PODS {
             self.admit_pod(&mut object).await?;
         }
+        // kube's registry names the object of a generateName after admission and before
+        // validation, which checks the prefix and the name made of it.
+        if object.name().is_empty() {
+            let generated = object.str_at("metadata.generateName").filter(|base| !base.is_empty()).map(crate::write::generated_name);
+            if let Some(name) = generated {
+                object.set_meta("name", name);
+            }
+        }
         if *resource == Resource::PODS {
             // kube's ValidatePodCreate: the name's errors and the spec's in one 422.
             pod::validate_create(&object)?;

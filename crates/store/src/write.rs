@@ -26,10 +26,16 @@ const GENERATE_NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 const GENERATE_NAME_SUFFIX: usize = 5;
 const MODIFIED_DETAIL: &str = "the object has been modified; please apply your changes to the latest version and try again";
 
-/// `name` + 5 random characters, as `metadata.generateName` asks.
-fn generated_name(base: &str) -> String {
+/// The longest base a generated name keeps: kube's SimpleNameGenerator cuts it so that the
+/// name fits a DNS label (63 characters).
+const GENERATE_NAME_MAX_BASE: usize = 63 - GENERATE_NAME_SUFFIX;
+
+/// `base` (cut to 58 bytes) + 5 random characters, as `metadata.generateName` asks.
+pub(crate) fn generated_name(base: &str) -> String {
     let bytes: [u8; GENERATE_NAME_SUFFIX] = random_bytes();
-    let mut name = base.to_owned();
+    // A base that is not ASCII is refused by validation anyway; cut it where a character ends.
+    let cut = (0..=base.len().min(GENERATE_NAME_MAX_BASE)).rev().find(|&i| base.is_char_boundary(i)).unwrap_or(0);
+    let mut name = base.get(..cut).unwrap_or_default().to_owned();
     for b in bytes {
         let i = usize::from(b) % GENERATE_NAME_ALPHABET.len();
         name.push(char::from(GENERATE_NAME_ALPHABET.get(i).copied().unwrap_or(b'x')));
