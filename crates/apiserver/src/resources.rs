@@ -307,7 +307,11 @@ impl Handler<'_> {
 
     /// Creates (or, dry run, checks the create of) an object the caller may write.
     async fn store_new(&self, object: Object, dry_run: bool) -> ApiResult<Object> {
-        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &self.call.info.name, &object)?;
+        if let Err(denied) = crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &self.call.info.name, &object) {
+            // kube's NamespaceLifecycle admission runs before the RBAC storage checks escalation.
+            self.state.authority.admit_to_namespace(&self.resource, &object).await?;
+            return Err(denied);
+        }
         if dry_run { self.dry_create(object).await } else { Ok(self.state.authority.create(&self.resource, object).await?) }
     }
 
@@ -446,6 +450,9 @@ impl Handler<'_> {
     /// kube-apiserver authorizes `create` there besides `patch` or `update`.
     async fn create_missing(&self, mut object: Object, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
         object.metadata_mut().remove("resourceVersion");
+        // kube admits and validates the object (its registry's BeforeCreate) before it
+        // authorizes the create: a bad object is a 422 even to a caller who may not create it.
+        self.state.authority.admit_create(&self.resource, object.clone()).await?;
         let create = Request {
             verb: "create",
             is_resource: true,

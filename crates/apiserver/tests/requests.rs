@@ -346,6 +346,9 @@ async fn a_put_that_creates_needs_create_and_grants_nothing_held_by_no_one() {
     let updater = granted(&s, "t", "updater", json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["update"]},
                                                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]))
     .await;
+    // kube validates the object (its registry's BeforeCreate) before it authorizes the create.
+    let invalid = put(updater.clone(), "bad", role("bad", json!([]))).await;
+    assert_status(&invalid, 422, "Invalid", r#"Role.rbac.authorization.k8s.io "bad" is invalid: rules[0].verbs: Required value: verbs must contain at least one value"#);
     let refused = put(updater, "r", role("r", json!(["get"]))).await;
     assert_status(&refused, 403, "Forbidden", r#"roles.rbac.authorization.k8s.io "r" is forbidden: "#);
     assert_eq!(refused.body["details"], json!({"name": "r", "group": "rbac.authorization.k8s.io", "kind": "roles"}));
@@ -365,6 +368,27 @@ async fn a_put_that_creates_needs_create_and_grants_nothing_held_by_no_one() {
         "{message}"
     );
     assert_eq!(s.get(&format!("{roles}/wide")).await.status, StatusCode::NOT_FOUND, "nothing was created");
+
+    // A caller who may create Roles in every namespace, holding nothing they would grant:
+    // kube's NamespaceLifecycle admission answers a missing namespace before the RBAC
+    // storage checks escalation.
+    s.service_account("t", "anywhere", json!({})).await;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let cluster_role = json!({"metadata": {"name": "anywhere"}, "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["create"]}]});
+    assert_eq!(s.post(&format!("{rbac}/clusterroles"), cluster_role).await.status, StatusCode::CREATED);
+    let binding = json!({"metadata": {"name": "anywhere"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "anywhere"},
+                         "subjects": [{"kind": "ServiceAccount", "name": "anywhere", "namespace": "t"}]});
+    assert_eq!(s.post(&format!("{rbac}/clusterrolebindings"), binding).await.status, StatusCode::CREATED);
+    let anywhere = s.post("/api/v1/namespaces/t/serviceaccounts/anywhere/token", json!({})).await.body["status"]["token"].as_str().unwrap().to_owned();
+    let post = |namespace: &str| {
+        let (s, token, body) = (&s, anywhere.clone(), role("wide", json!(["get"])));
+        let uri = format!("{rbac}/namespaces/{namespace}/roles");
+        async move { s.send(request(Method::POST, &uri, Some(&token), &[("content-type", "application/json")], Some(&body))).await }
+    };
+    assert_status(&post("gone").await, 404, "NotFound", r#"namespaces "gone" not found"#);
+    let escalating = post("t").await;
+    assert_eq!(escalating.status, StatusCode::FORBIDDEN, "{}", escalating.body);
+    assert!(escalating.body["message"].as_str().unwrap().contains("is attempting to grant RBAC permissions not currently held"), "{}", escalating.body);
 }
 
 #[tokio::test]

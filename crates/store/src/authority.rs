@@ -250,11 +250,8 @@ impl Authority {
         if *resource == Resource::PODS {
             pod::decode_and_default(&mut object)?;
         }
-        if resource.namespaced && !object.namespace().is_empty() {
-            // Checked again inside the write; here for a dry run, which stops before it.
-            let namespace = self.get_if_found(&Resource::NAMESPACES, "", object.namespace()).await?;
-            crate::write::admit_to_namespace(resource, &object, namespace.as_ref())?;
-        }
+        // Checked again inside the write; here for a dry run, which stops before it.
+        self.admit_to_namespace(resource, &object).await?;
         if *resource == Resource::PODS {
             self.admit_pod(&mut object).await?;
         }
@@ -274,6 +271,16 @@ impl Authority {
         }
         validate(resource, &object)?;
         Ok(object)
+    }
+
+    /// kube's NamespaceLifecycle admission of a create of a namespaced `object`: its namespace
+    /// exists and is not being deleted.
+    pub async fn admit_to_namespace(&self, resource: &Resource, object: &Object) -> Result<(), StoreError> {
+        if resource.namespaced && !object.namespace().is_empty() {
+            let namespace = self.get_if_found(&Resource::NAMESPACES, "", object.namespace()).await?;
+            crate::write::admit_to_namespace(resource, object, namespace.as_ref())?;
+        }
+        Ok(())
     }
 
     /// The stored object, or `None` where there is none.
