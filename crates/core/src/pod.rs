@@ -1,6 +1,6 @@
 //! A Pod as kube-apiserver creates and updates it, beyond storing it: the decoding of its
-//! resource quantities and the API's main defaults (a container's limits are its requests where
-//! it names none; restartPolicy, pull policies, ports; not those of probes and volumes), the
+//! resource quantities and the API's defaults (a container's limits are its requests where it
+//! names none; restartPolicy, pull policies, ports, probes, volumes: [`decode_and_default`]), the
 //! ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists, `default` unless
 //! it names one; a kubelet's mirror pod runs as none), `PodStrategy.PrepareForCreate` (a new pod
 //! is Pending, with its QoS class), `ValidatePodCreate` (a valid name and spec; the spec's
@@ -10,9 +10,9 @@
 //! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
 //! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
 //! writes that layout), PriorityClasses other than kube's two built-in ones, quantities
-//! rewritten in canonical form when stored, pod-level resources, the validation of the metadata
-//! beyond the name (labels, annotations but the mirror pod's), and the parts of a spec
-//! [`crate::pod_spec`] lists as not checked.
+//! rewritten in canonical form (rounded up to a thousandth) when stored, pod-level resources,
+//! an update's pod-specific annotation rules (the mirror pod's annotation may not be added,
+//! removed or changed), and the parts of a spec [`crate::pod_spec`] lists as not checked.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +22,10 @@ use crate::legacy_tokens::pod_secret_names;
 use crate::object::{items_of, text_of};
 use crate::quantity::Quantity;
 use crate::{Error, FieldError, Object, Timestamp, names, pod_spec};
+
+mod defaults;
+
+pub use defaults::decode_and_default;
 
 /// The annotation of a kubelet's mirror pod (a static pod it runs on its own).
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -36,116 +40,6 @@ fn containers_mut<'a>(spec: &'a mut Map<String, Value>, list: &str) -> impl Iter
 
 fn containers<'a>(spec: Option<&'a Map<String, Value>>, list: &str) -> impl Iterator<Item = &'a Map<String, Value>> {
     spec.and_then(|s| s.get(list)).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object)
-}
-
-/// Decoding and the API's defaults (kube's `SetDefaults_Pod`, `_PodSpec`, `_Container` and
-/// `_ContainerPort`): every container's requests and limits must be quantities (400, as kube's
-/// decoder answers); a limit is also the request where none is named; and the fields kube fills
-/// in are filled in where empty (what `kubectl get pod -o yaml` shows, and field selectors
-/// such as `spec.restartPolicy=Always` match).
-pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
-    let spec = pod.0.entry("spec").or_insert(Value::Null);
-    if spec.is_null() {
-        *spec = json!({});
-    }
-    let Value::Object(spec) = spec else {
-        return Ok(());
-    };
-    // kube's v1 conversion: the deprecated `serviceAccount` names the account where
-    // `serviceAccountName` does not, and is written back as its copy.
-    let named = ["serviceAccountName", "serviceAccount"].iter().find_map(|k| spec.get(*k).and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned));
-    if let Some(name) = named {
-        spec.insert("serviceAccountName".into(), name.clone().into());
-        spec.insert("serviceAccount".into(), name.into());
-    }
-    for container in containers_mut(spec, "ephemeralContainers") {
-        check_quantities(container)?;
-    }
-    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
-    for list in CONTAINER_LISTS {
-        for container in containers_mut(spec, list) {
-            check_quantities(container)?;
-            default_container(container, host_network);
-        }
-    }
-    set_default(spec, "dnsPolicy", "ClusterFirst");
-    set_default(spec, "restartPolicy", "Always");
-    set_default(spec, "securityContext", json!({}));
-    set_default(spec, "terminationGracePeriodSeconds", 30);
-    set_default(spec, "schedulerName", "default-scheduler");
-    set_default(spec, "enableServiceLinks", true);
-    Ok(())
-}
-
-fn check_quantities(container: &Map<String, Value>) -> Result<(), Error> {
-    let resources = container.get("resources");
-    for part in ["requests", "limits"] {
-        for quantity in resources.and_then(|r| r.get(part)).and_then(Value::as_object).into_iter().flat_map(Map::values) {
-            Quantity::from_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
-        }
-    }
-    Ok(())
-}
-
-/// A container's defaults: requests from limits, the pull policy from the image's tag, the
-/// termination message's, the ports' protocol (and, on the host's network, their host port).
-fn default_container(container: &mut Map<String, Value>, host_network: bool) {
-    if let Some(Value::Object(resources)) = container.get_mut("resources")
-        && let Some(Value::Object(limits)) = resources.get("limits").cloned()
-    {
-        let requests = resources.entry("requests").or_insert(Value::Null);
-        if requests.is_null() {
-            *requests = json!({});
-        }
-        if let Value::Object(requests) = requests {
-            for (name, limit) in limits {
-                requests.entry(name).or_insert(limit);
-            }
-        }
-    }
-    let pull = image_pull_policy(container.get("image").and_then(Value::as_str).unwrap_or_default());
-    set_default(container, "imagePullPolicy", pull);
-    set_default(container, "terminationMessagePath", "/dev/termination-log");
-    set_default(container, "terminationMessagePolicy", "File");
-    for port in container.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut) {
-        set_default(port, "protocol", "TCP");
-        if host_network
-            && port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0
-            && let Some(container_port) = port.get("containerPort").filter(|p| p.is_number()).cloned()
-        {
-            port.insert("hostPort".into(), container_port);
-        }
-    }
-}
-
-/// Sets `key` where it is absent, null or an empty string (Go's zero value of the field).
-fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
-    let empty = match map.get(key) {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.is_empty(),
-        Some(_) => false,
-    };
-    if empty {
-        map.insert(key.to_owned(), value.into());
-    }
-}
-
-/// `SetDefaults_Container`'s pull policy: Always for the `latest` tag (which an image with
-/// neither tag nor digest means), IfNotPresent otherwise.
-fn image_pull_policy(image: &str) -> &'static str {
-    let (name, digest) = image.split_once('@').map_or((image, false), |(name, _)| (name, true));
-    let last = name.rsplit('/').next().unwrap_or(name);
-    let repository = last.rsplit_once(':').map_or(last, |(repository, _)| repository);
-    // A reference kube cannot parse (a repository must be lower case) has no tag to it.
-    if image.chars().any(char::is_whitespace) || repository.chars().any(|c| c.is_ascii_uppercase()) {
-        return "IfNotPresent";
-    }
-    match last.rsplit_once(':').map(|(_, tag)| tag) {
-        Some("latest") => "Always",
-        Some(_) => "IfNotPresent",
-        None if digest || image.is_empty() => "IfNotPresent",
-        None => "Always",
-    }
 }
 
 /// The ServiceAccount admission plugin's first half, on a pod [`decode_and_default`] has read
@@ -592,6 +486,8 @@ pub fn qos_class(pod: &Object) -> &'static str {
 mod tests {
     use super::*;
 
+    use super::defaults::image_pull_policy;
+
     fn pod(value: Value) -> Object {
         Object::from_value(value).unwrap()
     }
@@ -656,6 +552,59 @@ mod tests {
         for (image, policy) in [("busybox", "Always"), ("busybox:latest", "Always"), ("busybox:1.36", "IfNotPresent"), ("host:5000/busybox", "Always"), ("", "IfNotPresent")] {
             assert_eq!(image_pull_policy(image), policy, "{image:?}");
         }
+    }
+
+    /// kube's `SetObjectDefaults_Pod` below the containers: probes, lifecycle handlers, env
+    /// field references and volumes; what was sent is kept, 0 and "" where kube keeps them.
+    #[test]
+    fn probes_handlers_and_volumes_get_kubes_defaults() {
+        let probe = json!({"httpGet": {"port": 8080}, "periodSeconds": 5, "timeoutSeconds": 0});
+        let container = json!({"name": "a", "image": "x", "livenessProbe": probe, "readinessProbe": {"grpc": {"port": 9000}},
+                               "startupProbe": {"exec": {"command": ["true"]}, "failureThreshold": 30},
+                               "lifecycle": {"preStop": {"httpGet": {"port": 80, "path": "/stop", "scheme": "HTTPS"}}, "postStart": {"exec": {"command": ["x"]}}},
+                               "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}, {"name": "PLAIN", "value": "1"}]});
+        let volumes = json!([
+            {"name": "scratch"},
+            {"name": "null-source", "emptyDir": null},
+            {"name": "creds", "secret": {"secretName": "s"}},
+            {"name": "conf", "configMap": {"name": "c", "defaultMode": 0o600}},
+            {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "audience": "api"}},
+                                                        {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace", "apiVersion": "v1"}}]}}]}},
+            {"name": "host", "hostPath": {"path": "/var/log"}},
+            {"name": "disk", "azureDisk": {"diskName": "d", "diskURI": "u", "fsType": ""}},
+            {"name": "block", "rbd": {"monitors": ["m"], "image": "i"}},
+            {"name": "model", "image": {"reference": "registry.example/model:1"}},
+        ]);
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [container], "initContainers": [{"name": "i", "image": "x", "livenessProbe": {}}], "volumes": volumes}}));
+        decode_and_default(&mut p).unwrap();
+        let spec = &p.value()["spec"];
+        let a = &spec["containers"][0];
+        assert_eq!(
+            a["livenessProbe"],
+            json!({"httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(a["readinessProbe"], json!({"grpc": {"port": 9000, "service": ""}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}));
+        assert_eq!(a["startupProbe"]["failureThreshold"], 30);
+        assert_eq!(a["lifecycle"], json!({"preStop": {"httpGet": {"port": 80, "path": "/stop", "scheme": "HTTPS"}}, "postStart": {"exec": {"command": ["x"]}}}));
+        assert_eq!(a["env"], json!([{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName", "apiVersion": "v1"}}}, {"name": "PLAIN", "value": "1"}]));
+        assert_eq!(spec["initContainers"][0]["livenessProbe"], json!({"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}));
+        let v = &spec["volumes"];
+        assert_eq!((&v[0], &v[1]), (&json!({"name": "scratch", "emptyDir": {}}), &json!({"name": "null-source", "emptyDir": {}})));
+        assert_eq!(v[2]["secret"], json!({"secretName": "s", "defaultMode": 420}));
+        assert_eq!(v[3]["configMap"], json!({"name": "c", "defaultMode": 384}));
+        assert_eq!(v[4]["downwardAPI"], json!({"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels", "apiVersion": "v1"}}], "defaultMode": 420}));
+        assert_eq!(
+            v[5]["projected"],
+            json!({"sources": [{"serviceAccountToken": {"path": "token", "audience": "api", "expirationSeconds": 3600}},
+                               {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace", "apiVersion": "v1"}}]}}],
+                   "defaultMode": 420})
+        );
+        assert_eq!(v[6]["hostPath"], json!({"path": "/var/log", "type": ""}));
+        assert_eq!(v[7]["azureDisk"], json!({"diskName": "d", "diskURI": "u", "fsType": "", "cachingMode": "ReadWrite", "readOnly": false, "kind": "Shared"}));
+        assert_eq!(v[8]["rbd"], json!({"monitors": ["m"], "image": "i", "pool": "rbd", "user": "admin", "keyring": "/etc/ceph/keyring"}));
+        // An image volume names a source (refused later: its gate is off in 1.32), so no emptyDir.
+        assert_eq!(v[9], json!({"name": "model", "image": {"reference": "registry.example/model:1"}}));
     }
 
     #[test]

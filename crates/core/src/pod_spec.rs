@@ -207,6 +207,13 @@ const VOLUME_TYPES: [(&str, &str); 29] = [
     ("ephemeral", "ephemeral"),
 ];
 
+/// Whether a volume names a source: kube's decoder leaves every source of one that does not
+/// nil, and `SetDefaults_Volume` makes it an emptyDir. An image volume names one, which
+/// validation then does not count (its feature gate is off in 1.32).
+pub(crate) fn names_a_source(volume: &Map<String, Value>) -> bool {
+    VOLUME_TYPES.iter().any(|(key, _)| is_set(volume.get(*key))) || is_set(volume.get("image"))
+}
+
 /// kube's `ValidateVolumes`: the names of the valid volumes (those the containers may mount).
 fn validate_volumes<'a>(volumes: &'a [Value], errors: &mut Errors) -> HashSet<&'a str> {
     let mut valid = HashSet::new();

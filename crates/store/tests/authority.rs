@@ -255,6 +255,15 @@ async fn invalid_pod_specs_are_refused_and_not_stored() {
         )
     );
     assert!(matches!(authority.store().get(&Resource::PODS, "ns", "Bad_Pod").await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))));
+    // A volume that names no source is an emptyDir (kube's defaults come before validation).
+    let scratch = json!({"metadata": {"name": "scratch", "namespace": "ns"}, "spec": {
+        "volumes": [{"name": "tmp"}],
+        "containers": [{"name": "app", "image": "busybox", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        "readinessProbe": {"httpGet": {"port": 80}}}],
+    }});
+    let created = authority.create(&Resource::PODS, obj(scratch)).await.unwrap();
+    assert_eq!(created.value()["spec"]["volumes"], json!([{"name": "tmp", "emptyDir": {}}]));
+    assert_eq!(created.value()["spec"]["containers"][0]["readinessProbe"]["httpGet"], json!({"port": 80, "path": "/", "scheme": "HTTP"}));
     // A pod without containers, as kube answers it.
     let bare = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "bare", "namespace": "ns"}}))).await.unwrap_err();
     assert_eq!(bare.to_string(), r#"Pod "bare" is invalid: spec.containers: Required value"#);

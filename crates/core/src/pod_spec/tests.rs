@@ -220,7 +220,9 @@ fn env_names_and_sources_follow_kubes_rules() {
 fn volumes_and_mounts_follow_kubes_rules() {
     let spec = json!({
         "volumes": [{"name": "data", "emptyDir": {}}, {"name": "data", "emptyDir": {}}, {"name": "Bad", "secret": {"secretName": "s"}},
-                    {"name": "two", "emptyDir": {}, "configMap": {"name": "c"}, "downwardAPI": {}}, {"name": "none"}, {"emptyDir": {"sizeLimit": "-1Gi"}}],
+                    {"name": "two", "emptyDir": {}, "configMap": {"name": "c"}, "downwardAPI": {}},
+                    // No source: kube's defaults make it an emptyDir before validation.
+                    {"name": "none"}, {"emptyDir": {"sizeLimit": "-1Gi"}}],
         "containers": [{"name": "a", "image": "x", "volumeMounts": [
             {"name": "data", "mountPath": "/data"}, {"name": "missing", "mountPath": "/data"}, {"name": "Bad", "mountPath": "/b"}, {"mountPath": ""},
             {"name": "data", "mountPath": "/c", "subPath": "/abs/../x", "subPathExpr": "$(POD)"},
@@ -235,7 +237,6 @@ fn volumes_and_mounts_follow_kubes_rules() {
             &format!(r#"spec.volumes[2].name: Invalid value: "Bad": {LABEL}"#),
             "spec.volumes[3].downwarAPI: Forbidden: may not specify more than 1 volume type",
             "spec.volumes[3].configMap: Forbidden: may not specify more than 1 volume type",
-            "spec.volumes[4]: Required value: must specify a volume type",
             "spec.volumes[5].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity",
             "spec.volumes[5].name: Required value",
             r#"spec.containers[0].volumeMounts[1].name: Not found: "missing""#,
@@ -321,7 +322,7 @@ fn pod_fields_follow_kubes_rules() {
 fn errors_come_in_kubes_order() {
     let spec = json!({
         "restartPolicy": "Sometimes", "serviceAccountName": "Bot",
-        "volumes": [{"name": "v"}],
+        "volumes": [{"name": "v", "image": {"reference": "r"}}],
         "initContainers": [{"name": "init"}],
         "containers": [{"name": "app", "image": " x", "ports": [{"containerPort": 0}]}, {"name": "app", "image": "y", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
     });
