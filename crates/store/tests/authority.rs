@@ -598,6 +598,22 @@ async fn token_secrets_get_a_legacy_token_that_lives_with_the_secret() {
 
     authority.delete(&Resource::SECRETS, "ns", "bot-token", &Preconditions::default()).await.unwrap();
     assert_eq!(rejected(&authority, &token), "[invalid bearer token, Token has been invalidated]");
+
+    // A Secret named by generateName: its token names the generated Secret, and reviews.
+    let generated = authority
+        .create(
+            &Resource::SECRETS,
+            obj(json!({"metadata": {"generateName": "bot-token-", "namespace": "ns",
+                                    "annotations": {"kubernetes.io/service-account.name": "default"}},
+                       "type": "kubernetes.io/service-account-token"})),
+        )
+        .await
+        .unwrap();
+    assert!(generated.name().starts_with("bot-token-") && generated.name().len() == "bot-token-".len() + 5, "{}", generated.name());
+    let token = String::from_utf8(generated.secret_data("token").unwrap()).unwrap();
+    let (_, claims) = tokenwarden_core::jwt::decode_unverified(&token).unwrap();
+    assert_eq!(claims["kubernetes.io/serviceaccount/secret.name"], generated.name());
+    assert_eq!(authority.review(&token, &[]).result.unwrap().token.user().username, "system:serviceaccount:ns:default");
 }
 
 #[tokio::test]
