@@ -122,8 +122,21 @@ fn namespace_and_serviceaccount_are_created_and_listed_as_a_server_side_table() 
     let applied = pod_manifest("demo", "p3", "api-consumer-1");
     assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 created");
     assert_eq!(server.kubectl_stdin_ok(&["apply", "-f", "-"], &applied).trim(), "pod/p3 unchanged");
-    // A replace by the manifest keeps what admission added (priority, default tolerations).
-    assert_eq!(server.kubectl_stdin_ok(&["replace", "-f", "-"], &applied).trim(), "pod/p3 replaced");
+    // The ServiceAccount admission plugin mounted the token into the container, on create only,
+    // so a replace by the manifest would unmount it: refused, as kube refuses it.
+    let token = server.kubectl_ok(&["get", "pod", "p3", "-n", "demo", "-o", "jsonpath={.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath}"]);
+    let (volume, path) = token.trim().split_once(' ').unwrap_or_else(|| panic!("no token volume: {token}"));
+    assert!(volume.starts_with("kube-api-access-") && path == "/var/run/secrets/kubernetes.io/serviceaccount", "{token}");
+    let out = server.kubectl_stdin(&["replace", "-f", "-"], &applied);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("The Pod \"p3\" is invalid: spec: Forbidden: pod updates may not change fields other than"), "{err}");
+    // A replace by the stored pod without what the other plugins add on every write (priority,
+    // default tolerations) keeps them.
+    let mut stored = server.kubectl_json(&["get", "pod", "p3", "-n", "demo", "-o", "json"]);
+    for field in ["priority", "tolerations"] {
+        stored["spec"].as_object_mut().unwrap().remove(field);
+    }
+    assert_eq!(server.kubectl_stdin_ok(&["replace", "-f", "-"], &stored.to_string()).trim(), "pod/p3 replaced");
     let added = server.kubectl_ok(&["get", "pod", "p3", "-n", "demo", "-o", "jsonpath={.spec.priority} {.spec.tolerations[*].key}"]);
     assert_eq!(added.trim(), "0 node.kubernetes.io/not-ready node.kubernetes.io/unreachable");
     let err = server.kubectl_err(&["patch", "pod", "p2", "-n", "demo", "-p", r#"{"spec":{"nodeName":"n1"}}"#]);

@@ -2,14 +2,15 @@
 //! resource quantities and the API's defaults (a container's limits are its requests where it
 //! names none; restartPolicy, pull policies, ports, probes, volumes: [`decode_and_default`]), the
 //! ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists, `default` unless
-//! it names one; a kubelet's mirror pod runs as none), `PodStrategy.PrepareForCreate` (a new pod
+//! it names one, and mounts its token; a kubelet's mirror pod runs as none),
+//! `PodStrategy.PrepareForCreate` (a new pod
 //! is Pending, with its QoS class), `ValidatePodCreate` (a valid name and spec; the spec's
 //! rules are [`crate::pod_spec`]'s, which says which of kube's it checks), and
 //! `ValidatePodUpdate` (the updated spec valid too, and all but fixed).
 //!
-//! Left out: the `kube-api-access-*` token volume the plugin mounts (it projects the
-//! `kube-root-ca.crt` ConfigMap, a kind tokenwarden does not keep; `tokenwarden project`
-//! writes that layout), PriorityClasses other than kube's two built-in ones, quantities
+//! Left out: the `kube-root-ca.crt` ConfigMap the token volume projects (a kind tokenwarden
+//! does not keep; `tokenwarden project` writes that volume's layout itself), PriorityClasses
+//! other than kube's two built-in ones, quantities
 //! rewritten in canonical form (rounded up to a thousandth) when stored, pod-level resources,
 //! an update's pod-specific annotation rules (the mirror pod's annotation may not be added,
 //! removed or changed), and the parts of a spec [`crate::pod_spec`] lists as not checked.
@@ -76,13 +77,21 @@ pub fn service_account_to_admit(pod: &mut Object) -> Result<Option<String>, Erro
 }
 
 /// The plugin's second half, given the ServiceAccount as looked up in the pod's namespace: it
-/// must exist, a pod that names no image pull secrets gets its ServiceAccount's, and a
-/// ServiceAccount that enforces its mountable secrets lets the pod use no others.
-pub fn admit_service_account(pod: &mut Object, name: &str, service_account: Option<&Object>) -> Result<(), Error> {
+/// must exist; its token is mounted into every container ([`mount_service_account_token`],
+/// unless the pod or else the ServiceAccount turns `automountServiceAccountToken` off); a pod
+/// that names no image pull secrets gets its ServiceAccount's; and a ServiceAccount that
+/// enforces its mountable secrets lets the pod use no others. `generate_name` makes a name of
+/// a prefix, as a generateName's.
+pub fn admit_service_account(pod: &mut Object, name: &str, service_account: Option<&Object>, generate_name: impl FnOnce(&str) -> String) -> Result<(), Error> {
     let Some(service_account) = service_account else {
         let detail = format!("error looking up service account {}/{name}: serviceaccount \"{name}\" not found", pod.namespace());
         return Err(forbidden(pod, detail));
     };
+    let automount = |object: &Object, path: &str| object.at(path).and_then(Value::as_bool);
+    let mounts = automount(pod, "spec.automountServiceAccountToken").or_else(|| automount(service_account, "automountServiceAccountToken")).unwrap_or(true);
+    if mounts && let Some(Value::Object(spec)) = pod.0.get_mut("spec") {
+        mount_service_account_token(spec, generate_name);
+    }
     let pulls = service_account.value().get("imagePullSecrets").and_then(Value::as_array).filter(|p| !p.is_empty());
     if let (Some(pulls), Some(Value::Object(spec))) = (pulls, pod.0.get_mut("spec")) {
         let named = spec.get("imagePullSecrets").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
@@ -95,6 +104,51 @@ pub fn admit_service_account(pod: &mut Object, name: &str, service_account: Opti
         limit_secret_references(pod, service_account)?;
     }
     Ok(())
+}
+
+/// Where the plugin mounts the token volume in each container.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The prefix of the token volume's name (a random suffix follows).
+const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// The plugin's `mountServiceAccountToken`: every container and init container that mounts
+/// nothing at [`TOKEN_MOUNT_PATH`] mounts the token volume there, read-only; the volume (a
+/// projected ServiceAccount token of 3607 s, kube's `WarnOnlyBoundTokenExpirationSeconds`, the
+/// cluster's CA from the `kube-root-ca.crt` ConfigMap and the namespace) is added if a
+/// container needs it, unless the pod has a volume of that prefix already, whose name is used.
+fn mount_service_account_token(spec: &mut Map<String, Value>, generate_name: impl FnOnce(&str) -> String) {
+    let volumes = spec.get("volumes").and_then(Value::as_array);
+    let existing = volumes.into_iter().flatten().find_map(|v| v.get("name").and_then(Value::as_str).filter(|n| n.starts_with(TOKEN_VOLUME_PREFIX)));
+    let has_volume = existing.is_some();
+    let volume_name = existing.map_or_else(|| generate_name(TOKEN_VOLUME_PREFIX), str::to_owned);
+    let mount = json!({"name": volume_name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH});
+    let mut needs_volume = false;
+    for list in ["initContainers", "containers"] {
+        for container in containers_mut(spec, list) {
+            let mounts = container.entry("volumeMounts").or_insert(Value::Null);
+            if mounts.is_null() {
+                *mounts = json!([]);
+            }
+            let Value::Array(mounts) = mounts else { continue };
+            if !mounts.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some(TOKEN_MOUNT_PATH)) {
+                mounts.push(mount.clone());
+                needs_volume = true;
+            }
+        }
+    }
+    if needs_volume && !has_volume {
+        let volume = json!({"name": volume_name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}});
+        match spec.entry("volumes").or_insert(Value::Null) {
+            Value::Array(volumes) => volumes.push(volume),
+            absent @ Value::Null => *absent = json!([volume]),
+            // Not a list: validation refuses the pod.
+            _ => {}
+        }
+    }
 }
 
 /// The annotation by which a ServiceAccount lets its pods use only the Secrets it lists.
@@ -492,6 +546,11 @@ mod tests {
         Object::from_value(value).unwrap()
     }
 
+    /// A name made of a prefix, as the store's generator makes them (its suffix is random).
+    fn generated(prefix: &str) -> String {
+        format!("{prefix}x7k2p")
+    }
+
     #[test]
     fn the_qos_class_is_kubes() {
         let with = |containers: Value| qos_class(&pod(json!({"metadata": {"name": "p"}, "spec": {"containers": containers}})));
@@ -622,16 +681,58 @@ mod tests {
         assert_eq!(both.str_at("spec.serviceAccount"), Some("new"));
 
         let mut missing = pod(json!({"metadata": {"generateName": "web-", "namespace": "ns"}, "spec": {"serviceAccountName": "bot"}}));
-        let err = admit_service_account(&mut missing, "bot", None).unwrap_err();
+        let err = admit_service_account(&mut missing, "bot", None, generated).unwrap_err();
         assert_eq!(err.code(), 403);
         assert_eq!(err.to_string(), r#"pods "web-" is forbidden: error looking up service account ns/bot: serviceaccount "bot" not found"#);
 
         let sa = pod(json!({"metadata": {"name": "bot"}, "imagePullSecrets": [{"name": "registry"}]}));
-        admit_service_account(&mut p, "default", Some(&sa)).unwrap();
+        admit_service_account(&mut p, "default", Some(&sa), generated).unwrap();
         assert_eq!(p.value()["spec"]["imagePullSecrets"], json!([{"name": "registry"}]));
         let mut own = pod(json!({"metadata": {"name": "p"}, "spec": {"imagePullSecrets": [{"name": "mine"}]}}));
-        admit_service_account(&mut own, "default", Some(&sa)).unwrap();
+        admit_service_account(&mut own, "default", Some(&sa), generated).unwrap();
         assert_eq!(own.value()["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
+    }
+
+    /// kube's ServiceAccount admission plugin mounts the token volume into every container
+    /// that mounts nothing at its path, unless the pod, or else the ServiceAccount, says not to.
+    #[test]
+    fn the_service_account_token_is_mounted_into_every_container() {
+        let admitted = |spec: Value, sa: Value| {
+            let mut p = pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}));
+            admit_service_account(&mut p, "default", Some(&pod(sa)), generated).unwrap();
+            p.value()["spec"].clone()
+        };
+        let sa = json!({"metadata": {"name": "default"}});
+        let mount = json!({"name": "kube-api-access-x7k2p", "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+        let spec = admitted(
+            json!({"initContainers": [{"name": "init"}],
+                   "containers": [{"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                                  {"name": "own", "volumeMounts": [{"name": "data", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+                   "volumes": [{"name": "data", "emptyDir": {}}]}),
+            sa.clone(),
+        );
+        assert_eq!(spec["initContainers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([{"name": "data", "mountPath": "/data"}, mount]));
+        assert_eq!(spec["containers"][1]["volumeMounts"].as_array().map(Vec::len), Some(1), "a mount at the path is the container's own");
+        assert_eq!(
+            spec["volumes"][1],
+            json!({"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}})
+        );
+        // A volume of that prefix is the token volume: its name is used, and none is added.
+        let spec = admitted(json!({"containers": [{"name": "app"}], "volumes": [{"name": "kube-api-access-mine", "emptyDir": {}}]}), sa.clone());
+        assert_eq!(spec["containers"][0]["volumeMounts"][0]["name"], "kube-api-access-mine");
+        assert_eq!(spec["volumes"].as_array().map(Vec::len), Some(1));
+        // Every container has its own mount there: no volume.
+        let spec = admitted(json!({"containers": [{"name": "own", "volumeMounts": [{"name": "v", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}]}), sa.clone());
+        assert!(spec.get("volumes").is_none(), "{spec}");
+        // The pod's word wins over the ServiceAccount's; without either, the token is mounted.
+        let off = json!({"metadata": {"name": "default"}, "automountServiceAccountToken": false});
+        assert!(admitted(json!({"containers": [{"name": "app"}]}), off.clone()).get("volumes").is_none());
+        assert!(admitted(json!({"containers": [{"name": "app"}], "automountServiceAccountToken": true}), off).get("volumes").is_some());
+        assert!(admitted(json!({"containers": [{"name": "app"}], "automountServiceAccountToken": false}), sa).get("volumes").is_none());
     }
 
     #[test]
@@ -642,7 +743,7 @@ mod tests {
         };
         let admitted = |spec: Value, annotation: &str| {
             let mut p = pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}));
-            admit_service_account(&mut p, "bot", Some(&sa(annotation))).map_err(|e| e.to_string())
+            admit_service_account(&mut p, "bot", Some(&sa(annotation)), generated).map_err(|e| e.to_string())
         };
         let volume = |secret: &str| json!({"volumes": [{"name": "v", "secret": {"secretName": secret}}]});
         assert_eq!(admitted(volume("listed"), "true"), Ok(()));

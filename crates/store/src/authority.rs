@@ -297,7 +297,7 @@ impl Authority {
     async fn admit_pod(&self, pod: &mut Object) -> Result<(), StoreError> {
         if let Some(name) = pod::service_account_to_admit(pod)? {
             let service_account = self.get_if_found(&Resource::SERVICE_ACCOUNTS, pod.namespace(), &name).await?;
-            pod::admit_service_account(pod, &name, service_account.as_ref())?;
+            pod::admit_service_account(pod, &name, service_account.as_ref(), crate::write::generated_name)?;
         }
         pod::admit_scheduling(pod, None)?;
         let status = pod::initial_status(pod, self.clock.now());
