@@ -3,17 +3,16 @@
 //! names none; restartPolicy, pull policies, ports, probes, volumes: [`decode_and_default`]), the
 //! ServiceAccount admission plugin (a pod runs as a ServiceAccount that exists, `default` unless
 //! it names one, and mounts its token; a kubelet's mirror pod runs as none),
-//! `PodStrategy.PrepareForCreate` (a new pod
-//! is Pending, with its QoS class), `ValidatePodCreate` (a valid name and spec; the spec's
-//! rules are [`crate::pod_spec`]'s, which says which of kube's it checks), and
-//! `ValidatePodUpdate` (the updated spec valid too, and all but fixed).
+//! `PodStrategy.PrepareForCreate` (a new pod is Pending, with its QoS class), `ValidatePodCreate`
+//! (a valid name and spec; the spec's rules are [`crate::pod_spec`]'s, which says which of kube's
+//! it checks), and `ValidatePodUpdate` (the updated spec valid too, and all but fixed).
 //!
 //! Left out: the `kube-root-ca.crt` ConfigMap the token volume projects (a kind tokenwarden
 //! does not keep; `tokenwarden project` writes that volume's layout itself), PriorityClasses
-//! other than kube's two built-in ones, quantities
-//! rewritten in canonical form (rounded up to a thousandth) when stored, pod-level resources,
-//! an update's pod-specific annotation rules (the mirror pod's annotation may not be added,
-//! removed or changed), and the parts of a spec [`crate::pod_spec`] lists as not checked.
+//! other than kube's two built-in ones, quantities rewritten in canonical form (rounded up to a
+//! thousandth) when stored, pod-level resources, an update's pod-specific annotation rules (the
+//! mirror pod's annotation may not be added, removed or changed), and the parts of a spec
+//! [`crate::pod_spec`] lists as not checked.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -38,7 +38,7 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
             default_container(container, host_network);
         }
     }
-    for volume in spec.get_mut("volumes").and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut) {
+    for volume in items_mut(spec, "volumes") {
         default_volume(volume);
     }
     set_default(spec, "dnsPolicy", "ClusterFirst");
@@ -206,7 +206,7 @@ fn set_absent(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) 
 }
 
 /// Sets `key` where it is absent, null or an empty string (Go's zero value of the field).
-pub(super) fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
     let empty = match map.get(key) {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) => s.is_empty(),
