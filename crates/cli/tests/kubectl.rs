@@ -163,6 +163,14 @@ fn a_namespace_comes_with_its_default_serviceaccount_and_goes_with_its_contents(
     assert_eq!(server.kubectl_ok(&["get", "ns", "fresh", "-o", "jsonpath={.status.phase}"]), "Active");
     let active = server.kubectl_ok(&["get", "ns", "--field-selector", "status.phase=Active", "-o", "name"]);
     assert!(active.lines().any(|l| l == "namespace/fresh"), "{active}");
+    // Every namespace carries its name as a label, which no update changes (kube's Canonicalize).
+    let labelled = server.kubectl_ok(&["get", "ns", "-l", "kubernetes.io/metadata.name=fresh", "-o", "name"]);
+    assert_eq!(labelled.trim(), "namespace/fresh");
+    server.kubectl_ok(&["label", "ns", "fresh", "--overwrite", "kubernetes.io/metadata.name=other", "team=a"]);
+    let labels = server.kubectl_json(&["get", "ns", "fresh", "-o", "json"])["metadata"]["labels"].clone();
+    assert_eq!(labels, json!({"kubernetes.io/metadata.name": "fresh", "team": "a"}));
+    let system = server.kubectl_ok(&["get", "ns", "kube-system", "-o", "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}"]);
+    assert_eq!(system, "kube-system");
 
     // kubectl waits until the namespace is gone (Terminating, emptied, deleted).
     server.kubectl_ok(&["create", "secret", "generic", "kept", "-n", "fresh", "--from-literal=k=v"]);

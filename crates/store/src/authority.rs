@@ -270,6 +270,9 @@ impl Authority {
             tokenwarden_core::names::validate_new(resource, &object)?;
         }
         validate(resource, &object)?;
+        if *resource == Resource::NAMESPACES {
+            crate::namespaces::canonicalize(&mut object);
+        }
         Ok(object)
     }
 
@@ -335,6 +338,9 @@ impl Authority {
             (Resource::PODS, Part::Object) => pod::check_spec_update(current, &object)?,
             (Resource::PODS, Part::Status) => pod::check_status_update(current, &mut object)?,
             _ => {}
+        }
+        if *resource == Resource::NAMESPACES {
+            crate::namespaces::canonicalize(&mut object);
         }
         Ok(object)
     }

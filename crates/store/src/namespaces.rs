@@ -21,6 +21,16 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(300);
 /// Namespaces kube's NamespaceLifecycle admission never lets go.
 const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 
+/// The label kube gives every namespace: its name.
+pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// kube's `namespaceStrategy.Canonicalize`, after validation on every create and update (a
+/// generated name included): the name label holds the namespace's name, whatever was sent.
+pub(crate) fn canonicalize(namespace: &mut Object) {
+    let name = namespace.name().to_owned();
+    namespace.set_label(NAME_LABEL, &name);
+}
+
 /// Sets `status.phase`, keeping the rest of the status.
 fn set_phase(namespace: &mut Object, phase: &str) {
     match namespace.0.get_mut("status") {
