@@ -22,7 +22,7 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(300);
 const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// The label kube gives every namespace: its name.
-pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// kube's `namespaceStrategy.Canonicalize`, after validation on every create and update (a
 /// generated name included): the name label holds the namespace's name, whatever was sent.
