@@ -450,8 +450,12 @@ impl Handler<'_> {
     /// kube-apiserver authorizes `create` there besides `patch` or `update`.
     async fn create_missing(&self, mut object: Object, dry_run: bool, warnings: Vec<String>) -> ApiResult<Response> {
         object.metadata_mut().remove("resourceVersion");
-        // kube admits and validates the object (its registry's BeforeCreate) before it
-        // authorizes the create: a bad object is a 422 even to a caller who may not create it.
+        // kube's order for a create by update: mutating admission (the namespace must exist),
+        // the RBAC storage's escalation check (run as it builds the object), validation (its
+        // registry's BeforeCreate), and only then the create's authorization. So a bad object
+        // is a 422 even to a caller who may not create it. (`store_new` checks again.)
+        self.state.authority.admit_to_namespace(&self.resource, &object).await?;
+        crate::auth::confirm_no_escalation(self.state, &self.call.caller, &self.resource, &self.call.info.name, &object)?;
         self.state.authority.admit_create(&self.resource, object.clone()).await?;
         let create = Request {
             verb: "create",

@@ -346,9 +346,18 @@ async fn a_put_that_creates_needs_create_and_grants_nothing_held_by_no_one() {
     let updater = granted(&s, "t", "updater", json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["update"]},
                                                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]))
     .await;
-    // kube validates the object (its registry's BeforeCreate) before it authorizes the create.
+    // kube validates the object (its registry's BeforeCreate) before it authorizes the create,
+    // and checks escalation (as the RBAC storage builds the object) before both.
     let invalid = put(updater.clone(), "bad", role("bad", json!([]))).await;
     assert_status(&invalid, 422, "Invalid", r#"Role.rbac.authorization.k8s.io "bad" is invalid: rules[0].verbs: Required value: verbs must contain at least one value"#);
+    let escalating_invalid = json!({"metadata": {"name": "worse"}, "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+                                                                            {"apiGroups": [""], "resources": ["pods"], "verbs": []}]});
+    for (name, body) in [("worse", escalating_invalid.to_string()), ("wider", role("wider", json!(["get", "delete"])))] {
+        let refused = put(updater.clone(), name, body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        let message = refused.body["message"].as_str().unwrap();
+        assert!(message.contains("is attempting to grant RBAC permissions not currently held"), "{name}: {message}");
+    }
     let refused = put(updater, "r", role("r", json!(["get"]))).await;
     assert_status(&refused, 403, "Forbidden", r#"roles.rbac.authorization.k8s.io "r" is forbidden: "#);
     assert_eq!(refused.body["details"], json!({"name": "r", "group": "rbac.authorization.k8s.io", "kind": "roles"}));

@@ -70,6 +70,8 @@ fn smoke_run_prints_a_table_with_numbers() {
             "no TokenRequest row without IFMA\n{stdout}"
         );
         assert!(rows.iter().any(|r| r[1] == "openssl speed -multi 2 rsa2048, both without AVX-512 IFMA"), "no openssl row without IFMA\n{stdout}");
+    } else {
+        assert!(!stdout.contains("without AVX-512 IFMA"), "a pair without IFMA on a CPU that has none\n{stdout}");
     }
     assert!(!stdout.contains("Traceback") && !stderr.contains("Traceback"), "{stderr}");
 }

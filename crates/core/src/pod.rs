@@ -268,6 +268,35 @@ pub fn admit_scheduling(pod: &mut Object, current: Option<&Object>) -> Result<()
     Ok(())
 }
 
+/// kube's `dropDisabledPodFields`, the part whose feature gate is off by default in 1.32: image
+/// volumes (ImageVolume, alpha), and the containers' mounts of them, are dropped, unless the
+/// stored pod being updated already has some. The pod is then admitted without them.
+pub fn drop_disabled_fields(pod: &mut Object, current: Option<&Object>) {
+    let image_volume = |volume: &Value| volume.get("image").is_some_and(|image| !image.is_null());
+    let has_image_volumes = |pod: &Object| pod.at("spec.volumes").and_then(Value::as_array).is_some_and(|volumes| volumes.iter().any(image_volume));
+    if current.is_some_and(has_image_volumes) || !has_image_volumes(pod) {
+        return;
+    }
+    let Some(Value::Object(spec)) = pod.0.get_mut("spec") else { return };
+    let mut dropped = HashSet::new();
+    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
+        volumes.retain(|volume| {
+            let keep = !image_volume(volume);
+            if !keep {
+                dropped.insert(volume.get("name").and_then(Value::as_str).unwrap_or_default().to_owned());
+            }
+            keep
+        });
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for container in containers_mut(spec, list) {
+            if let Some(Value::Array(mounts)) = container.get_mut("volumeMounts") {
+                mounts.retain(|mount| !dropped.contains(mount.get("name").and_then(Value::as_str).unwrap_or_default()));
+            }
+        }
+    }
+}
+
 /// admission.NewForbidden: the pod named as asked (its name, else its generateName).
 fn forbidden(pod: &Object, detail: String) -> Error {
     Error::Forbidden { resource: "pods".into(), name: pod.name_as_asked().to_owned(), detail, causes: Vec::new() }
@@ -661,7 +690,7 @@ mod tests {
         assert_eq!(v[6]["hostPath"], json!({"path": "/var/log", "type": ""}));
         assert_eq!(v[7]["azureDisk"], json!({"diskName": "d", "diskURI": "u", "fsType": "", "cachingMode": "ReadWrite", "readOnly": false, "kind": "Shared"}));
         assert_eq!(v[8]["rbd"], json!({"monitors": ["m"], "image": "i", "pool": "rbd", "user": "admin", "keyring": "/etc/ceph/keyring"}));
-        // An image volume names a source (refused later: its gate is off in 1.32), so no emptyDir.
+        // An image volume names a source (dropped later: its gate is off in 1.32), so no emptyDir.
         assert_eq!(v[9], json!({"name": "model", "image": {"reference": "registry.example/model:1"}}));
     }
 
@@ -690,6 +719,24 @@ mod tests {
         let mut own = pod(json!({"metadata": {"name": "p"}, "spec": {"imagePullSecrets": [{"name": "mine"}]}}));
         admit_service_account(&mut own, "default", Some(&sa), generated).unwrap();
         assert_eq!(own.value()["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
+    }
+
+    /// kube 1.32's `dropImageVolumes`: with the ImageVolume gate off, image volumes and the
+    /// mounts of them go, unless the pod being updated has some already.
+    #[test]
+    fn image_volumes_are_dropped_with_their_mounts() {
+        let spec = json!({"volumes": [{"name": "model", "image": {"reference": "r"}}, {"name": "tmp", "emptyDir": {}}],
+                          "initContainers": [{"name": "i", "volumeMounts": [{"name": "model", "mountPath": "/m"}]}],
+                          "containers": [{"name": "a", "volumeMounts": [{"name": "model", "mountPath": "/m"}, {"name": "tmp", "mountPath": "/t"}]}]});
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": spec.clone()}));
+        drop_disabled_fields(&mut p, None);
+        assert_eq!(p.value()["spec"]["volumes"], json!([{"name": "tmp", "emptyDir": {}}]));
+        assert_eq!(p.value()["spec"]["initContainers"][0]["volumeMounts"], json!([]));
+        assert_eq!(p.value()["spec"]["containers"][0]["volumeMounts"], json!([{"name": "tmp", "mountPath": "/t"}]));
+        let stored = pod(json!({"metadata": {"name": "p"}, "spec": spec.clone()}));
+        let mut update = stored.clone();
+        drop_disabled_fields(&mut update, Some(&stored));
+        assert_eq!(update.value()["spec"], spec, "in use already: kept");
     }
 
     /// kube's ServiceAccount admission plugin mounts the token volume into every container

@@ -34,7 +34,8 @@
 //! resources come in the resources' name order, where kube's map order is random. Where the
 //! rules moved with feature gates, they are 1.32's defaults: relaxed env var names (beta and
 //! on from 1.32; 1.30 and 1.31 allow only `[-._a-zA-Z][-._a-zA-Z0-9]*`), `recursiveReadOnly`
-//! checked (beta from 1.31), no image volumes. At most 1,000 errors are answered (kube: all).
+//! checked (beta from 1.31), no image volumes (a create drops them first, with their mounts:
+//! [`crate::pod::drop_disabled_fields`]). At most 1,000 errors are answered (kube: all).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -174,7 +175,7 @@ fn one_of(errors: &mut Errors, field: &str, value: &str, supported: &[&str]) {
 
 /// The volume types in the order kube's `validateVolumeSource` counts them, each with the field
 /// name its "more than 1 volume type" error names (kube's own spelling, typos included). Not
-/// `image`: its gate (ImageVolume) is off by default through 1.32, whose decoder drops it.
+/// `image`: its gate (ImageVolume) is off by default through 1.32, whose pod strategy drops it.
 const VOLUME_TYPES: [(&str, &str); 29] = [
     ("emptyDir", "emptyDir"),
     ("hostPath", "hostPath"),
@@ -208,10 +209,11 @@ const VOLUME_TYPES: [(&str, &str); 29] = [
 ];
 
 /// Whether a volume names a source: kube's decoder leaves every source of one that does not
-/// nil, and `SetDefaults_Volume` makes it an emptyDir. An image volume names one, which
-/// validation then does not count (its feature gate is off in 1.32).
+/// nil, and `SetDefaults_Volume` makes it an emptyDir. Any value but null names one: a source
+/// that is not an object (kube's decoder refuses it) is refused by validation, not defaulted
+/// away. An image volume names one too, and is dropped later ([`crate::pod::drop_disabled_fields`]).
 pub(crate) fn names_a_source(volume: &Map<String, Value>) -> bool {
-    VOLUME_TYPES.iter().any(|(key, _)| is_set(volume.get(*key))) || is_set(volume.get("image"))
+    VOLUME_TYPES.iter().map(|(key, _)| *key).chain(["image"]).any(|key| volume.get(key).is_some_and(|source| !source.is_null()))
 }
 
 /// kube's `ValidateVolumes`: the names of the valid volumes (those the containers may mount).

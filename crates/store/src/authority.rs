@@ -255,6 +255,11 @@ impl Authority {
         if *resource == Resource::PODS {
             self.admit_pod(&mut object).await?;
         }
+        // kube's defaulting labels a namespace by the name it was sent with (a generated one
+        // only after validation, below).
+        if *resource == Resource::NAMESPACES && !object.name().is_empty() {
+            crate::namespaces::canonicalize(&mut object);
+        }
         // kube's registry names the object of a generateName after admission and before
         // validation, which checks the prefix and the name made of it.
         if object.name().is_empty() {
@@ -264,7 +269,9 @@ impl Authority {
             }
         }
         if *resource == Resource::PODS {
-            // kube's ValidatePodCreate: the name's errors and the spec's in one 422.
+            // kube's PodStrategy.PrepareForCreate, then ValidatePodCreate: the name's errors
+            // and the spec's in one 422.
+            pod::drop_disabled_fields(&mut object, None);
             pod::validate_create(&object)?;
         } else {
             tokenwarden_core::names::validate_new(resource, &object)?;
@@ -315,8 +322,12 @@ impl Authority {
         if *resource == Resource::PODS && part == Part::Object {
             pod::decode_and_default(&mut object)?;
             pod::admit_scheduling(&mut object, Some(current))?;
+            pod::drop_disabled_fields(&mut object, Some(current));
         }
         keep_deletion_timestamp(resource, current, &mut object)?;
+        if *resource == Resource::NAMESPACES {
+            crate::namespaces::canonicalize(&mut object);
+        }
         // On the object only: a status write carries the stored metadata, which it cannot fix.
         let mut meta_errors = if part == Part::Object { tokenwarden_core::names::labels_and_annotations_errors(&object) } else { Vec::new() };
         if !meta_errors.is_empty() {
@@ -338,9 +349,6 @@ impl Authority {
             (Resource::PODS, Part::Object) => pod::check_spec_update(current, &object)?,
             (Resource::PODS, Part::Status) => pod::check_status_update(current, &mut object)?,
             _ => {}
-        }
-        if *resource == Resource::NAMESPACES {
-            crate::namespaces::canonicalize(&mut object);
         }
         Ok(object)
     }

@@ -24,8 +24,9 @@ const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 /// The label kube gives every namespace: its name.
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// kube's `namespaceStrategy.Canonicalize`, after validation on every create and update (a
-/// generated name included): the name label holds the namespace's name, whatever was sent.
+/// kube's name label, which its defaulting sets as a namespace is decoded (when the name is
+/// known) and `namespaceStrategy.Canonicalize` again after validation, on every create and
+/// update: the label holds the namespace's name, whatever was sent.
 pub(crate) fn canonicalize(namespace: &mut Object) {
     let name = namespace.name().to_owned();
     namespace.set_label(NAME_LABEL, &name);
@@ -127,7 +128,8 @@ impl Authority {
     }
 
     /// Finishes the deletes of namespaces left Terminating (a process ended half way, or its
-    /// store failed), gives namespaces stored before phases were kept theirs (`Active`), and
+    /// store failed), gives namespaces stored before phases and the name label were kept
+    /// theirs (`Active`; kube defaults the label on every read), and
     /// makes again a `default` ServiceAccount an Active namespace lacks. One namespace that
     /// fails does not stop the others: the first error is returned after all were tried.
     pub async fn settle_namespaces(&self) -> Result<(), StoreError> {
@@ -153,8 +155,14 @@ impl Authority {
             }
             Some(_) | None if namespace.str_at("metadata.deletionTimestamp").is_some() => {}
             phase => {
-                if phase.is_none_or(str::is_empty) {
-                    set_phase(&mut namespace, NAMESPACE_ACTIVE);
+                // Namespaces stored before phases, or before the name label, were kept get them.
+                let needs_phase = phase.is_none_or(str::is_empty);
+                let labelled = namespace.labels().any(|(key, value)| key == NAME_LABEL && value == namespace.name());
+                if needs_phase || !labelled {
+                    if needs_phase {
+                        set_phase(&mut namespace, NAMESPACE_ACTIVE);
+                    }
+                    canonicalize(&mut namespace);
                     match self.store().update(&Resource::NAMESPACES, namespace.clone()).await {
                         Ok(_) | Err(StoreError::Api(Error::NotFound { .. } | Error::Conflict { .. })) => {}
                         Err(e) => return Err(e),

@@ -264,6 +264,18 @@ async fn invalid_pod_specs_are_refused_and_not_stored() {
     let created = authority.create(&Resource::PODS, obj(scratch)).await.unwrap();
     assert_eq!(created.value()["spec"]["volumes"][0], json!({"name": "tmp", "emptyDir": {}}));
     assert_eq!(created.value()["spec"]["containers"][0]["readinessProbe"]["httpGet"], json!({"port": 80, "path": "/", "scheme": "HTTP"}));
+    // An image volume (its gate is off in 1.32) is dropped with its mounts, as kube's pod
+    // strategy drops it, and the pod admitted.
+    let image = json!({"metadata": {"name": "model", "namespace": "ns"}, "spec": {
+        "volumes": [{"name": "model", "image": {"reference": "registry.example/model:1"}}, {"name": "tmp", "emptyDir": {}}],
+        "containers": [{"name": "app", "image": "busybox", "volumeMounts": [{"name": "model", "mountPath": "/model"}, {"name": "tmp", "mountPath": "/tmp"}]}],
+    }});
+    let created = authority.create(&Resource::PODS, obj(image)).await.unwrap();
+    let names = |list: &serde_json::Value| list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&created.value()["spec"]["volumes"])[..1], ["tmp"]);
+    assert!(!names(&created.value()["spec"]["volumes"]).contains(&"model".to_owned()));
+    assert_eq!(names(&created.value()["spec"]["containers"][0]["volumeMounts"])[..1], ["tmp"]);
+    assert!(!names(&created.value()["spec"]["containers"][0]["volumeMounts"]).contains(&"model".to_owned()));
     // A pod without containers, as kube answers it.
     let bare = authority.create(&Resource::PODS, obj(json!({"metadata": {"name": "bare", "namespace": "ns"}}))).await.unwrap_err();
     assert_eq!(bare.to_string(), r#"Pod "bare" is invalid: spec.containers: Required value"#);
@@ -411,7 +423,9 @@ async fn a_start_finishes_a_namespace_delete_left_half_way_and_gives_old_namespa
     for (resource, namespace, name) in [(Resource::SECRETS, "ns", "left"), (Resource::SERVICE_ACCOUNTS, "ns", "default"), (Resource::NAMESPACES, "", "ns")] {
         assert!(matches!(store.get(&resource, namespace, name).await, Err(StoreError::Api(tokenwarden_core::Error::NotFound { .. }))), "{name} is gone");
     }
-    assert_eq!(store.get(&Resource::NAMESPACES, "", "old").await.unwrap().str_at("status.phase"), Some("Active"));
+    let old = store.get(&Resource::NAMESPACES, "", "old").await.unwrap();
+    assert_eq!(old.str_at("status.phase"), Some("Active"));
+    assert_eq!(old.value()["metadata"]["labels"], json!({"kubernetes.io/metadata.name": "old"}), "and the name label kube defaults on read");
 }
 
 /// The leader's resync (kube's namespace controller) finishes a namespace delete that another
