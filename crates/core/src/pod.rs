@@ -9,10 +9,10 @@
 //!
 //! Left out: the `kube-root-ca.crt` ConfigMap the token volume projects (a kind tokenwarden
 //! does not keep; `tokenwarden project` writes that volume's layout itself), PriorityClasses
-//! other than kube's two built-in ones, quantities rewritten in canonical form (rounded up to a
-//! thousandth) when stored, pod-level resources, an update's pod-specific annotation rules (the
-//! mirror pod's annotation may not be added, removed or changed), and the parts of a spec
-//! [`crate::pod_spec`] lists as not checked.
+//! other than kube's two built-in ones, an emptyDir's `sizeLimit` written back in canonical form
+//! (the containers' resources are), pod-level resources, an update's pod-specific annotation
+//! rules (the mirror pod's annotation may not be added, removed or changed), and the parts of a
+//! spec [`crate::pod_spec`] lists as not checked.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -606,6 +606,12 @@ mod tests {
         let mut only_limits = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}));
         decode_and_default(&mut only_limits).unwrap();
         assert_eq!(qos_class(&only_limits), "Guaranteed");
+        // Kept as kube keeps them: rounded up to a thousandth, in canonical form.
+        let mut odd = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "0.5", "memory": "1.5Gi"}, "requests": {"cpu": 0.0001}}}],
+                                                                     "initContainers": [{"name": "i", "resources": {"requests": {"memory": "1024Mi"}}}]}}));
+        decode_and_default(&mut odd).unwrap();
+        assert_eq!(odd.value()["spec"]["containers"][0]["resources"], json!({"limits": {"cpu": "500m", "memory": "1536Mi"}, "requests": {"cpu": "1m", "memory": "1536Mi"}}));
+        assert_eq!(odd.value()["spec"]["initContainers"][0]["resources"]["requests"], json!({"memory": "1Gi"}));
 
         let mut bad = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "lots"}}}]}}));
         let err = decode_and_default(&mut bad).unwrap_err();

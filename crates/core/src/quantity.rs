@@ -38,13 +38,28 @@ impl Quantity {
     /// its suffix was written in (`1000m` is `1`, `1.5` is `1500m`, `1024Mi` is `1Gi`, `2e3`
     /// stays `2e3`), or the error kube's decoder gives.
     pub fn canonical_json(value: &Value) -> Result<String, &'static str> {
-        let (quantity, format) = match value {
-            Value::String(text) => Self::parse_with_format(text.trim())?,
-            Value::Number(number) => Self::parse_with_format(&number.to_string())?,
-            Value::Null => (Self(0), Format::DecimalSi),
-            _ => return Err(FORMAT_WRONG),
-        };
+        let (quantity, format) = Self::json_with_format(value)?;
         Ok(quantity.canonical(format))
+    }
+
+    /// What a pod's resource list keeps of the quantity JSON holds: kube's
+    /// `SetDefaults_ResourceList` rounds it up (away from zero) to a thousandth, and the
+    /// quantity is written back in its canonical form (`0.0001` is `1m`, `1.5Gi` is `1536Mi`).
+    pub fn stored_json(value: &Value) -> Result<String, &'static str> {
+        const MILLI: i128 = 1_000_000;
+        let (Self(nanos), format) = Self::json_with_format(value)?;
+        let rest = nanos % MILLI;
+        let rounded = if rest == 0 { nanos } else { (nanos - rest).saturating_add(MILLI * nanos.signum()) };
+        Ok(Self(rounded).canonical(format))
+    }
+
+    fn json_with_format(value: &Value) -> Result<(Self, Format), &'static str> {
+        match value {
+            Value::String(text) => Self::parse_with_format(text.trim()),
+            Value::Number(number) => Self::parse_with_format(&number.to_string()),
+            Value::Null => Ok((Self(0), Format::DecimalSi)),
+            _ => Err(FORMAT_WRONG),
+        }
     }
 
     /// kube's `CanonicalizeBytes`: a binary amount of at least 1024 that is a whole number is
@@ -253,5 +268,20 @@ mod tests {
         assert_eq!(canonical("lots"), Err(FORMAT_WRONG));
         // Saturated amounts print without a panic.
         assert!(canonical("1e100").is_ok() && canonical("99999999999999999999999999999999999999999999Ei").is_ok());
+    }
+
+    /// What a pod's resources keep: rounded up, away from zero, to a thousandth
+    /// (`SetDefaults_ResourceList`), then in canonical form.
+    #[test]
+    fn stored_quantities_are_rounded_up_to_a_thousandth() {
+        let stored = |text: &str| Quantity::stored_json(&json!(text));
+        for (text, kept) in [
+            ("0.0001", "1m"), ("1500u", "2m"), ("1n", "1m"), ("0.1", "100m"), ("1000m", "1"), ("1.5Gi", "1536Mi"), ("100Mi", "100Mi"),
+            ("2e3", "2e3"), ("0", "0"), ("-0.0001", "-1m"), ("1.0005", "1001m"), ("0.5Ki", "512"),
+        ] {
+            assert_eq!(stored(text), Ok(kept.to_owned()), "{text:?}");
+        }
+        assert_eq!(stored("lots"), Err(FORMAT_WRONG));
+        assert!(stored("99999999999999999999999999999999999999999999Ei").is_ok(), "saturated, no panic");
     }
 }

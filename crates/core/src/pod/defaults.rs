@@ -11,8 +11,8 @@ use crate::{Error, Object};
 /// Decoding and the API's defaults (kube's `SetDefaults_Pod`, `_PodSpec`, `_Container`,
 /// `_ContainerPort`, `_Probe`, `_HTTPGetAction`, `_ObjectFieldSelector`, `_Volume` and those of
 /// each volume source): every container's requests and limits must be quantities (400, as
-/// kube's decoder answers); a limit is also the request where none is named; and the fields
-/// kube fills in are filled in where empty.
+/// kube's decoder answers), kept rounded up to a thousandth in canonical form; a limit is also
+/// the request where none is named; and the fields kube fills in are filled in where empty.
 pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
     let spec = pod.0.entry("spec").or_insert(Value::Null);
     if spec.is_null() {
@@ -29,12 +29,12 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
         spec.insert("serviceAccount".into(), name.into());
     }
     for container in containers_mut(spec, "ephemeralContainers") {
-        check_quantities(container)?;
+        decode_quantities(container)?;
     }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in CONTAINER_LISTS {
         for container in containers_mut(spec, list) {
-            check_quantities(container)?;
+            decode_quantities(container)?;
             default_container(container, host_network);
         }
     }
@@ -50,11 +50,14 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_quantities(container: &Map<String, Value>) -> Result<(), Error> {
-    let resources = container.get("resources");
+/// A container's requests and limits as kube decodes them: each a quantity (else the 400 of
+/// kube's decoder), kept as [`Quantity::stored_json`] writes it.
+fn decode_quantities(container: &mut Map<String, Value>) -> Result<(), Error> {
+    let Some(resources) = object_mut(container, "resources") else { return Ok(()) };
     for part in ["requests", "limits"] {
-        for quantity in resources.and_then(|r| r.get(part)).and_then(Value::as_object).into_iter().flat_map(Map::values) {
-            Quantity::from_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
+        for quantity in object_mut(resources, part).into_iter().flat_map(|list| list.values_mut()) {
+            let stored = Quantity::stored_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
+            *quantity = Value::String(stored);
         }
     }
     Ok(())
