@@ -23,11 +23,7 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-/// A port nobody listens on right now (bind :0, read, drop).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+pub use tokenwarden_testkit::free_port;
 
 /// The last lines of every `*.log` file in `dir`: what the processes a script started said
 /// before it failed.
