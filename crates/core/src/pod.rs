@@ -9,8 +9,7 @@
 //!
 //! Left out: the `kube-root-ca.crt` ConfigMap the token volume projects (a kind tokenwarden
 //! does not keep; `tokenwarden project` writes that volume's layout itself), PriorityClasses
-//! other than kube's two built-in ones, an emptyDir's `sizeLimit` written back in canonical form
-//! (the containers' resources are), pod-level resources, an update's pod-specific annotation
+//! other than kube's two built-in ones, pod-level resources, an update's pod-specific annotation
 //! rules (the mirror pod's annotation may not be added, removed or changed), and the parts of a
 //! spec [`crate::pod_spec`] lists as not checked.
 
@@ -268,10 +267,23 @@ pub fn admit_scheduling(pod: &mut Object, current: Option<&Object>) -> Result<()
     Ok(())
 }
 
-/// kube's `dropDisabledPodFields`, the part whose feature gate is off by default in 1.32: image
-/// volumes (ImageVolume, alpha), and the containers' mounts of them, are dropped, unless the
-/// stored pod being updated already has some. The pod is then admitted without them.
+/// kube's `dropDisabledPodFields`, the parts whose feature gates are off by default in 1.32,
+/// each unless the stored pod being updated already uses it: image volumes (ImageVolume,
+/// alpha) with the containers' mounts of them, and pod-level resources (PodLevelResources,
+/// alpha). The pod is then admitted without them.
 pub fn drop_disabled_fields(pod: &mut Object, current: Option<&Object>) {
+    drop_image_volumes(pod, current);
+    let pod_level_resources = |pod: &Object| {
+        ["spec.resources.requests", "spec.resources.limits"].iter().any(|path| pod.at(path).and_then(Value::as_object).is_some_and(|list| !list.is_empty()))
+    };
+    if !current.is_some_and(pod_level_resources)
+        && let Some(Value::Object(spec)) = pod.0.get_mut("spec")
+    {
+        spec.remove("resources");
+    }
+}
+
+fn drop_image_volumes(pod: &mut Object, current: Option<&Object>) {
     let image_volume = |volume: &Value| volume.get("image").is_some_and(|image| !image.is_null());
     let has_image_volumes = |pod: &Object| pod.at("spec.volumes").and_then(Value::as_array).is_some_and(|volumes| volumes.iter().any(image_volume));
     if current.is_some_and(has_image_volumes) || !has_image_volumes(pod) {
@@ -623,6 +635,45 @@ mod tests {
     }
 
     #[test]
+    fn quantities_beyond_the_containers_resources_are_decoded_too() {
+        let field = |divisor: Value| json!({"resource": "limits.cpu", "divisor": divisor});
+        let spec = json!({
+            "containers": [{"name": "a", "env": [{"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                                                 {"name": "MEM", "valueFrom": {"resourceFieldRef": field(json!("1024Mi"))}}]}],
+            "overhead": {"cpu": "0.0001", "memory": "1.5Gi"},
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1024Mi"}},
+                        {"name": "unlimited", "emptyDir": {"sizeLimit": null}},
+                        {"name": "info", "downwardAPI": {"items": [{"path": "cpu", "resourceFieldRef": field(json!("1000m"))}]}},
+                        {"name": "all", "projected": {"sources": [{"downwardAPI": {"items": [{"path": "cpu", "resourceFieldRef": field(json!(0.5))}]}}]}},
+                        {"name": "claim", "ephemeral": {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "0.5Gi"}, "limits": {"storage": "1e3"}}}}}}]});
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": spec}));
+        decode_and_default(&mut p).unwrap();
+        let spec = &p.value()["spec"];
+        // A resource list is rounded up to a thousandth; any other quantity only canonical.
+        assert_eq!(spec["overhead"], json!({"cpu": "1m", "memory": "1536Mi"}));
+        assert_eq!(spec["containers"][0]["env"][0]["valueFrom"]["resourceFieldRef"], json!({"resource": "limits.cpu", "divisor": "0"}), "Go writes a zero divisor");
+        assert_eq!(spec["containers"][0]["env"][1]["valueFrom"]["resourceFieldRef"]["divisor"], "1Gi");
+        let volumes = &spec["volumes"];
+        assert_eq!(volumes[0]["emptyDir"], json!({"sizeLimit": "1Gi"}));
+        assert_eq!(volumes[1]["emptyDir"], json!({"sizeLimit": null}), "no limit stays none");
+        assert_eq!(volumes[2]["downwardAPI"]["items"][0]["resourceFieldRef"]["divisor"], "1");
+        assert_eq!(volumes[3]["projected"]["sources"][0]["downwardAPI"]["items"][0]["resourceFieldRef"]["divisor"], "500m");
+        assert_eq!(volumes[4]["ephemeral"]["volumeClaimTemplate"]["spec"]["resources"], json!({"requests": {"storage": "512Mi"}, "limits": {"storage": "1e3"}}));
+
+        for bad in [
+            json!({"containers": [{"name": "a"}], "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "lots"}}]}),
+            json!({"containers": [{"name": "a"}], "overhead": {"cpu": "lots"}}),
+            json!({"containers": [{"name": "a", "env": [{"name": "E", "valueFrom": {"resourceFieldRef": field(json!("lots"))}}]}]}),
+            json!({"containers": [{"name": "a"}], "volumes": [{"name": "v", "ephemeral": {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": true}}}}}}]}),
+        ] {
+            let mut p = pod(json!({"metadata": {"name": "p"}, "spec": bad}));
+            let err = decode_and_default(&mut p).unwrap_err();
+            assert_eq!(err.code(), 400, "{bad}");
+            assert!(err.to_string().starts_with("Pod in version \"v1\" cannot be handled as a Pod: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_api_defaults_are_filled_in_where_empty() {
         let spec = json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 0, "hostNetwork": true,
                           "containers": [{"name": "a", "image": "busybox", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP", "hostPort": 5353}]},
@@ -743,6 +794,25 @@ mod tests {
         let mut update = stored.clone();
         drop_disabled_fields(&mut update, Some(&stored));
         assert_eq!(update.value()["spec"], spec, "in use already: kept");
+    }
+
+    #[test]
+    fn pod_level_resources_are_dropped_unless_already_in_use() {
+        let spec = json!({"resources": {"limits": {"cpu": "1"}}, "containers": [{"name": "a"}]});
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": spec.clone()}));
+        drop_disabled_fields(&mut p, None);
+        assert_eq!(p.value()["spec"], json!({"containers": [{"name": "a"}]}));
+        let stored = pod(json!({"metadata": {"name": "p"}, "spec": spec.clone()}));
+        let mut update = stored.clone();
+        drop_disabled_fields(&mut update, Some(&stored));
+        assert_eq!(update.value()["spec"], spec, "in use already: kept");
+        let empty = pod(json!({"metadata": {"name": "p"}, "spec": {"resources": {"limits": {}}, "containers": [{"name": "a"}]}}));
+        let mut update = stored.clone();
+        drop_disabled_fields(&mut update, Some(&empty));
+        assert_eq!(update.value()["spec"], json!({"containers": [{"name": "a"}]}), "an empty list is not a use");
+        // Decoded before they are dropped: a value that is no quantity is the decoder's 400.
+        let mut bad = pod(json!({"metadata": {"name": "p"}, "spec": {"resources": {"requests": {"cpu": "lots"}}, "containers": [{"name": "a"}]}}));
+        assert_eq!(decode_and_default(&mut bad).unwrap_err().code(), 400);
     }
 
     /// kube's ServiceAccount admission plugin mounts the token volume into every container

@@ -10,9 +10,10 @@ use crate::{Error, Object};
 
 /// Decoding and the API's defaults (kube's `SetDefaults_Pod`, `_PodSpec`, `_Container`,
 /// `_ContainerPort`, `_Probe`, `_HTTPGetAction`, `_ObjectFieldSelector`, `_Volume` and those of
-/// each volume source): every container's requests and limits must be quantities (400, as
-/// kube's decoder answers), kept rounded up to a thousandth in canonical form; a limit is also
-/// the request where none is named; and the fields kube fills in are filled in where empty.
+/// each volume source): every quantity must be one (400, as kube's decoder answers) and is kept
+/// in canonical form, those of resource lists (requests, limits, the overhead) rounded up to a
+/// thousandth; a limit is also the request where none is named; and the fields kube fills in
+/// are filled in where empty.
 pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
     let spec = pod.0.entry("spec").or_insert(Value::Null);
     if spec.is_null() {
@@ -39,7 +40,15 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
         }
     }
     for volume in items_mut(spec, "volumes") {
+        decode_volume_quantities(volume)?;
         default_volume(volume);
+    }
+    if let Some(overhead) = object_mut(spec, "overhead") {
+        decode_resource_list(overhead)?;
+    }
+    // Pod-level resources are decoded before their disabled gate drops them.
+    if let Some(resources) = object_mut(spec, "resources") {
+        decode_requirements(resources)?;
     }
     set_default(spec, "dnsPolicy", "ClusterFirst");
     set_default(spec, "restartPolicy", "Always");
@@ -50,17 +59,78 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
     Ok(())
 }
 
-/// A container's requests and limits as kube decodes them: each a quantity (else the 400 of
-/// kube's decoder), kept as [`Quantity::stored_json`] writes it.
+/// A container's quantities as kube decodes them: its requests and limits (see
+/// [`decode_requirements`]) and its env's `resourceFieldRef` divisors.
 fn decode_quantities(container: &mut Map<String, Value>) -> Result<(), Error> {
-    let Some(resources) = object_mut(container, "resources") else { return Ok(()) };
-    for part in ["requests", "limits"] {
-        for quantity in object_mut(resources, part).into_iter().flat_map(|list| list.values_mut()) {
-            let stored = Quantity::stored_json(quantity).map_err(|e| Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {e}")))?;
-            *quantity = Value::String(stored);
+    if let Some(resources) = object_mut(container, "resources") {
+        decode_requirements(resources)?;
+    }
+    for env in items_mut(container, "env") {
+        if let Some(selector) = object_mut(env, "valueFrom").and_then(|from| object_mut(from, "resourceFieldRef")) {
+            decode_divisor(selector)?;
         }
     }
     Ok(())
+}
+
+/// A volume's quantities: an emptyDir's size limit, the divisors of its downward API files, and
+/// an ephemeral volume's claim template's requests and limits.
+fn decode_volume_quantities(volume: &mut Map<String, Value>) -> Result<(), Error> {
+    if let Some(limit) = object_mut(volume, "emptyDir").and_then(|dir| dir.get_mut("sizeLimit")).filter(|l| !l.is_null()) {
+        *limit = Value::String(Quantity::canonical_json(limit).map_err(undecodable)?);
+    }
+    let divisors = |files: &mut Map<String, Value>| {
+        items_mut(files, "items").filter_map(|file| object_mut(file, "resourceFieldRef")).try_for_each(decode_divisor)
+    };
+    if let Some(files) = object_mut(volume, "downwardAPI") {
+        divisors(files)?;
+    }
+    if let Some(projected) = object_mut(volume, "projected") {
+        for files in items_mut(projected, "sources").filter_map(|source| object_mut(source, "downwardAPI")) {
+            divisors(files)?;
+        }
+    }
+    if let Some(resources) = object_mut(volume, "ephemeral")
+        .and_then(|e| object_mut(e, "volumeClaimTemplate"))
+        .and_then(|t| object_mut(t, "spec"))
+        .and_then(|s| object_mut(s, "resources"))
+    {
+        decode_requirements(resources)?;
+    }
+    Ok(())
+}
+
+/// Requests and limits, each a resource list.
+fn decode_requirements(resources: &mut Map<String, Value>) -> Result<(), Error> {
+    for part in ["requests", "limits"] {
+        if let Some(list) = object_mut(resources, part) {
+            decode_resource_list(list)?;
+        }
+    }
+    Ok(())
+}
+
+/// A resource list as kube decodes and defaults it (`SetDefaults_ResourceList`): each value a
+/// quantity, kept as [`Quantity::stored_json`] writes it.
+fn decode_resource_list(list: &mut Map<String, Value>) -> Result<(), Error> {
+    for quantity in list.values_mut() {
+        *quantity = Value::String(Quantity::stored_json(quantity).map_err(undecodable)?);
+    }
+    Ok(())
+}
+
+/// A `resourceFieldRef`'s divisor: a quantity in canonical form, and `0` when absent, as Go
+/// writes a `Quantity` that is not a pointer (`omitempty` leaves no struct out).
+fn decode_divisor(selector: &mut Map<String, Value>) -> Result<(), Error> {
+    let divisor = selector.get("divisor").unwrap_or(&Value::Null);
+    let canonical = Quantity::canonical_json(divisor).map_err(undecodable)?;
+    selector.insert("divisor".to_owned(), Value::String(canonical));
+    Ok(())
+}
+
+/// The 400 kube's decoder answers for a value that is not a quantity.
+fn undecodable(reason: &str) -> Error {
+    Error::BadRequest(format!("Pod in version \"v1\" cannot be handled as a Pod: {reason}"))
 }
 
 /// A container's defaults: requests from limits, the pull policy from the image's tag, the
