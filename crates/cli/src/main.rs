@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// burst of TokenRequests starts a thread for every signature in flight (100–400 seen under 32
 /// connections) and wakes one for each. Capped, the signatures queue and a thread that finishes
 /// takes the next without sleeping: half the context switches, and RS256 issuance went from
-/// 0.77 to 0.81 of `openssl speed` (docs/benchmarks.md, Findings).
+/// 0.76 to 0.81 of `openssl speed` (docs/benchmarks.md, Findings).
 const BLOCKING_THREADS_PER_CORE: usize = 4;
 
 #[derive(Debug, Parser)]
