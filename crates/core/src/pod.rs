@@ -9,9 +9,10 @@
 //!
 //! Left out: the `kube-root-ca.crt` ConfigMap the token volume projects (a kind tokenwarden
 //! does not keep; `tokenwarden project` writes that volume's layout itself), PriorityClasses
-//! other than kube's two built-in ones, pod-level resources, an update's pod-specific annotation
-//! rules (the mirror pod's annotation may not be added, removed or changed), and the parts of a
-//! spec [`crate::pod_spec`] lists as not checked.
+//! other than kube's two built-in ones, an update's pod-specific annotation rules (the mirror
+//! pod's annotation may not be added, removed or changed), and the parts of a spec
+//! [`crate::pod_spec`] lists as not checked. Fields whose feature gates are off in 1.32 are
+//! dropped as kube drops them ([`drop_disabled_fields`]).
 
 use std::collections::{BTreeMap, HashSet};
 
