@@ -40,8 +40,7 @@ pub fn decode_and_default(pod: &mut Object) -> Result<(), Error> {
         }
     }
     for volume in items_mut(spec, "volumes") {
-        decode_volume_quantities(volume)?;
-        default_volume(volume);
+        decode_and_default_volume(volume)?;
     }
     if let Some(overhead) = object_mut(spec, "overhead") {
         decode_resource_list(overhead)?;
@@ -69,33 +68,6 @@ fn decode_quantities(container: &mut Map<String, Value>) -> Result<(), Error> {
         if let Some(selector) = object_mut(env, "valueFrom").and_then(|from| object_mut(from, "resourceFieldRef")) {
             decode_divisor(selector)?;
         }
-    }
-    Ok(())
-}
-
-/// A volume's quantities: an emptyDir's size limit, the divisors of its downward API files, and
-/// an ephemeral volume's claim template's requests and limits.
-fn decode_volume_quantities(volume: &mut Map<String, Value>) -> Result<(), Error> {
-    if let Some(limit) = object_mut(volume, "emptyDir").and_then(|dir| dir.get_mut("sizeLimit")).filter(|l| !l.is_null()) {
-        *limit = Value::String(Quantity::canonical_json(limit).map_err(undecodable)?);
-    }
-    let divisors = |files: &mut Map<String, Value>| {
-        items_mut(files, "items").filter_map(|file| object_mut(file, "resourceFieldRef")).try_for_each(decode_divisor)
-    };
-    if let Some(files) = object_mut(volume, "downwardAPI") {
-        divisors(files)?;
-    }
-    if let Some(projected) = object_mut(volume, "projected") {
-        for files in items_mut(projected, "sources").filter_map(|source| object_mut(source, "downwardAPI")) {
-            divisors(files)?;
-        }
-    }
-    if let Some(resources) = object_mut(volume, "ephemeral")
-        .and_then(|e| object_mut(e, "volumeClaimTemplate"))
-        .and_then(|t| object_mut(t, "spec"))
-        .and_then(|s| object_mut(s, "resources"))
-    {
-        decode_requirements(resources)?;
     }
     Ok(())
 }
@@ -202,10 +174,15 @@ fn default_http_get(http_get: &mut Map<String, Value>) {
     set_default(http_get, "scheme", "HTTP");
 }
 
+/// A volume's quantities as kube decodes them (an emptyDir's size limit, the divisors of its
+/// downward API files, an ephemeral volume's claim requests and limits), then
 /// `SetDefaults_Volume` and the sources' own: a volume that names no source is an emptyDir
 /// (kube's decoder leaves every source pointer nil); files are written with mode 0644; a
 /// projected token lives an hour; the in-tree drivers get their documented defaults.
-fn default_volume(volume: &mut Map<String, Value>) {
+fn decode_and_default_volume(volume: &mut Map<String, Value>) -> Result<(), Error> {
+    if let Some(limit) = object_mut(volume, "emptyDir").and_then(|dir| dir.get_mut("sizeLimit")).filter(|l| !l.is_null()) {
+        *limit = Value::String(Quantity::canonical_json(limit).map_err(undecodable)?);
+    }
     if !crate::pod_spec::names_a_source(volume) {
         volume.insert("emptyDir".into(), json!({}));
     }
@@ -218,12 +195,12 @@ fn default_volume(volume: &mut Map<String, Value>) {
         }
     }
     if let Some(downward) = object_mut(volume, "downwardAPI") {
-        default_field_refs(downward);
+        decode_and_default_files(downward)?;
     }
     if let Some(projected) = object_mut(volume, "projected") {
         for source in items_mut(projected, "sources") {
             if let Some(downward) = object_mut(source, "downwardAPI") {
-                default_field_refs(downward);
+                decode_and_default_files(downward)?;
             }
             if let Some(token) = object_mut(source, "serviceAccountToken") {
                 set_absent(token, "expirationSeconds", 3600);
@@ -251,16 +228,25 @@ fn default_volume(volume: &mut Map<String, Value>) {
     let claim = object_mut(volume, "ephemeral").and_then(|e| object_mut(e, "volumeClaimTemplate")).and_then(|t| object_mut(t, "spec"));
     if let Some(claim) = claim {
         set_absent(claim, "volumeMode", "Filesystem");
+        if let Some(resources) = object_mut(claim, "resources") {
+            decode_requirements(resources)?;
+        }
     }
+    Ok(())
 }
 
 /// A downward API's items: each `fieldRef` is read in API version v1 unless it names one.
-fn default_field_refs(downward: &mut Map<String, Value>) {
+/// A downward API volume's files: a field's API version, a resource's divisor.
+fn decode_and_default_files(downward: &mut Map<String, Value>) -> Result<(), Error> {
     for item in items_mut(downward, "items") {
         if let Some(field_ref) = object_mut(item, "fieldRef") {
             set_default(field_ref, "apiVersion", "v1");
         }
+        if let Some(selector) = object_mut(item, "resourceFieldRef") {
+            decode_divisor(selector)?;
+        }
     }
+    Ok(())
 }
 
 fn object_mut<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
